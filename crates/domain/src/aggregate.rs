@@ -1,0 +1,474 @@
+use std::collections::{BTreeMap, HashSet};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::commands::{AiModelConfigCommand, KeyInput, ModelSpec};
+use crate::error::DomainError;
+use crate::events::AiModelConfigEvent;
+use crate::services::{ConfigServices, KeyContext, SealError, SealRequest, SealedKey};
+use crate::values::{
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+};
+
+/// One model the owner uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: ModelId,
+    pub provider: Provider,
+    pub model_type: ModelType,
+    pub model: ModelName,
+    pub is_paid: bool,
+    pub credential: Option<CredentialId>,
+}
+
+impl Model {
+    fn identity(&self) -> (Provider, ModelType, &str) {
+        (self.provider, self.model_type, self.model.as_str())
+    }
+}
+
+/// A stored key. Only its ciphertext and hint are ever held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub name: String,
+    pub provider: Provider,
+    pub endpoint: Option<String>,
+    pub secret: Ciphertext,
+    pub hint: KeyHint,
+}
+
+/// The AI settings of one owner (a person or the workspace) in one workspace.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AiModelConfig {
+    /// `<workspace>/<owner>` once created.
+    pub id: Option<String>,
+    pub models: Vec<Model>,
+    pub credentials: BTreeMap<CredentialId, Credential>,
+    pub system_prompt: Option<SystemPrompt>,
+}
+
+impl AiModelConfig {
+    pub fn is_created(&self) -> bool {
+        self.id.is_some()
+    }
+
+    pub fn credential_of(&self, model: &Model) -> Option<&Credential> {
+        model.credential.and_then(|id| self.credentials.get(&id))
+    }
+}
+
+/// What a replacement does to one requested model, decided before any key is sealed so that a
+/// refused command has touched nothing.
+enum ModelPlan {
+    Add {
+        model_id: ModelId,
+        spec: ModelSpec,
+        new_key: Option<(CredentialId, usize)>,
+    },
+    Keep {
+        model_id: ModelId,
+        spec: ModelSpec,
+        key: KeyPlan,
+    },
+}
+
+enum KeyPlan {
+    Unchanged,
+    Remove(CredentialId),
+    Replace(CredentialId, usize),
+    Add(CredentialId, usize),
+}
+
+impl Aggregate for AiModelConfig {
+    const TYPE: &'static str = "AiModelConfig";
+    type Command = AiModelConfigCommand;
+    type Event = AiModelConfigEvent;
+    type Error = DomainError;
+    type Services = ConfigServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        match command {
+            AiModelConfigCommand::CreateConfig {
+                id,
+                models,
+                system_prompt,
+            } => {
+                if self.is_created() {
+                    return Err(DomainError::ConfigAlreadyExists);
+                }
+                let aggregate_id = id.to_string();
+                let empty = AiModelConfig {
+                    id: Some(aggregate_id),
+                    ..AiModelConfig::default()
+                };
+                let mut events = vec![AiModelConfigEvent::ConfigCreated {
+                    workspace: id.workspace.to_string(),
+                    owner: id.owner.to_string(),
+                }];
+                events.extend(empty.replacement_events(models, services).await?);
+                if let Some(prompt) = system_prompt {
+                    events.push(AiModelConfigEvent::SystemPromptChanged {
+                        system_prompt: Some(prompt),
+                    });
+                }
+                for event in events {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+            AiModelConfigCommand::ReplaceConfig {
+                models,
+                system_prompt,
+            } => {
+                if !self.is_created() {
+                    return Err(DomainError::ConfigNotFound);
+                }
+                let mut events = self.replacement_events(models, services).await?;
+                if let Some(prompt) = system_prompt {
+                    if prompt != self.system_prompt {
+                        events.push(AiModelConfigEvent::SystemPromptChanged {
+                            system_prompt: prompt,
+                        });
+                    }
+                }
+                for event in events {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AiModelConfigEvent::ConfigCreated { workspace, owner } => {
+                self.id = Some(format!("{workspace}/{owner}"));
+            }
+            AiModelConfigEvent::ModelAdded {
+                model_id,
+                provider,
+                model_type,
+                model,
+                is_paid,
+            } => self.models.push(Model {
+                id: model_id,
+                provider,
+                model_type,
+                model,
+                is_paid,
+                credential: None,
+            }),
+            AiModelConfigEvent::ModelPaidFlagChanged { model_id, is_paid } => {
+                if let Some(model) = self.model_mut(model_id) {
+                    model.is_paid = is_paid;
+                }
+            }
+            AiModelConfigEvent::ModelRemoved { model_id } => {
+                self.models.retain(|model| model.id != model_id);
+            }
+            AiModelConfigEvent::ModelsReordered { model_ids } => {
+                self.models.sort_by_key(|model| {
+                    model_ids
+                        .iter()
+                        .position(|id| *id == model.id)
+                        .unwrap_or(usize::MAX)
+                });
+            }
+            AiModelConfigEvent::CredentialAdded {
+                credential_id,
+                name,
+                provider,
+                endpoint,
+                secret,
+                hint,
+            } => {
+                self.credentials.insert(
+                    credential_id,
+                    Credential {
+                        id: credential_id,
+                        name,
+                        provider,
+                        endpoint,
+                        secret,
+                        hint,
+                    },
+                );
+            }
+            AiModelConfigEvent::CredentialSecretReplaced {
+                credential_id,
+                secret,
+                hint,
+            } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.secret = secret;
+                    credential.hint = hint;
+                }
+            }
+            AiModelConfigEvent::CredentialRemoved { credential_id } => {
+                self.credentials.remove(&credential_id);
+                for model in &mut self.models {
+                    if model.credential == Some(credential_id) {
+                        model.credential = None;
+                    }
+                }
+            }
+            AiModelConfigEvent::ModelCredentialAttached {
+                model_id,
+                credential_id,
+            } => {
+                if let Some(model) = self.model_mut(model_id) {
+                    model.credential = Some(credential_id);
+                }
+            }
+            AiModelConfigEvent::ModelCredentialDetached { model_id } => {
+                if let Some(model) = self.model_mut(model_id) {
+                    model.credential = None;
+                }
+            }
+            AiModelConfigEvent::SystemPromptChanged { system_prompt } => {
+                self.system_prompt = system_prompt;
+            }
+        }
+    }
+}
+
+impl AiModelConfig {
+    fn model_mut(&mut self, id: ModelId) -> Option<&mut Model> {
+        self.models.iter_mut().find(|model| model.id == id)
+    }
+
+    /// The events that turn the current models into `desired`: only the differences, and none
+    /// when nothing changes. All new keys are sealed in one call to the keyring.
+    async fn replacement_events(
+        &self,
+        desired: Vec<ModelSpec>,
+        services: &ConfigServices,
+    ) -> Result<Vec<AiModelConfigEvent>, DomainError> {
+        let aggregate_id = self.id.clone().unwrap_or_default();
+        let workspace = aggregate_id
+            .split_once('/')
+            .map(|(workspace, _)| workspace.to_owned())
+            .unwrap_or_default();
+
+        let mut seen = HashSet::new();
+        for (index, spec) in desired.iter().enumerate() {
+            if !seen.insert((spec.provider, spec.model_type, spec.model.as_str().to_owned())) {
+                return Err(DomainError::DuplicateModel {
+                    index,
+                    provider: spec.provider.to_string(),
+                    model_type: spec.model_type.as_str().to_owned(),
+                    model: spec.model.as_str().to_owned(),
+                });
+            }
+        }
+
+        let mut seal_requests = Vec::new();
+        // Which model (by request position) each seal request serves, to name it in errors.
+        let mut request_owner = Vec::new();
+        let mut queue_seal = |key: KeyInput, credential: CredentialId, index: usize| {
+            let context = KeyContext::for_credential(&aggregate_id, credential);
+            let request = match key {
+                KeyInput::Encrypted(ciphertext) => SealRequest::ClientEncrypted { ciphertext, context },
+                KeyInput::Plain(plain) => SealRequest::Plain { plain, context },
+                KeyInput::Keep | KeyInput::Remove => unreachable!("only new keys are sealed"),
+            };
+            seal_requests.push(request);
+            request_owner.push(index);
+            seal_requests.len() - 1
+        };
+
+        let mut plans = Vec::with_capacity(desired.len());
+        for (index, mut spec) in desired.into_iter().enumerate() {
+            let key = std::mem::replace(&mut spec.key, KeyInput::Keep);
+            let existing = self.models.iter().find(|model| {
+                model.identity() == (spec.provider, spec.model_type, spec.model.as_str())
+            });
+            let plan = match existing {
+                None => {
+                    let model_id = ModelId(services.ids.next_id());
+                    let new_key = match key {
+                        KeyInput::Keep | KeyInput::Remove => None,
+                        key => {
+                            let credential = CredentialId(services.ids.next_id());
+                            Some((credential, queue_seal(key, credential, index)))
+                        }
+                    };
+                    ModelPlan::Add {
+                        model_id,
+                        spec,
+                        new_key,
+                    }
+                }
+                Some(model) => {
+                    let current = self.credential_of(model);
+                    let key = match (key, current) {
+                        (KeyInput::Keep, _) | (KeyInput::Remove, None) => KeyPlan::Unchanged,
+                        (KeyInput::Remove, Some(credential)) => KeyPlan::Remove(credential.id),
+                        (KeyInput::Encrypted(ciphertext), Some(credential))
+                            if ciphertext == credential.secret.as_str() =>
+                        {
+                            KeyPlan::Unchanged
+                        }
+                        (key, Some(credential)) => {
+                            KeyPlan::Replace(credential.id, queue_seal(key, credential.id, index))
+                        }
+                        (key, None) => {
+                            let credential = CredentialId(services.ids.next_id());
+                            KeyPlan::Add(credential, queue_seal(key, credential, index))
+                        }
+                    };
+                    ModelPlan::Keep {
+                        model_id: model.id,
+                        spec,
+                        key,
+                    }
+                }
+            };
+            plans.push(plan);
+        }
+
+        let sealed: Vec<SealedKey> = if seal_requests.is_empty() {
+            Vec::new()
+        } else {
+            services
+                .sealer
+                .seal(&workspace_id(&workspace), seal_requests)
+                .await
+                .map_err(|error| match error {
+                    SealError::Undecryptable { index } => DomainError::UndecryptableKey {
+                        index: request_owner.get(index).copied().unwrap_or(index),
+                    },
+                    SealError::Unavailable(reason) => DomainError::KeyringUnavailable(reason),
+                    SealError::Failed(reason) => DomainError::KeyringFailed(reason),
+                })?
+        };
+        let sealed_at = |position: usize| {
+            sealed.get(position).cloned().ok_or_else(|| {
+                DomainError::KeyringFailed("the keyring returned fewer keys than asked".into())
+            })
+        };
+
+        let owner = aggregate_id.split_once('/').map(|(_, owner)| owner).unwrap_or("");
+        let credential_added = |credential_id: CredentialId, spec: &ModelSpec, key: SealedKey| {
+            AiModelConfigEvent::CredentialAdded {
+                credential_id,
+                name: format!("{owner} {} {}", spec.provider, spec.model.as_str()),
+                provider: spec.provider,
+                endpoint: None,
+                secret: key.ciphertext,
+                hint: key.hint,
+            }
+        };
+
+        let mut events = Vec::new();
+        let desired_ids: Vec<ModelId> = plans
+            .iter()
+            .map(|plan| match plan {
+                ModelPlan::Add { model_id, .. } | ModelPlan::Keep { model_id, .. } => *model_id,
+            })
+            .collect();
+        for model in &self.models {
+            if !desired_ids.contains(&model.id) {
+                events.push(AiModelConfigEvent::ModelRemoved { model_id: model.id });
+                if let Some(credential_id) = model.credential {
+                    events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
+                }
+            }
+        }
+        for plan in plans {
+            match plan {
+                ModelPlan::Add {
+                    model_id,
+                    spec,
+                    new_key,
+                } => {
+                    events.push(AiModelConfigEvent::ModelAdded {
+                        model_id,
+                        provider: spec.provider,
+                        model_type: spec.model_type,
+                        model: spec.model.clone(),
+                        is_paid: spec.is_paid,
+                    });
+                    if let Some((credential_id, position)) = new_key {
+                        events.push(credential_added(credential_id, &spec, sealed_at(position)?));
+                        events.push(AiModelConfigEvent::ModelCredentialAttached {
+                            model_id,
+                            credential_id,
+                        });
+                    }
+                }
+                ModelPlan::Keep {
+                    model_id,
+                    spec,
+                    key,
+                } => {
+                    let current = self.models.iter().find(|model| model.id == model_id);
+                    if current.is_some_and(|model| model.is_paid != spec.is_paid) {
+                        events.push(AiModelConfigEvent::ModelPaidFlagChanged {
+                            model_id,
+                            is_paid: spec.is_paid,
+                        });
+                    }
+                    match key {
+                        KeyPlan::Unchanged => {}
+                        KeyPlan::Remove(credential_id) => {
+                            events.push(AiModelConfigEvent::ModelCredentialDetached { model_id });
+                            events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
+                        }
+                        KeyPlan::Replace(credential_id, position) => {
+                            let key = sealed_at(position)?;
+                            events.push(AiModelConfigEvent::CredentialSecretReplaced {
+                                credential_id,
+                                secret: key.ciphertext,
+                                hint: key.hint,
+                            });
+                        }
+                        KeyPlan::Add(credential_id, position) => {
+                            events.push(credential_added(credential_id, &spec, sealed_at(position)?));
+                            events.push(AiModelConfigEvent::ModelCredentialAttached {
+                                model_id,
+                                credential_id,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        // Removals and additions leave survivors in their old order with newcomers last; say so
+        // only when that is not the order asked for.
+        let mut resulting: Vec<ModelId> = self
+            .models
+            .iter()
+            .map(|model| model.id)
+            .filter(|id| desired_ids.contains(id))
+            .collect();
+        resulting.extend(
+            desired_ids
+                .iter()
+                .filter(|id| !self.models.iter().any(|model| model.id == **id)),
+        );
+        if resulting != desired_ids {
+            events.push(AiModelConfigEvent::ModelsReordered {
+                model_ids: desired_ids,
+            });
+        }
+        Ok(events)
+    }
+}
+
+fn workspace_id(raw: &str) -> crate::values::WorkspaceId {
+    // The aggregate id was built from a parsed WorkspaceId, so this cannot fail.
+    crate::values::WorkspaceId::parse(raw).expect("aggregate ids hold valid workspace ids")
+}
+
+#[cfg(test)]
+mod tests;

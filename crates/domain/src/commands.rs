@@ -1,0 +1,42 @@
+use secrecy::SecretString;
+
+use crate::values::{AggregateId, ModelName, ModelType, Provider, SystemPrompt};
+
+/// What the caller wants done with a model's key.
+#[derive(Debug)]
+pub enum KeyInput {
+    /// Leave whatever key the model has.
+    Keep,
+    /// Remove the model's key.
+    Remove,
+    /// Either the ciphertext the service returned earlier (keeps the key) or a new key encrypted
+    /// client-side with the workspace's public key (seed 000's `apiKeyEncrypted`).
+    Encrypted(String),
+    /// A plain key received over TLS (families B–E).
+    Plain(SecretString),
+}
+
+#[derive(Debug)]
+pub struct ModelSpec {
+    pub provider: Provider,
+    pub model_type: ModelType,
+    pub model: ModelName,
+    pub is_paid: bool,
+    pub key: KeyInput,
+}
+
+#[derive(Debug)]
+pub enum AiModelConfigCommand {
+    /// Create the configuration; refused when it exists.
+    CreateConfig {
+        id: AggregateId,
+        models: Vec<ModelSpec>,
+        system_prompt: Option<SystemPrompt>,
+    },
+    /// Replace the models wholesale; `system_prompt: None` leaves the prompt as it is,
+    /// `Some(None)` clears it.
+    ReplaceConfig {
+        models: Vec<ModelSpec>,
+        system_prompt: Option<Option<SystemPrompt>>,
+    },
+}

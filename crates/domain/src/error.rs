@@ -1,0 +1,21 @@
+/// Why the aggregate refused a command. The API layer decides the HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("an AI model configuration already exists")]
+    ConfigAlreadyExists,
+    #[error("no AI model configuration exists yet")]
+    ConfigNotFound,
+    #[error("models[{index}] repeats provider \"{provider}\", type \"{model_type}\" and model \"{model}\" of an earlier entry")]
+    DuplicateModel {
+        index: usize,
+        provider: String,
+        model_type: String,
+        model: String,
+    },
+    #[error("models[{index}].apiKeyEncrypted does not decrypt with this workspace's encryption key (see GET /api/v1/encryption-key)")]
+    UndecryptableKey { index: usize },
+    #[error("the keyring is unavailable")]
+    KeyringUnavailable(String),
+    #[error("the keyring failed")]
+    KeyringFailed(String),
+}

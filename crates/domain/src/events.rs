@@ -1,0 +1,103 @@
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::values::{
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+};
+
+/// What happened to a configuration, fine-grained so the history reads as what people did.
+/// Keys appear only as ciphertext and hint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AiModelConfigEvent {
+    ConfigCreated {
+        workspace: String,
+        owner: String,
+    },
+    ModelAdded {
+        model_id: ModelId,
+        provider: Provider,
+        model_type: ModelType,
+        model: ModelName,
+        is_paid: bool,
+    },
+    ModelPaidFlagChanged {
+        model_id: ModelId,
+        is_paid: bool,
+    },
+    ModelRemoved {
+        model_id: ModelId,
+    },
+    ModelsReordered {
+        model_ids: Vec<ModelId>,
+    },
+    CredentialAdded {
+        credential_id: CredentialId,
+        name: String,
+        provider: Provider,
+        #[serde(default)]
+        endpoint: Option<String>,
+        secret: Ciphertext,
+        hint: KeyHint,
+    },
+    CredentialSecretReplaced {
+        credential_id: CredentialId,
+        secret: Ciphertext,
+        hint: KeyHint,
+    },
+    CredentialRemoved {
+        credential_id: CredentialId,
+    },
+    ModelCredentialAttached {
+        model_id: ModelId,
+        credential_id: CredentialId,
+    },
+    ModelCredentialDetached {
+        model_id: ModelId,
+    },
+    SystemPromptChanged {
+        system_prompt: Option<SystemPrompt>,
+    },
+}
+
+impl AiModelConfigEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AiModelConfigEvent::ConfigCreated { .. } => "ConfigCreated",
+            AiModelConfigEvent::ModelAdded { .. } => "ModelAdded",
+            AiModelConfigEvent::ModelPaidFlagChanged { .. } => "ModelPaidFlagChanged",
+            AiModelConfigEvent::ModelRemoved { .. } => "ModelRemoved",
+            AiModelConfigEvent::ModelsReordered { .. } => "ModelsReordered",
+            AiModelConfigEvent::CredentialAdded { .. } => "CredentialAdded",
+            AiModelConfigEvent::CredentialSecretReplaced { .. } => "CredentialSecretReplaced",
+            AiModelConfigEvent::CredentialRemoved { .. } => "CredentialRemoved",
+            AiModelConfigEvent::ModelCredentialAttached { .. } => "ModelCredentialAttached",
+            AiModelConfigEvent::ModelCredentialDetached { .. } => "ModelCredentialDetached",
+            AiModelConfigEvent::SystemPromptChanged { .. } => "SystemPromptChanged",
+        }
+    }
+
+    /// Every event type, for filters and documentation.
+    pub const NAMES: [&'static str; 11] = [
+        "ConfigCreated",
+        "ModelAdded",
+        "ModelPaidFlagChanged",
+        "ModelRemoved",
+        "ModelsReordered",
+        "CredentialAdded",
+        "CredentialSecretReplaced",
+        "CredentialRemoved",
+        "ModelCredentialAttached",
+        "ModelCredentialDetached",
+        "SystemPromptChanged",
+    ];
+}
+
+impl DomainEvent for AiModelConfigEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}

@@ -1,0 +1,23 @@
+//! The `AiModelConfig` aggregate: what a person or a workspace has configured for AI providers.
+//!
+//! Pure domain code: no I/O. Encryption reaches the aggregate only through the [`KeySealer`]
+//! port in [`ConfigServices`], which the keyring crate implements.
+
+mod aggregate;
+mod commands;
+mod error;
+mod events;
+mod services;
+mod values;
+
+pub use aggregate::{AiModelConfig, Credential, Model};
+pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec};
+pub use error::DomainError;
+pub use events::AiModelConfigEvent;
+pub use services::{
+    ConfigServices, IdSource, KeyContext, KeySealer, RandomIds, SealError, SealedKey, SealRequest,
+};
+pub use values::{
+    AggregateId, Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Owner,
+    Provider, SystemPrompt, ValueError, WorkspaceId,
+};

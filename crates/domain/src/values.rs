@@ -1,0 +1,415 @@
+//! Value objects: parsed once at the edge, so commands only ever carry valid values.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a raw value was refused. The API layer adds the field name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("unknown provider \"{given}\"; accepted values: openai, anthropic, google (gemini), aws (bedrock), openrouter, ollama, azure_openai, other")]
+    UnknownProvider { given: String },
+    #[error("unknown model type \"{given}\"; accepted values: chat, completion, embedding, image, audio, rerank")]
+    UnknownModelType { given: String },
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters")]
+    TooLong { max: usize },
+    #[error("must not contain control characters")]
+    ControlCharacters,
+    #[error("may only contain letters, digits, '.', '_' and '-'")]
+    InvalidCharacters,
+}
+
+fn bounded_text(raw: &str, max: usize, allow_newlines: bool) -> Result<String, ValueError> {
+    if raw.trim().is_empty() {
+        return Err(ValueError::Empty);
+    }
+    if raw.chars().count() > max {
+        return Err(ValueError::TooLong { max });
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(ValueError::ControlCharacters);
+    }
+    Ok(raw.to_owned())
+}
+
+/// The AI providers aimc knows. Every API family's spelling maps onto one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Openai,
+    Anthropic,
+    Google,
+    Aws,
+    Openrouter,
+    Ollama,
+    AzureOpenai,
+    Other,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 8] = [
+        Provider::Openai,
+        Provider::Anthropic,
+        Provider::Google,
+        Provider::Aws,
+        Provider::Openrouter,
+        Provider::Ollama,
+        Provider::AzureOpenai,
+        Provider::Other,
+    ];
+
+    /// Accepts the spellings of every seed ("OpenAI", "OPENAI", "gemini", "GOOGLE", "Bedrock", ...).
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        let folded: String = raw
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '_' | '.'))
+            .flat_map(char::to_lowercase)
+            .collect();
+        let provider = match folded.as_str() {
+            "openai" => Provider::Openai,
+            "anthropic" | "claude" => Provider::Anthropic,
+            "google" | "gemini" | "googleai" | "googlegemini" => Provider::Google,
+            "aws" | "bedrock" | "awsbedrock" | "amazonbedrock" => Provider::Aws,
+            "openrouter" => Provider::Openrouter,
+            "ollama" => Provider::Ollama,
+            "azureopenai" | "azure" => Provider::AzureOpenai,
+            "other" | "custom" => Provider::Other,
+            _ => {
+                return Err(ValueError::UnknownProvider {
+                    given: raw.chars().take(64).collect(),
+                })
+            }
+        };
+        Ok(provider)
+    }
+
+    /// Canonical identifier, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::Google => "google",
+            Provider::Aws => "aws",
+            Provider::Openrouter => "openrouter",
+            Provider::Ollama => "ollama",
+            Provider::AzureOpenai => "azure_openai",
+            Provider::Other => "other",
+        }
+    }
+
+    /// How people write the provider's name (and how seed 000 shows it).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Provider::Openai => "OpenAI",
+            Provider::Anthropic => "Anthropic",
+            Provider::Google => "Google",
+            Provider::Aws => "AWS",
+            Provider::Openrouter => "OpenRouter",
+            Provider::Ollama => "Ollama",
+            Provider::AzureOpenai => "Azure OpenAI",
+            Provider::Other => "Other",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a model is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    Chat,
+    Completion,
+    Embedding,
+    Image,
+    Audio,
+    Rerank,
+}
+
+impl ModelType {
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "chat" => Ok(ModelType::Chat),
+            "completion" => Ok(ModelType::Completion),
+            "embedding" => Ok(ModelType::Embedding),
+            "image" => Ok(ModelType::Image),
+            "audio" => Ok(ModelType::Audio),
+            "rerank" => Ok(ModelType::Rerank),
+            _ => Err(ValueError::UnknownModelType {
+                given: raw.chars().take(64).collect(),
+            }),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelType::Chat => "chat",
+            ModelType::Completion => "completion",
+            ModelType::Embedding => "embedding",
+            ModelType::Image => "image",
+            ModelType::Audio => "audio",
+            ModelType::Rerank => "rerank",
+        }
+    }
+}
+
+/// A provider's model identifier, such as `gpt-4` or `claude-2`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelName(String);
+
+impl ModelName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        bounded_text(raw, Self::MAX_CHARS, false).map(ModelName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The system prompt given to the assistant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SystemPrompt(String);
+
+impl SystemPrompt {
+    pub const MAX_CHARS: usize = 20_000;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValueError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ValueError::ControlCharacters);
+        }
+        Ok(SystemPrompt(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tenant. Also names its Vault keys, hence the restricted alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkspaceId(String);
+
+impl WorkspaceId {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        if raw.is_empty() {
+            return Err(ValueError::Empty);
+        }
+        if raw.len() > Self::MAX_CHARS {
+            return Err(ValueError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ValueError::InvalidCharacters);
+        }
+        Ok(WorkspaceId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whose settings an aggregate holds: one person's, or the whole workspace's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    User(String),
+    Workspace,
+}
+
+impl Owner {
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw == "workspace" {
+            Some(Owner::Workspace)
+        } else {
+            raw.strip_prefix("user:")
+                .filter(|sub| !sub.is_empty())
+                .map(|sub| Owner::User(sub.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::User(sub) => write!(f, "user:{sub}"),
+            Owner::Workspace => f.write_str("workspace"),
+        }
+    }
+}
+
+/// `<workspace>/<owner>`: the workspace comes first so one tenant's aggregates share a prefix,
+/// and it cannot contain '/', so the split is unambiguous whatever the subject holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AggregateId {
+    pub workspace: WorkspaceId,
+    pub owner: Owner,
+}
+
+impl AggregateId {
+    pub fn new(workspace: WorkspaceId, owner: Owner) -> Self {
+        AggregateId { workspace, owner }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (workspace, owner) = raw.split_once('/')?;
+        Some(AggregateId {
+            workspace: WorkspaceId::parse(workspace).ok()?,
+            owner: Owner::parse(owner)?,
+        })
+    }
+}
+
+impl fmt::Display for AggregateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.workspace, self.owner)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CredentialId(pub Uuid);
+
+impl fmt::Display for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelId(pub Uuid);
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A key as the keyring returned it (`vault:v1:...` or `local:v1:...`): safe to store and log,
+/// useless without the keyring and the credential it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ciphertext(pub String);
+
+impl Ciphertext {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What may be shown of a key: `sk-...cdef`, or `****` for keys too short to reveal any part of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyHint(String);
+
+impl KeyHint {
+    pub fn from_plain(plain: &SecretString) -> Self {
+        let chars: Vec<char> = plain.expose_secret().chars().collect();
+        if chars.len() <= 8 {
+            return KeyHint("****".to_owned());
+        }
+        let head: String = chars[..3].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        KeyHint(format!("{head}...{tail}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last four characters, for APIs (seed 003) that show only those.
+    pub fn last4(&self) -> Option<&str> {
+        self.0.split_once("...").map(|(_, tail)| tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_spellings_of_every_seed_map_to_one_provider() {
+        for raw in ["OpenAI", "OPENAI", "openai", "open-ai"] {
+            assert_eq!(Provider::parse(raw), Ok(Provider::Openai), "{raw}");
+        }
+        for raw in ["gemini", "GOOGLE", "Google"] {
+            assert_eq!(Provider::parse(raw), Ok(Provider::Google), "{raw}");
+        }
+        assert_eq!(Provider::parse("AWS Bedrock"), Ok(Provider::Aws));
+        assert_eq!(Provider::parse("azure_openai"), Ok(Provider::AzureOpenai));
+        let err = Provider::parse("xyz").unwrap_err();
+        assert!(err.to_string().contains("openai, anthropic"), "{err}");
+    }
+
+    #[test]
+    fn hint_shows_three_leading_and_four_trailing_characters() {
+        let hint = KeyHint::from_plain(&SecretString::from("sk-abcdefghijklmnopqrstuvwxyz0123cdef"));
+        assert_eq!(hint.as_str(), "sk-...cdef");
+        assert_eq!(hint.last4(), Some("cdef"));
+    }
+
+    #[test]
+    fn hint_of_a_short_key_reveals_nothing() {
+        for short in ["", "a", "12345678"] {
+            assert_eq!(KeyHint::from_plain(&SecretString::from(short)).as_str(), "****");
+        }
+        assert_eq!(
+            KeyHint::from_plain(&SecretString::from("123456789")).as_str(),
+            "123...6789"
+        );
+    }
+
+    #[test]
+    fn aggregate_id_round_trips_even_when_the_subject_contains_slashes() {
+        let id = AggregateId::new(
+            WorkspaceId::parse("w1").unwrap(),
+            Owner::User("auth0|a/b".into()),
+        );
+        assert_eq!(id.to_string(), "w1/user:auth0|a/b");
+        assert_eq!(AggregateId::parse(&id.to_string()), Some(id));
+    }
+
+    #[test]
+    fn workspace_ids_are_restricted_to_a_path_safe_alphabet() {
+        assert!(WorkspaceId::parse("acme-prod_1.eu").is_ok());
+        assert_eq!(WorkspaceId::parse("a/b"), Err(ValueError::InvalidCharacters));
+        assert_eq!(WorkspaceId::parse(""), Err(ValueError::Empty));
+    }
+}

@@ -1,0 +1,86 @@
+//! Encryption of stored keys: HashiCorp Vault / OpenBao transit ([`VaultKeyring`]) or a local
+//! AES-256-GCM key ([`LocalKeyring`]) for single-node setups without Vault.
+//!
+//! Plain text lives only in [`SecretString`]s and zeroizing buffers, and never appears in an
+//! error: errors carry Vault's status and message, not request or response bodies.
+
+mod client_key;
+mod local;
+mod sealer;
+mod vault;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+
+pub use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
+pub use client_key::ClientKey;
+pub use local::LocalKeyring;
+pub use sealer::KeyringSealer;
+pub use vault::{VaultKeyring, VaultSettings};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringError {
+    /// The backend cannot be reached or is sealed; worth retrying later.
+    #[error("keyring unavailable: {0}")]
+    Unavailable(String),
+    /// A ciphertext did not decrypt (tampered, foreign, or bound to another credential).
+    #[error("ciphertext {index} does not decrypt")]
+    Undecryptable { index: usize },
+    /// Anything else the backend refused.
+    #[error("keyring error: {0}")]
+    Failed(String),
+}
+
+/// Where a stored ciphertext can be decrypted, for trusted services that decrypt keys in Vault
+/// themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecryptionRecipe {
+    pub mount: String,
+    pub key_name: String,
+    /// Base64 of the derivation context, as transit's `context` parameter expects it.
+    pub context: String,
+}
+
+#[async_trait]
+pub trait Keyring: Send + Sync {
+    /// Encrypts each key under the workspace key, bound to its context; one backend round trip.
+    async fn encrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(SecretString, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError>;
+
+    /// Decrypts stored keys; one backend round trip.
+    async fn decrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<SecretString>, KeyringError>;
+
+    /// The public half of the workspace's key pair for client-side encryption.
+    async fn client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError>;
+
+    /// Decrypts keys a client encrypted with [`Keyring::client_key`] (standard base64 of an
+    /// RSA-OAEP-SHA256 ciphertext, optionally prefixed `vault:vN:`). `None` marks each one that
+    /// does not decrypt.
+    async fn decrypt_from_client(
+        &self,
+        workspace: &WorkspaceId,
+        ciphertexts: Vec<String>,
+    ) -> Result<Vec<Option<SecretString>>, KeyringError>;
+
+    /// Whether the backend is ready to serve.
+    async fn check(&self) -> Result<(), KeyringError>;
+
+    /// How a trusted service would decrypt this workspace's ciphertexts itself, if it can.
+    fn decryption_recipe(&self, workspace: &WorkspaceId, context: &KeyContext)
+        -> Option<DecryptionRecipe>;
+}
+
+/// Splits `vault:v3:BASE64` (or `local:v3:BASE64`) into version and payload.
+pub(crate) fn split_versioned(ciphertext: &str) -> Option<(u64, &str)> {
+    let mut parts = ciphertext.splitn(3, ':');
+    let _scheme = parts.next().filter(|s| *s == "vault" || *s == "local")?;
+    let version = parts.next()?.strip_prefix('v')?.parse().ok()?;
+    Some((version, parts.next()?))
+}

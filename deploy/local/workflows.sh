@@ -1,0 +1,66 @@
+# shellcheck shell=bash
+# `./dev run` and `./dev test`: the services, then cargo.
+
+load_env() {
+  # shellcheck source=/dev/null
+  source "$AIMC_ENV_FILE"
+}
+
+# Checked without running cargo, which would wait on a build lock if another
+# cargo is busy in this workspace.
+have_nextest() {
+  command -v cargo-nextest >/dev/null 2>&1 ||
+    [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo-nextest ]]
+}
+
+format_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+dev_test() {
+  local started status=0
+  local -a runner
+  services_up
+  load_env
+  if have_nextest; then
+    runner=(cargo nextest run --workspace --no-fail-fast)
+  else
+    runner=(cargo test --workspace --no-fail-fast)
+  fi
+  started=$SECONDS
+  run "${runner[@]}" "$@" || status=$?
+  log "build + test: $(format_duration $((SECONDS - started))) (exit status $status)"
+  exit "$status"
+}
+
+dev_run() {
+  local listen=${AIMC_LISTEN:-127.0.0.1:8080} host port bin token
+  bin=${CARGO_TARGET_DIR:-$AIMC_ROOT/target}/release/aimc
+  services_up
+  load_env
+  run cargo build --release -p aimc-server
+  if [[ ${DEV_DRY_RUN:-} == 1 ]]; then
+    token='<token>'
+  else
+    token=$("$bin" token --sub dev --workspace dev --role owner --scope keys:ciphertext)
+  fi
+  host=${listen%:*}
+  port=${listen##*:}
+  # A wildcard listen address is not something a browser can open.
+  case $host in
+  0.0.0.0 | "" | "[::]") host=127.0.0.1 ;;
+  esac
+  cat <<BANNER
+
+  aimc (development)
+    Swagger UI: http://$host:$port/docs
+    Token (sub dev, workspace dev, owner, keys:ciphertext):
+      $token
+    Try:
+      curl -s -H 'Authorization: Bearer $token' http://$host:$port/api/v1/settings/providers
+
+BANNER
+  if [[ ${DEV_DRY_RUN:-} == 1 ]]; then
+    printf '[dry-run] exec %s serve\n' "$bin" >&2
+    return 0
+  fi
+  exec "$bin" serve
+}
