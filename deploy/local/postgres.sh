@@ -12,6 +12,7 @@ PG_DATA=""
 PG_BIN=""   # /usr/lib/postgresql/<major>/bin
 PG_OWNER="" # set only when root, who must hand the server to another user
 PG_PORT=""
+PG_DIR_PROBLEM=""
 
 pg_url() { printf 'postgres://aimc@127.0.0.1:%s/%s\n' "$1" "$2"; }
 
@@ -59,11 +60,16 @@ pg_existing_dir() {
 
 # The socket path must fit in sockaddr_un (107 bytes with ".s.PGSQL.NNNNN"),
 # and a server run by root on another user's behalf must reach the directory.
+# On failure PG_DIR_PROBLEM says why, for the message that announces the move.
 pg_dir_usable() {
   local dir=$1
-  ((${#dir} <= 90)) || return 1
-  if [[ -n $PG_OWNER ]]; then
-    runuser -u "$PG_OWNER" -- test -x "$AIMC_LOCAL" 2>/dev/null || return 1
+  if ((${#dir} > 90)); then
+    PG_DIR_PROBLEM="its path is too long for a Unix socket"
+    return 1
+  fi
+  if [[ -n $PG_OWNER ]] && ! runuser -u "$PG_OWNER" -- test -x "$AIMC_LOCAL" 2>/dev/null; then
+    PG_DIR_PROBLEM="user '$PG_OWNER' cannot reach it (a parent directory is not traversable)"
+    return 1
   fi
 }
 
@@ -121,7 +127,7 @@ pg_create_cluster() {
   PG_DIR=$AIMC_LOCAL/pg
   if ! pg_dir_usable "$PG_DIR"; then
     PG_DIR=$(pg_fallback_dir)
-    log "PostgreSQL: $AIMC_LOCAL is not reachable by user '${PG_OWNER:-$(id -un)}' (or its path is too long for a socket); the cluster goes to $PG_DIR instead"
+    log "PostgreSQL: not using $AIMC_LOCAL/pg: $PG_DIR_PROBLEM; the cluster goes to $PG_DIR instead"
   fi
   PG_DATA=$PG_DIR/data
   PG_BIN=$(pg_newest_bin)
@@ -221,13 +227,14 @@ pg_up() {
   pg_ensure_database
 }
 
-# True when the URL is the one this script wrote for the local cluster, i.e.
-# AIMC_DATABASE_URL comes from a sourced .local/env rather than from the user.
+# True when the URL is one this script wrote for the local cluster, i.e. it
+# comes from a sourced .local/env rather than from the user.
 pg_is_local_url() {
   local port
   pg_select_existing || return 1
   port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$PG_DATA/$PG_CONF_NAME" 2>/dev/null) || return 1
-  [[ -n $port && $1 == "$(pg_url "$port" aimc)" ]]
+  [[ -n $port ]] || return 1
+  [[ $1 == "$(pg_url "$port" aimc)" || $1 == "$(pg_url "$port" postgres)" ]]
 }
 
 pg_down() {

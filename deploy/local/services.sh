@@ -25,24 +25,35 @@ write_env_file() {
 }
 
 services_up() {
+  local external_db=0 external_vault=0 test_url=${AIMC_TEST_DATABASE_URL:-}
   declare -gA ENV_VALUES=()
   mkdir -p "$AIMC_LOCAL"
-  bao_ensure_binary
 
-  # A URL equal to the one a previous run wrote came from sourcing .local/env,
-  # not from the user: it must not turn the local cluster into "external".
+  # A URL equal to one a previous run wrote came from sourcing .local/env, not
+  # from the user: it must not turn the local services into "external" ones.
   if [[ -n ${AIMC_DATABASE_URL:-} ]] && ! pg_is_local_url "$AIMC_DATABASE_URL"; then
+    external_db=1
+    if [[ -n $test_url ]] && pg_is_local_url "$test_url"; then
+      test_url=""
+    fi
+  fi
+  if [[ -n ${AIMC_VAULT_ADDR:-} ]] && ! bao_is_local_addr "$AIMC_VAULT_ADDR"; then
+    external_vault=1
+    [[ -n ${AIMC_VAULT_TOKEN:-} ]] || die "AIMC_VAULT_ADDR is set, so AIMC_VAULT_TOKEN must be too"
+  fi
+
+  bao_ensure_binary
+  if ((external_db)); then
     log "PostgreSQL: using AIMC_DATABASE_URL from the environment (no local cluster)"
     ENV_VALUES[AIMC_DATABASE_URL]=$AIMC_DATABASE_URL
-    ENV_VALUES[AIMC_TEST_DATABASE_URL]=${AIMC_TEST_DATABASE_URL:-$AIMC_DATABASE_URL}
+    ENV_VALUES[AIMC_TEST_DATABASE_URL]=${test_url:-$AIMC_DATABASE_URL}
   else
     pg_up
     ENV_VALUES[AIMC_DATABASE_URL]=$(pg_url "$PG_PORT" aimc)
     ENV_VALUES[AIMC_TEST_DATABASE_URL]=$(pg_url "$PG_PORT" postgres)
   fi
 
-  if [[ -n ${AIMC_VAULT_ADDR:-} ]] && ! bao_is_local_addr "$AIMC_VAULT_ADDR"; then
-    [[ -n ${AIMC_VAULT_TOKEN:-} ]] || die "AIMC_VAULT_ADDR is set, so AIMC_VAULT_TOKEN must be too"
+  if ((external_vault)); then
     log "OpenBao: using AIMC_VAULT_ADDR from the environment (no local dev server)"
     ENV_VALUES[AIMC_VAULT_ADDR]=$AIMC_VAULT_ADDR
     ENV_VALUES[AIMC_VAULT_TOKEN]=$AIMC_VAULT_TOKEN

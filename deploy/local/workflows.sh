@@ -40,6 +40,7 @@ dev_run() {
   if [[ ${DEV_DRY_RUN:-} == 1 ]]; then
     token='<token>'
   else
+    [[ -x $bin ]] || die "cargo build did not produce $bin"
     token=$("$bin" token --sub dev --workspace dev --role owner --scope keys:ciphertext)
   fi
   host=${listen%:*}

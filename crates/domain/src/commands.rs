@@ -3,7 +3,7 @@ use secrecy::SecretString;
 use crate::values::{AggregateId, ModelName, ModelType, Provider, SystemPrompt};
 
 /// What the caller wants done with a model's key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum KeyInput {
     /// Leave whatever key the model has.
     Keep,
@@ -16,7 +16,7 @@ pub enum KeyInput {
     Plain(SecretString),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ModelSpec {
     pub provider: Provider,
     pub model_type: ModelType,
@@ -25,7 +25,7 @@ pub struct ModelSpec {
     pub key: KeyInput,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AiModelConfigCommand {
     /// Create the configuration; refused when it exists.
     CreateConfig {

@@ -1,0 +1,81 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, ConfigServices};
+use chrono::{SecondsFormat, Utc};
+use cqrs_es::{AggregateError, CqrsFramework};
+use rand::Rng;
+use sqlx::PgPool;
+
+use crate::error::CommandError;
+use crate::event_store::SnapshotEventStore;
+use crate::projection::{ProjectionQuery, Projector};
+
+/// How often a command is tried when other writers keep appending to the same aggregate.
+pub const MAX_COMMAND_ATTEMPTS: usize = 30;
+
+/// Who asked for a change, recorded with every event it causes.
+#[derive(Debug, Clone)]
+pub struct CommandMetadata {
+    pub actor: String,
+    pub request_id: String,
+    pub trace_id: Option<String>,
+}
+
+/// Runs commands against the event-sourced aggregate and projects their events.
+pub struct CommandBus {
+    cqrs: CqrsFramework<AiModelConfig, SnapshotEventStore<AiModelConfig>>,
+}
+
+impl CommandBus {
+    pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize, projector: Arc<Projector>) -> Self {
+        let store = SnapshotEventStore::new(pool, snapshot_every);
+        CommandBus {
+            cqrs: CqrsFramework::new(store, vec![Box::new(ProjectionQuery(projector))], services),
+        }
+    }
+
+    /// Executes `command`, reloading the aggregate and trying again when another writer
+    /// appended first (optimistic concurrency), at most [`MAX_COMMAND_ATTEMPTS`] times.
+    #[tracing::instrument(skip(self, command, metadata), fields(aggregate_id = %id, actor = %metadata.actor))]
+    pub async fn execute(
+        &self,
+        id: &AggregateId,
+        command: AiModelConfigCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), CommandError> {
+        let aggregate_id = id.to_string();
+        for attempt in 1..=MAX_COMMAND_ATTEMPTS {
+            let mut recorded = HashMap::from([
+                ("actor".to_owned(), metadata.actor.clone()),
+                ("request_id".to_owned(), metadata.request_id.clone()),
+                ("occurred_at".to_owned(), Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
+            ]);
+            if let Some(trace_id) = &metadata.trace_id {
+                recorded.insert("trace_id".to_owned(), trace_id.clone());
+            }
+            match self.cqrs.execute_with_metadata(&aggregate_id, command.clone(), recorded).await {
+                Ok(()) => return Ok(()),
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(attempt, "concurrent write; retrying with the reloaded aggregate");
+                    // Jittered, growing back-off so racing writers spread out instead of
+                    // colliding again in lockstep.
+                    let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
+                    let wait = rand::thread_rng().gen_range(1..=ceiling);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(AggregateError::UserError(error)) => return Err(CommandError::Domain(error)),
+                Err(AggregateError::DatabaseConnectionError(error)) => {
+                    return Err(CommandError::StoreUnavailable(error.to_string()))
+                }
+                Err(AggregateError::DeserializationError(error)) | Err(AggregateError::UnexpectedError(error)) => {
+                    return Err(CommandError::Internal(error.to_string()))
+                }
+            }
+        }
+        Err(CommandError::Conflict {
+            attempts: MAX_COMMAND_ATTEMPTS,
+        })
+    }
+}

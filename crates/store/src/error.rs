@@ -1,0 +1,37 @@
+use aimc_domain::DomainError;
+
+/// Failures of the read side and of projections.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid history cursor")]
+    InvalidCursor,
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Why a command was not carried out. Nothing was appended in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Other writers kept winning the race for this aggregate.
+    #[error("the configuration was changed concurrently {attempts} times; try again")]
+    Conflict { attempts: usize },
+    #[error("the event store is unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("event store error: {0}")]
+    Internal(String),
+}

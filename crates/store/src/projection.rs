@@ -1,0 +1,260 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::{Aggregate, EventEnvelope, Query};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::error::StoreError;
+
+const CONFIG_VIEW: &str = "config_view";
+const AUDIT_LOG: &str = "audit_log";
+const PROJECTIONS: [&str; 2] = [AUDIT_LOG, CONFIG_VIEW];
+
+/// An event as read back from the log for projecting.
+struct RecordedEvent {
+    sequence: i64,
+    event: AiModelConfigEvent,
+    metadata: HashMap<String, String>,
+}
+
+impl RecordedEvent {
+    fn occurred_at(&self) -> DateTime<Utc> {
+        self.metadata
+            .get("occurred_at")
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now)
+    }
+}
+
+/// Brings the read model (config_view, audit_log) up to date with the event log.
+///
+/// Projecting reads the log from each projection's recorded offset rather than trusting the
+/// events handed over after a commit, so it is the same code whether it runs right after a
+/// command, for catch-up at start-up, or for a full rebuild, and concurrent writers to one
+/// aggregate cannot apply events out of order: the offset rows are locked for the duration.
+pub struct Projector {
+    pool: PgPool,
+}
+
+impl Projector {
+    pub fn new(pool: PgPool) -> Self {
+        Projector { pool }
+    }
+
+    /// Applies every event of `aggregate_id` the read model has not seen; returns how many.
+    #[tracing::instrument(skip(self))]
+    pub async fn catch_up(&self, aggregate_id: &str) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, aggregate_id)
+             SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
+        )
+        .bind(&PROJECTIONS[..])
+        .bind(aggregate_id)
+        .execute(&mut *tx)
+        .await?;
+        let offsets: HashMap<String, i64> = sqlx::query_as(
+            "SELECT projection, last_sequence FROM projection_offsets
+             WHERE projection = ANY($1) AND aggregate_id = $2 ORDER BY projection FOR UPDATE",
+        )
+        .bind(&PROJECTIONS[..])
+        .bind(aggregate_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let offset = |projection: &str| offsets.get(projection).copied().unwrap_or(0);
+        let from = PROJECTIONS.iter().map(|p| offset(p)).min().unwrap_or(0);
+
+        let rows = sqlx::query(
+            "SELECT sequence, payload, metadata FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+        )
+        .bind(AiModelConfig::TYPE)
+        .bind(aggregate_id)
+        .bind(from)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let events = rows
+            .into_iter()
+            .map(|row| {
+                let payload: serde_json::Value = row.get("payload");
+                let metadata: serde_json::Value = row.get("metadata");
+                Ok(RecordedEvent {
+                    sequence: row.get("sequence"),
+                    event: serde_json::from_value(payload)
+                        .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?,
+                    metadata: serde_json::from_value(metadata).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let last = events.last().map(|event| event.sequence).unwrap_or(from);
+
+        let unseen = |projection: &str| {
+            let offset = offset(projection);
+            events.iter().filter(move |event| event.sequence > offset)
+        };
+        project_config_view(&mut tx, aggregate_id, unseen(CONFIG_VIEW)).await?;
+        project_audit_log(&mut tx, aggregate_id, unseen(AUDIT_LOG)).await?;
+
+        sqlx::query("UPDATE projection_offsets SET last_sequence = $3 WHERE projection = ANY($1) AND aggregate_id = $2")
+            .bind(&PROJECTIONS[..])
+            .bind(aggregate_id)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((last - from) as usize)
+    }
+
+    /// Catches up every aggregate whose events some projection has not applied yet, e.g. after
+    /// a process died between appending events and projecting them.
+    #[tracing::instrument(skip(self))]
+    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        let lagging: Vec<String> = sqlx::query_scalar(
+            "SELECT e.aggregate_id
+               FROM (SELECT aggregate_id, max(sequence) AS last FROM events
+                      WHERE aggregate_type = $1 GROUP BY aggregate_id) e
+              WHERE EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(name)
+                             WHERE coalesce((SELECT o.last_sequence FROM projection_offsets o
+                                              WHERE o.projection = p.name AND o.aggregate_id = e.aggregate_id), 0) < e.last)",
+        )
+        .bind(AiModelConfig::TYPE)
+        .bind(&PROJECTIONS[..])
+        .fetch_all(&self.pool)
+        .await?;
+        let mut applied = 0;
+        for aggregate_id in &lagging {
+            applied += self.catch_up(aggregate_id).await?;
+        }
+        if applied > 0 {
+            tracing::info!(aggregates = lagging.len(), events = applied, "read model caught up");
+        }
+        Ok(applied)
+    }
+
+    /// Runs [`Projector::catch_up_all`] every `interval` until the task is dropped.
+    pub async fn catch_up_periodically(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(error) = self.catch_up_all().await {
+                tracing::warn!(%error, "periodic catch-up failed");
+            }
+        }
+    }
+}
+
+async fn project_config_view<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    aggregate_id: &str,
+    events: impl Iterator<Item = &'a RecordedEvent>,
+) -> Result<(), StoreError> {
+    let events: Vec<&RecordedEvent> = events.collect();
+    let Some(last) = events.last() else { return Ok(()) };
+    let current: Option<(serde_json::Value, DateTime<Utc>)> =
+        sqlx::query_as("SELECT view, created_at FROM config_view WHERE aggregate_id = $1")
+            .bind(aggregate_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (mut config, created_at) = match current {
+        Some((view, created_at)) => (
+            serde_json::from_value::<AiModelConfig>(view)
+                .map_err(|error| StoreError::Internal(format!("unreadable config view: {error}")))?,
+            created_at,
+        ),
+        None => (AiModelConfig::default(), events[0].occurred_at()),
+    };
+    for event in &events {
+        config.apply(event.event.clone());
+    }
+    let Some(id) = AggregateId::parse(aggregate_id) else {
+        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+    };
+    let view = serde_json::to_value(&config).map_err(|error| StoreError::Internal(error.to_string()))?;
+    sqlx::query(
+        "INSERT INTO config_view (aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (aggregate_id) DO UPDATE
+            SET last_sequence = excluded.last_sequence, view = excluded.view, updated_at = excluded.updated_at",
+    )
+    .bind(aggregate_id)
+    .bind(id.workspace.as_str())
+    .bind(id.owner.to_string())
+    .bind(last.sequence)
+    .bind(view)
+    .bind(created_at)
+    .bind(last.occurred_at())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn project_audit_log<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    aggregate_id: &str,
+    events: impl Iterator<Item = &'a RecordedEvent>,
+) -> Result<(), StoreError> {
+    let Some(id) = AggregateId::parse(aggregate_id) else {
+        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+    };
+    let owner = id.owner.to_string();
+    for event in events {
+        sqlx::query(
+            "INSERT INTO audit_log (aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (aggregate_id, sequence) DO NOTHING",
+        )
+        .bind(aggregate_id)
+        .bind(event.sequence)
+        .bind(id.workspace.as_str())
+        .bind(&owner)
+        .bind(event.event.name())
+        .bind(event.metadata.get("actor"))
+        .bind(event.metadata.get("request_id"))
+        .bind(event.metadata.get("trace_id"))
+        .bind(event.occurred_at())
+        .bind(audit_details(&event.event))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The event's fields as the audit trail shows them: ciphertexts dropped, hints kept.
+pub(crate) fn audit_details(event: &AiModelConfigEvent) -> serde_json::Value {
+    let serialized = serde_json::to_value(event).unwrap_or_default();
+    let mut details = match serialized {
+        serde_json::Value::Object(mut tagged) => tagged
+            .remove(event.name())
+            .unwrap_or(serde_json::Value::Object(Default::default())),
+        _ => serde_json::Value::Object(Default::default()),
+    };
+    if let Some(fields) = details.as_object_mut() {
+        fields.remove("secret");
+    }
+    details
+}
+
+/// Projects right after each command, inside the request, so a 2xx response is visible to the
+/// next GET on any replica. A failure here is repaired by the next catch-up.
+pub struct ProjectionQuery(pub Arc<Projector>);
+
+#[async_trait]
+impl Query<AiModelConfig> for ProjectionQuery {
+    async fn dispatch(&self, aggregate_id: &str, _events: &[EventEnvelope<AiModelConfig>]) {
+        if let Err(error) = self.0.catch_up(aggregate_id).await {
+            tracing::error!(aggregate_id, %error, "projection failed; catch-up will repair it");
+        }
+    }
+}

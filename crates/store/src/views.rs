@@ -1,0 +1,60 @@
+use aimc_domain::AiModelConfig;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::error::StoreError;
+use crate::history::{self, HistoryFilter, HistoryPage};
+
+/// A configuration as the read model holds it.
+#[derive(Debug, Clone)]
+pub struct ConfigView {
+    pub aggregate_id: String,
+    pub last_sequence: i64,
+    pub config: AiModelConfig,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The read side: every GET is one indexed query here, never a load of the aggregate.
+#[derive(Clone)]
+pub struct ConfigQueries {
+    pool: PgPool,
+}
+
+impl ConfigQueries {
+    pub fn new(pool: PgPool) -> Self {
+        ConfigQueries { pool }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn config(&self, aggregate_id: &str) -> Result<Option<ConfigView>, StoreError> {
+        let row: Option<(i64, serde_json::Value, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT last_sequence, view, created_at, updated_at FROM config_view WHERE aggregate_id = $1",
+        )
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(last_sequence, view, created_at, updated_at)| {
+            Ok(ConfigView {
+                aggregate_id: aggregate_id.to_owned(),
+                last_sequence,
+                config: serde_json::from_value(view)
+                    .map_err(|error| StoreError::Internal(format!("unreadable config view: {error}")))?,
+                created_at,
+                updated_at,
+            })
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
+        history::page(&self.pool, filter).await
+    }
+
+    /// Whether the database answers, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
