@@ -1,1 +1,11 @@
-fn main(){}
+//! End-to-end scenarios against the real service, a real Postgres and a real OpenBao.
+
+mod authentication;
+mod concurrency;
+mod event_store;
+mod family_a;
+mod harness;
+mod history;
+mod input;
+mod keyring;
+mod operations;

@@ -1,0 +1,73 @@
+//! The HTTP API: one module per API family plus the shared endpoints, over one domain.
+
+mod ai_model_config;
+pub mod auth;
+mod operations;
+mod problem;
+mod request_body;
+mod request_context;
+mod shared;
+mod state;
+
+use std::sync::Arc;
+
+use aimc_store::CommandMetadata;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
+pub use problem::{ApiError, Problem};
+pub use request_context::{RequestContext, MAX_BODY_BYTES};
+pub use state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Family A (seed 000): a person's models, keys and system prompt.
+    AiModelConfig,
+    /// The workspace key clients encrypt API keys with.
+    Encryption,
+    /// Who changed what, and when.
+    Audit,
+    /// Health and readiness.
+    Operations,
+}
+
+type Apis = (ai_model_config::AiModelConfigApi, shared::SharedApi, operations::OperationsApi);
+
+fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (ai_model_config::AiModelConfigApi, shared::SharedApi, operations::OperationsApi),
+        "aimc",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "AI provider settings for people and workspaces: providers, models, system prompt and \
+         API keys, encrypted by Vault transit and never returned in plain text.",
+    )
+}
+
+/// The OpenAPI document, as committed under `openapi/`.
+pub fn openapi_json() -> String {
+    service().spec()
+}
+
+/// Every route of the service.
+pub fn app(state: Arc<AppState>) -> impl Endpoint {
+    let api = service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .data(state)
+        .with(request_context::RequestPlumbing)
+}
+
+pub(crate) fn command_metadata(principal: &auth::Principal, context: &RequestContext) -> CommandMetadata {
+    CommandMetadata {
+        actor: principal.sub.clone(),
+        request_id: context.request_id.clone(),
+        trace_id: Some(context.trace_id.clone()),
+    }
+}

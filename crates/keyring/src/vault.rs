@@ -248,11 +248,18 @@ impl Keyring for VaultKeyring {
             .collect())
     }
 
+    /// `sys/health` by status code: 200 active, 429 standby and 473 performance standby can
+    /// serve transit; 501 uninitialised, 503 sealed and no answer cannot. Read here rather
+    /// than through vaultrs, whose health response type does not fit OpenBao's.
     async fn check(&self) -> Result<(), KeyringError> {
-        match vaultrs::sys::status(&self.client).await {
-            Ok(vaultrs::sys::ServerStatus::OK) | Ok(vaultrs::sys::ServerStatus::PERFSTANDBY) => Ok(()),
-            Ok(status) => Err(KeyringError::Unavailable(format!("Vault status is {status:?}"))),
-            Err(error) => Err(vault_error(error)),
+        let endpoint = HealthCheck;
+        match endpoint.with_middleware(self.client.middle()).exec(self.client.http()).await {
+            Ok(_) => Ok(()),
+            Err(rustify::errors::ClientError::ServerResponseError { code: 429 | 473, .. }) => Ok(()),
+            Err(rustify::errors::ClientError::ServerResponseError { code: 503, .. }) => {
+                Err(KeyringError::Unavailable("Vault is sealed".into()))
+            }
+            Err(error) => Err(rest_error(&error)),
         }
     }
 
@@ -299,6 +306,22 @@ impl Endpoint for TransitBatch {
 
     fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
         Ok(Some(self.body.to_vec()))
+    }
+}
+
+struct HealthCheck;
+
+impl Endpoint for HealthCheck {
+    type Response = serde_json::Value;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        "sys/health".to_owned()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
     }
 }
 

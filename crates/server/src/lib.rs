@@ -1,0 +1,5 @@
+//! The `aimc` binary's building blocks, shared with the end-to-end tests.
+
+pub mod configuration;
+pub mod startup;
+pub mod telemetry;

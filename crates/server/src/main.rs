@@ -1,1 +1,119 @@
-fn main() {}
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use aimc_api::Role;
+use aimc_server::configuration::Settings;
+use aimc_server::startup::{shutdown_signal, Application};
+use aimc_server::telemetry;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+/// aimc: AI provider settings for people and workspaces, with keys encrypted by Vault.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Write the OpenAPI document.
+    Openapi {
+        /// Where to write it.
+        #[arg(long, default_value = "openapi/openapi.json")]
+        output: PathBuf,
+        /// Fail instead of writing when the file differs from what the code generates.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a development token signed with AIMC_JWT_HS256_SECRET.
+    Token {
+        /// The user (`sub` claim).
+        #[arg(long)]
+        sub: String,
+        /// A workspace the token grants; repeat for several, optionally as `name=role`.
+        #[arg(long = "workspace", required = true)]
+        workspaces: Vec<String>,
+        /// The role for workspaces given without one: owner, admin, member or viewer.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Space-separated scopes, e.g. `keys:ciphertext`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 8 * 3600)]
+        ttl: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings::load()?;
+            let _telemetry = telemetry::init(&settings.log, settings.log_format)?;
+            let application = Application::build(settings).await?;
+            application.run_until(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let settings = Settings::load()?;
+            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
+                url: settings.database_url()?.to_owned(),
+                max_connections: 2,
+                acquire_timeout: std::time::Duration::from_secs(10),
+            })?;
+            aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+            println!("migrations applied");
+        }
+        Command::Openapi { output, check } => {
+            let spec = format!("{}\n", aimc_api::openapi_json());
+            if check {
+                let committed = std::fs::read_to_string(&output)
+                    .with_context(|| format!("Failed to read {}", output.display()))?;
+                if committed != spec {
+                    bail!("{} is out of date: run `aimc openapi`", output.display());
+                }
+            } else {
+                if let Some(parent) = output.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&output, spec).with_context(|| format!("Failed to write {}", output.display()))?;
+                println!("wrote {}", output.display());
+            }
+        }
+        Command::Token { sub, workspaces, role, scope, ttl } => {
+            let settings = Settings::load()?;
+            let Some(secret) = &settings.jwt_hs256_secret else {
+                bail!("AIMC_JWT_HS256_SECRET is not set");
+            };
+            let parse_role = |raw: &str| {
+                Role::parse(raw).with_context(|| format!("unknown role {raw:?}: use owner, admin, member or viewer"))
+            };
+            let default_role = parse_role(&role)?;
+            let mut granted = HashMap::new();
+            for workspace in workspaces {
+                match workspace.split_once('=') {
+                    Some((name, role)) => granted.insert(name.to_owned(), parse_role(role)?),
+                    None => granted.insert(workspace, default_role),
+                };
+            }
+            let token = aimc_api::mint_hs256_token(
+                secret,
+                &settings.jwt_issuer,
+                &settings.jwt_audience,
+                &sub,
+                granted,
+                scope.as_deref(),
+                ttl,
+            )?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

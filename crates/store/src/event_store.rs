@@ -44,6 +44,12 @@ impl<A: Aggregate> SnapshotEventStore<A> {
         }
     }
 
+    /// The aggregate as a command would see it: snapshot plus newer events.
+    pub async fn load(&self, aggregate_id: &str) -> Result<(A, usize), AggregateError<A::Error>> {
+        let loaded = self.load_aggregate(aggregate_id).await?;
+        Ok((loaded.aggregate, loaded.current_sequence))
+    }
+
     /// Replays every event from the start, ignoring the snapshot; the reference the snapshot
     /// must equal.
     pub async fn replay_from_scratch(&self, aggregate_id: &str) -> Result<(A, usize), AggregateError<A::Error>> {

@@ -1,0 +1,265 @@
+//! The one place where failures become HTTP responses: RFC 9457 problem details.
+
+use aimc_domain::{DomainError, ValueError};
+use aimc_keyring::KeyringError;
+use aimc_store::{CommandError, StoreError};
+use poem::http::StatusCode;
+use poem::IntoResponse;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// Seconds a client should wait before retrying when a dependency is down.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// A field that was refused, and why.
+#[derive(Debug, Clone, Object)]
+pub struct FieldError {
+    /// Path of the field in the request, e.g. `models[1].provider`.
+    pub field: String,
+    pub message: String,
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI reference identifying the problem type.
+    #[oai(rename = "type")]
+    pub problem_type: String,
+    /// Short, human-readable summary of the problem type.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// Explanation specific to this occurrence.
+    pub detail: String,
+    /// The fields that were refused, when the problem is bad input.
+    #[oai(skip_serializing_if_is_empty)]
+    pub errors: Vec<FieldError>,
+}
+
+/// Every error an operation can answer with.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed or a value is invalid; `errors` names the fields.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid bearer token: missing, malformed, expired, wrongly signed or for another audience.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token does not grant this: the workspace is not in it, or the role or scope is too low.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// Nothing here for this caller.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The request conflicts with the current state.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body exceeds 64 KiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// Unexpected failure; the cause is in the service's log under the request id.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// Postgres or Vault is unreachable; nothing was changed. Retry after the given seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+}
+
+fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>, errors: Vec<FieldError>) -> Json<Problem> {
+    Json(Problem {
+        problem_type: format!("https://aimc.dev/problems/{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail: detail.into(),
+        errors,
+    })
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest(problem(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail, vec![]))
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        ApiError::BadRequest(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-field",
+            "Invalid field",
+            format!("{field}: {message}"),
+            vec![FieldError { field, message }],
+        ))
+    }
+
+    pub fn invalid_value(field: impl Into<String>, error: ValueError) -> Self {
+        ApiError::invalid_field(field, error.to_string())
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized(
+            problem(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail, vec![]),
+            "Bearer".to_owned(),
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError::Forbidden(problem(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail, vec![]))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        ApiError::NotFound(problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail, vec![]))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        ApiError::Conflict(problem(StatusCode::CONFLICT, "conflict", "Conflict", detail, vec![]))
+    }
+
+    pub fn payload_too_large() -> Self {
+        ApiError::PayloadTooLarge(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            "the request body exceeds 65536 bytes",
+            vec![],
+        ))
+    }
+
+    pub fn unavailable(what: &str) -> Self {
+        ApiError::Unavailable(
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                format!("{what} is unavailable; nothing was changed, retry later"),
+                vec![],
+            ),
+            RETRY_AFTER_SECONDS,
+        )
+    }
+
+    /// The cause goes to the log, never to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        ApiError::Internal(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+            "an unexpected error occurred; it has been logged with the request id",
+            vec![],
+        ))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        match &error {
+            DomainError::ConfigAlreadyExists => ApiError::conflict(error.to_string()),
+            DomainError::ConfigNotFound => ApiError::not_found(error.to_string()),
+            DomainError::DuplicateModel { index, .. } => {
+                ApiError::invalid_field(format!("models[{index}]"), error.to_string())
+            }
+            DomainError::UndecryptableKey { index } => ApiError::invalid_field(
+                format!("models[{index}].apiKeyEncrypted"),
+                "does not decrypt with this workspace's encryption key (GET /api/v1/encryption-key): encrypt the key with RSA-OAEP-SHA256 and send the standard base64 of the result",
+            ),
+            DomainError::KeyringUnavailable(reason) => {
+                tracing::warn!(%reason, "keyring unavailable");
+                ApiError::unavailable("the keyring (Vault)")
+            }
+            DomainError::KeyringFailed(reason) => ApiError::internal(format!("keyring failed: {reason}")),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Domain(error) => error.into(),
+            CommandError::Conflict { .. } => ApiError::conflict(error.to_string()),
+            CommandError::StoreUnavailable(reason) => {
+                tracing::warn!(%reason, "event store unavailable");
+                ApiError::unavailable("the database")
+            }
+            CommandError::Internal(reason) => ApiError::internal(reason),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::unavailable("the database")
+            }
+            StoreError::InvalidCursor => ApiError::invalid_field("cursor", "is not a cursor this service issued"),
+            StoreError::Internal(reason) => ApiError::internal(reason),
+        }
+    }
+}
+
+impl From<KeyringError> for ApiError {
+    fn from(error: KeyringError) -> Self {
+        match error {
+            KeyringError::Unavailable(reason) => {
+                tracing::warn!(%reason, "keyring unavailable");
+                ApiError::unavailable("the keyring (Vault)")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Turns errors raised before a handler runs (unparsable JSON, a missing field, no token, an
+/// unknown route) into the same problem details as the handlers' own errors.
+pub fn framework_error_response(error: poem::Error) -> poem::Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    if let Some(payload) = error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
+        if let Some((field, message)) = crate::request_body::field_of(&payload.reason) {
+            return ApiError::invalid_field(field, message).into_response();
+        }
+        return ApiError::bad_request(format!("the body is not valid JSON for this operation: {}", payload.reason))
+            .into_response();
+    }
+    let detail = error.to_string();
+    let api_error = match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(detail),
+        StatusCode::UNAUTHORIZED => ApiError::unauthorized("a bearer token is required"),
+        StatusCode::FORBIDDEN => ApiError::forbidden(detail),
+        StatusCode::NOT_FOUND => ApiError::not_found(detail),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
+        status if status.is_server_error() => ApiError::internal(detail),
+        status => {
+            // 405, 406, 415 and the like: keep the status, speak problem details.
+            let body = problem(status, "http", status.canonical_reason().unwrap_or("Error"), detail, vec![]);
+            return poem::Response::builder()
+                .status(status)
+                .content_type("application/problem+json")
+                .body(serde_json::to_vec(&serde_json::json!({
+                    "type": body.0.problem_type,
+                    "title": body.0.title,
+                    "status": body.0.status,
+                    "detail": body.0.detail,
+                }))
+                .unwrap_or_default());
+        }
+    };
+    api_error.into_response()
+}

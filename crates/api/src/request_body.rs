@@ -1,0 +1,87 @@
+//! Request bodies parsed with serde, so that a refusal names the field at fault
+//! (`models[1].isPaid: invalid type: string "yes", expected a boolean`), which poem-openapi's
+//! own parser does not do for missing or mistyped fields. The documented schema stays the
+//! derived `Object`'s.
+
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, Type};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Separates the field path from the message in a body parse error; see [`field_of`].
+const FIELD_SEPARATOR: &str = ": ";
+
+pub struct Checked<T>(pub T);
+
+impl<T: Type> Type for Checked<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry)
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+/// serde reports a missing or unknown field at its parent; name the field itself.
+fn offending_field(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (path, named) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (path, Some(name)) => format!("{path}.{name}"),
+        (path, None) => path.to_owned(),
+    }
+}
+
+impl<T: Type + DeserializeOwned> ParseFromJSON for Checked<T> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        serde_path_to_error::deserialize(value.unwrap_or_default())
+            .map(Checked)
+            .map_err(|error| {
+                let message = error.inner().to_string();
+                let field = offending_field(&error.path().to_string(), &message);
+                ParseError::custom(format!("{field}{FIELD_SEPARATOR}{message}"))
+            })
+    }
+}
+
+/// Splits a body parse error produced above back into field and message.
+pub(crate) fn field_of(reason: &str) -> Option<(&str, &str)> {
+    let (field, message) = reason.split_once(FIELD_SEPARATOR)?;
+    (!field.contains(' ')).then_some((field, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_unknown_fields_are_named_by_their_full_path() {
+        assert_eq!(offending_field("models[0]", "missing field `isPaid`"), "models[0].isPaid");
+        assert_eq!(offending_field(".", "unknown field `systemPrompt`, expected `models`"), "systemPrompt");
+        assert_eq!(offending_field("models[2].isPaid", "invalid type: string \"yes\""), "models[2].isPaid");
+        assert_eq!(offending_field(".", "invalid type: sequence"), "body");
+    }
+}

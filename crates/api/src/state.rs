@@ -1,0 +1,14 @@
+use std::sync::Arc;
+
+use aimc_keyring::Keyring;
+use aimc_store::{CommandBus, ConfigQueries};
+
+use crate::auth::Authenticator;
+
+/// What every handler may reach: the write side, the read side, the keyring and the verifier.
+pub struct AppState {
+    pub commands: CommandBus,
+    pub queries: ConfigQueries,
+    pub keyring: Arc<dyn Keyring>,
+    pub auth: Authenticator,
+}

@@ -1,0 +1,121 @@
+//! Settings from `AIMC_*` environment variables, optionally layered over a TOML file
+//! (`AIMC_CONFIG_FILE`, or `aimc.toml` in the working directory when present).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyringKind {
+    #[default]
+    Vault,
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Pretty,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_connections() -> u32 {
+    20
+}
+fn default_mount() -> String {
+    "transit".into()
+}
+fn default_prefix() -> String {
+    "aimc".into()
+}
+fn default_vault_timeout() -> u64 {
+    5
+}
+fn default_issuer() -> String {
+    "aimc".into()
+}
+fn default_snapshot_every() -> usize {
+    20
+}
+fn default_catch_up_interval() -> u64 {
+    30
+}
+fn default_grace() -> u64 {
+    20
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free one.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub database_url: Option<String>,
+    #[serde(default = "default_max_connections")]
+    pub database_max_connections: u32,
+    #[serde(default)]
+    pub keyring: KeyringKind,
+    pub vault_addr: Option<String>,
+    pub vault_token: Option<SecretString>,
+    #[serde(default = "default_mount")]
+    pub vault_transit_mount: String,
+    #[serde(default = "default_prefix")]
+    pub vault_key_prefix: String,
+    #[serde(default = "default_vault_timeout")]
+    pub vault_timeout_seconds: u64,
+    /// Base64 of 32 bytes, for `keyring = "local"`.
+    pub encryption_key: Option<SecretString>,
+    pub jwt_hs256_secret: Option<SecretString>,
+    pub jwt_public_key_file: Option<PathBuf>,
+    pub jwt_jwks_file: Option<PathBuf>,
+    #[serde(default = "default_issuer")]
+    pub jwt_issuer: String,
+    #[serde(default = "default_issuer")]
+    pub jwt_audience: String,
+    /// Events between snapshots of an aggregate.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: usize,
+    /// How often the read model is checked against the event log.
+    #[serde(default = "default_catch_up_interval")]
+    pub catch_up_interval_seconds: u64,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+    /// A tracing filter, e.g. `info` or `info,aimc_store=debug`.
+    #[serde(default = "default_log")]
+    pub log: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn load() -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match std::env::var_os("AIMC_CONFIG_FILE") {
+            Some(path) => figment = figment.merge(Toml::file_exact(PathBuf::from(path))),
+            None => figment = figment.merge(Toml::file("aimc.toml")),
+        }
+        figment
+            .merge(Env::prefixed("AIMC_").ignore(&["config_file"]))
+            .extract()
+            .context("Failed to read the configuration (AIMC_* variables / TOML file)")
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        match &self.database_url {
+            Some(url) => Ok(url),
+            None => bail!("AIMC_DATABASE_URL is not set"),
+        }
+    }
+}

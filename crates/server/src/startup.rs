@@ -1,0 +1,174 @@
+//! Wiring: database, keyring, projector, command bus, authenticator, HTTP server.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimc_api::{AppState, AuthSettings, Authenticator};
+use aimc_domain::{ConfigServices, RandomIds};
+use aimc_keyring::{Keyring, KeyringSealer, LocalKeyring, VaultKeyring, VaultSettings};
+use aimc_store::{CommandBus, ConfigQueries, DatabaseSettings, Projector};
+use anyhow::{bail, Context};
+use opentelemetry::trace::TraceContextExt;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Endpoint, EndpointExt, Request, Server};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::configuration::{KeyringKind, Settings};
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: Arc<AppState>,
+    projector: Arc<Projector>,
+    settings: Settings,
+}
+
+pub fn build_keyring(settings: &Settings) -> anyhow::Result<Arc<dyn Keyring>> {
+    Ok(match settings.keyring {
+        KeyringKind::Vault => {
+            let (Some(address), Some(token)) = (&settings.vault_addr, &settings.vault_token) else {
+                bail!("AIMC_VAULT_ADDR and AIMC_VAULT_TOKEN are required with AIMC_KEYRING=vault");
+            };
+            Arc::new(
+                VaultKeyring::new(VaultSettings {
+                    address: address.clone(),
+                    token: token.clone(),
+                    mount: settings.vault_transit_mount.clone(),
+                    key_prefix: settings.vault_key_prefix.clone(),
+                    timeout: Duration::from_secs(settings.vault_timeout_seconds),
+                })
+                .context("Failed to configure the Vault keyring")?,
+            )
+        }
+        KeyringKind::Local => {
+            let Some(key) = &settings.encryption_key else {
+                bail!("AIMC_ENCRYPTION_KEY is required with AIMC_KEYRING=local");
+            };
+            Arc::new(LocalKeyring::new(key).context("Failed to configure the local keyring")?)
+        }
+    })
+}
+
+pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))
+    };
+    let auth = AuthSettings {
+        hs256_secret: settings.jwt_hs256_secret.clone(),
+        public_key_pems: settings.jwt_public_key_file.as_deref().map(read).transpose()?.into_iter().collect(),
+        jwks_json: settings.jwt_jwks_file.as_deref().map(read).transpose()?,
+        issuer: settings.jwt_issuer.clone(),
+        audience: settings.jwt_audience.clone(),
+    };
+    Authenticator::new(&auth).context("Failed to configure token verification")
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = aimc_store::connect(&DatabaseSettings {
+            url: settings.database_url()?.to_owned(),
+            max_connections: settings.database_max_connections,
+            acquire_timeout: Duration::from_secs(3),
+        })
+        .context("Failed to configure the database pool")?;
+        aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+        let keyring = build_keyring(&settings)?;
+        let auth = build_authenticator(&settings)?;
+
+        let projector = Arc::new(Projector::new(pool.clone()));
+        // Events appended by a process that died before projecting them.
+        if let Err(error) = projector.catch_up_all().await {
+            tracing::error!(%error, "start-up catch-up of the read model failed");
+        }
+        let services = ConfigServices {
+            sealer: Arc::new(KeyringSealer(keyring.clone())),
+            ids: Arc::new(RandomIds),
+        };
+        let state = Arc::new(AppState {
+            commands: CommandBus::new(pool.clone(), services, settings.snapshot_every, projector.clone()),
+            queries: ConfigQueries::new(pool),
+            keyring,
+            auth,
+        });
+
+        let acceptor = TcpListener::bind(settings.listen.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().map(|addr| addr.port()))
+            .unwrap_or_default();
+        Ok(Application { acceptor, port, state, projector, settings })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let catch_up = tokio::spawn(
+            self.projector
+                .clone()
+                .catch_up_periodically(Duration::from_secs(self.settings.catch_up_interval_seconds.max(1))),
+        );
+        tracing::info!(port = self.port, "aimc is listening");
+        let app = aimc_api::app(self.state).around(propagate_trace_context);
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(self.settings.shutdown_grace_seconds)))
+            .await;
+        catch_up.abort();
+        tracing::info!("aimc stopped");
+        result
+    }
+}
+
+/// Continues the caller's W3C trace (`traceparent`) when spans are exported, and makes the
+/// exported trace id the one the request records in its events.
+async fn propagate_trace_context<E: Endpoint>(endpoint: Arc<E>, mut request: Request) -> poem::Result<poem::Response> {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
+    });
+    let span = tracing::info_span!("http");
+    let _ = span.set_parent(parent);
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() && !request.headers().contains_key("traceparent") {
+        let traceparent = format!("00-{}-{}-01", span_context.trace_id(), span_context.span_id());
+        if let Ok(value) = traceparent.parse() {
+            request.headers_mut().insert("traceparent", value);
+        }
+    }
+    endpoint
+        .call(request)
+        .instrument(span)
+        .await
+        .map(poem::IntoResponse::into_response)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
