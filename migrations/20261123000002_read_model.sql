@@ -23,6 +23,9 @@ CREATE INDEX config_view_workspace ON config_view (workspace_id, owner);
 -- The audit trail: who changed what, with keys reduced to their hints.
 CREATE TABLE audit_log
 (
+    -- Order of recording: per aggregate it follows the event sequence, because events are
+    -- projected in order under the aggregate's offset lock; timestamps alone need not.
+    position     bigserial   NOT NULL UNIQUE,
     aggregate_id text        NOT NULL,
     sequence     bigint      NOT NULL,
     workspace_id text        NOT NULL,
@@ -35,4 +38,4 @@ CREATE TABLE audit_log
     details      jsonb       NOT NULL,
     PRIMARY KEY (aggregate_id, sequence)
 );
-CREATE INDEX audit_log_newest_first ON audit_log (workspace_id, occurred_at DESC, aggregate_id DESC, sequence DESC);
+CREATE INDEX audit_log_newest_first ON audit_log (workspace_id, position DESC);

@@ -56,7 +56,7 @@ dev_run() {
     Token (sub dev, workspace dev, owner, keys:ciphertext):
       $token
     Try:
-      curl -s -H 'Authorization: Bearer $token' http://$host:$port/api/v1/settings/providers
+      curl -s -H 'Authorization: Bearer $token' http://$host:$port/api/v1/get/ai-model-config
 
 BANNER
   if [[ ${DEV_DRY_RUN:-} == 1 ]]; then

@@ -42,6 +42,9 @@ async fn requests_without_a_valid_token_are_unauthorized() {
     let mut foreign_audience = claims(&app, 600);
     foreign_audience.aud = "someone-else".into();
     let foreign_audience = encode(&Header::new(Algorithm::HS256), &foreign_audience, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    let mut with_unknown_kid = Header::new(Algorithm::HS256);
+    with_unknown_kid.kid = Some("zzz".into());
+    let unknown_kid = encode(&with_unknown_kid, &claims(&app, 600), &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
     let mut foreign_issuer = claims(&app, 600);
     foreign_issuer.iss = "evil".into();
     let foreign_issuer = encode(&Header::new(Algorithm::HS256), &foreign_issuer, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
@@ -54,6 +57,7 @@ async fn requests_without_a_valid_token_are_unauthorized() {
         ("alg none", Some(unsigned.as_str())),
         ("foreign audience", Some(foreign_audience.as_str())),
         ("foreign issuer", Some(foreign_issuer.as_str())),
+        ("unknown kid", Some(unknown_kid.as_str())),
     ] {
         let response = status_with(&app, token).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{case}: {}", response.text);

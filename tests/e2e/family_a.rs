@@ -285,3 +285,52 @@ async fn a_token_with_several_workspaces_must_name_one() {
     let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events").fetch_all(&app.pool).await.unwrap();
     assert_eq!(owners, ["second/user:alice"]);
 }
+
+#[tokio::test]
+async fn switching_to_another_model_of_the_same_provider_keeps_its_key() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+
+    let switched = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            &token,
+            json!({"models": [{"provider": "OpenAI", "type": "chat", "model": "gpt-4o", "isPaid": true}]}),
+        )
+        .await;
+
+    assert_eq!(switched.status, StatusCode::OK);
+    assert_eq!(switched.body["models"][0]["model"], "gpt-4o");
+    assert_eq!(switched.body["models"][0]["keyHint"], "sk-...cdef");
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn whitespace_around_a_client_encrypted_key_is_not_part_of_the_key() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    let padded = app.encrypt_key(&token, "sk-echoed-with-newline-1234\n").await;
+    app.remember_secret("sk-echoed-with-newline-1234");
+
+    let created = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &token,
+            json!({"models": [{"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": padded, "isPaid": true}]}),
+        )
+        .await;
+    let blank = app.encrypt_key(&token, " \n").await;
+    let refused = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            &token,
+            json!({"models": [{"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": blank, "isPaid": true}]}),
+        )
+        .await;
+
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["models"][0]["keyHint"], "sk-...1234");
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["errors"][0]["field"], "models[0].apiKeyEncrypted");
+}

@@ -40,8 +40,9 @@ pub struct ModelInput {
     pub model: String,
     /// The API key, encrypted client-side with RSA-OAEP-SHA256 under the workspace key from
     /// `GET /api/v1/encryption-key`, as standard base64 (a `vault:vN:` prefix is accepted).
-    /// On update: absent keeps the stored key, `null` removes it, and the stored ciphertext
-    /// (from `?includeEncryptedKeys=true`) keeps it too.
+    /// On update: absent keeps the stored key (a new model takes over the key of a removed
+    /// model of the same provider), `null` removes it, and the stored ciphertext (from
+    /// `?includeEncryptedKeys=true`) keeps it too.
     #[oai(rename = "apiKeyEncrypted", validator(max_length = 8192))]
     #[serde(rename = "apiKeyEncrypted", default)]
     pub api_key_encrypted: MaybeUndefined<String>,

@@ -27,6 +27,15 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "viewer" => Some(Role::Viewer),
@@ -95,7 +104,9 @@ impl Principal {
         let workspace = WorkspaceId::parse(&name).map_err(|error| ApiError::invalid_value("X-Workspace-Id", error))?;
         if role < at_least {
             return Err(ApiError::forbidden(format!(
-                "this needs the {at_least:?} role or higher in the workspace; the token grants {role:?}"
+                "this needs the {} role or higher in the workspace; the token grants {}",
+                at_least.as_str(),
+                role.as_str()
             )));
         }
         Ok((workspace, role))
@@ -207,11 +218,10 @@ impl Authenticator {
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such algorithm.
         let header = decode_header(token).map_err(|_| ApiError::unauthorized("the bearer token is malformed or uses an unsupported algorithm"))?;
+        // A `kid` must name a configured key; without one, only keys that have no id apply.
         let candidates: Vec<&VerificationKey> = match &header.kid {
-            Some(kid) if self.keys.iter().any(|key| key.kid.is_some()) => {
-                self.keys.iter().filter(|key| key.kid.as_deref() == Some(kid)).collect()
-            }
-            _ => self.keys.iter().filter(|key| key.kid.is_none()).collect(),
+            Some(kid) => self.keys.iter().filter(|key| key.kid.as_deref() == Some(kid)).collect(),
+            None => self.keys.iter().filter(|key| key.kid.is_none()).collect(),
         };
         let key = candidates
             .into_iter()

@@ -22,7 +22,7 @@ pub struct FieldError {
 /// RFC 9457 problem details.
 #[derive(Debug, Clone, Object)]
 pub struct Problem {
-    /// A URI reference identifying the problem type.
+    /// A URI identifying the problem type, `urn:aimc:problem:<slug>`.
     #[oai(rename = "type")]
     pub problem_type: String,
     /// Short, human-readable summary of the problem type.
@@ -67,7 +67,7 @@ pub enum ApiError {
 
 fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>, errors: Vec<FieldError>) -> Json<Problem> {
     Json(Problem {
-        problem_type: format!("https://aimc.dev/problems/{slug}"),
+        problem_type: format!("urn:aimc:problem:{slug}"),
         title: title.to_owned(),
         status: status.as_u16(),
         detail: detail.into(),
@@ -175,6 +175,10 @@ impl From<DomainError> for ApiError {
             DomainError::UndecryptableKey { index } => ApiError::invalid_field(
                 format!("models[{index}].apiKeyEncrypted"),
                 "does not decrypt with this workspace's encryption key (GET /api/v1/encryption-key): encrypt the key with RSA-OAEP-SHA256 and send the standard base64 of the result",
+            ),
+            DomainError::EmptyKey { index } => ApiError::invalid_field(
+                format!("models[{index}].apiKeyEncrypted"),
+                "decrypts to an empty key; send null to remove a key",
             ),
             DomainError::KeyringUnavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -67,6 +67,8 @@ enum ModelPlan {
         model_id: ModelId,
         spec: ModelSpec,
         new_key: Option<(CredentialId, usize)>,
+        /// No key was given, so it may take over the key of a removed model of its provider.
+        may_inherit: bool,
     },
     Keep {
         model_id: ModelId,
@@ -294,6 +296,7 @@ impl AiModelConfig {
             let plan = match existing {
                 None => {
                     let model_id = ModelId(services.ids.next_id());
+                    let may_inherit = matches!(key, KeyInput::Keep);
                     let new_key = match key {
                         KeyInput::Keep | KeyInput::Remove => None,
                         key => {
@@ -305,6 +308,7 @@ impl AiModelConfig {
                         model_id,
                         spec,
                         new_key,
+                        may_inherit,
                     }
                 }
                 Some(model) => {
@@ -346,6 +350,9 @@ impl AiModelConfig {
                     SealError::Undecryptable { index } => DomainError::UndecryptableKey {
                         index: request_owner.get(index).copied().unwrap_or(index),
                     },
+                    SealError::EmptyKey { index } => DomainError::EmptyKey {
+                        index: request_owner.get(index).copied().unwrap_or(index),
+                    },
                     SealError::Unavailable(reason) => DomainError::KeyringUnavailable(reason),
                     SealError::Failed(reason) => DomainError::KeyringFailed(reason),
                 })?
@@ -368,6 +375,30 @@ impl AiModelConfig {
             }
         };
 
+        // Replacing gpt-4 by gpt-4o without sending a key keeps the provider's key: the key
+        // moves to the new model instead of being removed with the old one.
+        let kept: HashSet<ModelId> = plans
+            .iter()
+            .filter_map(|plan| match plan {
+                ModelPlan::Keep { model_id, .. } => Some(*model_id),
+                ModelPlan::Add { .. } => None,
+            })
+            .collect();
+        let mut orphaned: Vec<(Provider, CredentialId)> = self
+            .models
+            .iter()
+            .filter(|model| !kept.contains(&model.id))
+            .filter_map(|model| Some((model.provider, model.credential?)))
+            .collect();
+        let mut inherited: HashMap<ModelId, CredentialId> = HashMap::new();
+        for plan in &plans {
+            if let ModelPlan::Add { model_id, spec, new_key: None, may_inherit: true } = plan {
+                if let Some(position) = orphaned.iter().position(|(provider, _)| *provider == spec.provider) {
+                    inherited.insert(*model_id, orphaned.remove(position).1);
+                }
+            }
+        }
+
         let mut events = Vec::new();
         let desired_ids: Vec<ModelId> = plans
             .iter()
@@ -379,7 +410,9 @@ impl AiModelConfig {
             if !desired_ids.contains(&model.id) {
                 events.push(AiModelConfigEvent::ModelRemoved { model_id: model.id });
                 if let Some(credential_id) = model.credential {
-                    events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
+                    if !inherited.values().any(|moved| *moved == credential_id) {
+                        events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
+                    }
                 }
             }
         }
@@ -389,6 +422,7 @@ impl AiModelConfig {
                     model_id,
                     spec,
                     new_key,
+                    ..
                 } => {
                     events.push(AiModelConfigEvent::ModelAdded {
                         model_id,
@@ -402,6 +436,11 @@ impl AiModelConfig {
                         events.push(AiModelConfigEvent::ModelCredentialAttached {
                             model_id,
                             credential_id,
+                        });
+                    } else if let Some(credential_id) = inherited.get(&model_id) {
+                        events.push(AiModelConfigEvent::ModelCredentialAttached {
+                            model_id,
+                            credential_id: *credential_id,
                         });
                     }
                 }

@@ -5,7 +5,7 @@ pub enum DomainError {
     ConfigAlreadyExists,
     #[error("no AI model configuration exists yet")]
     ConfigNotFound,
-    #[error("models[{index}] repeats provider \"{provider}\", type \"{model_type}\" and model \"{model}\" of an earlier entry")]
+    #[error("repeats provider \"{provider}\", type \"{model_type}\" and model \"{model}\" of an earlier entry")]
     DuplicateModel {
         index: usize,
         provider: String,
@@ -14,6 +14,8 @@ pub enum DomainError {
     },
     #[error("models[{index}].apiKeyEncrypted does not decrypt with this workspace's encryption key (see GET /api/v1/encryption-key)")]
     UndecryptableKey { index: usize },
+    #[error("models[{index}]'s key is empty once surrounding whitespace is removed")]
+    EmptyKey { index: usize },
     #[error("the keyring is unavailable")]
     KeyringUnavailable(String),
     #[error("the keyring failed")]

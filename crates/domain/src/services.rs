@@ -55,6 +55,9 @@ pub enum SealError {
     /// The request at this position did not decrypt with the workspace's public-key pair.
     #[error("key {index} could not be decrypted")]
     Undecryptable { index: usize },
+    /// The key at this position is empty (or only whitespace).
+    #[error("key {index} is empty")]
+    EmptyKey { index: usize },
     #[error("the keyring is unavailable: {0}")]
     Unavailable(String),
     #[error("the keyring failed: {0}")]

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use aimc_domain::{KeyHint, KeySealer, SealError, SealRequest, SealedKey, WorkspaceId};
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Keyring, KeyringError};
 
@@ -45,16 +46,23 @@ impl KeySealer for KeyringSealer {
 
         let mut items = Vec::with_capacity(requests.len());
         for (position, request) in requests.into_iter().enumerate() {
-            match request {
-                SealRequest::Plain { plain, context } => items.push((plain, context)),
+            let (plain, context) = match request {
+                SealRequest::Plain { plain, context } => (plain, context),
                 SealRequest::ClientEncrypted { context, .. } => match opened.next().flatten() {
-                    Some(plain) => items.push((plain, context)),
+                    Some(plain) => (plain, context),
                     None => {
                         debug_assert!(client_positions.contains(&position));
                         return Err(SealError::Undecryptable { index: position });
                     }
                 },
+            };
+            // `echo $KEY | openssl ...` adds a newline no provider's key contains.
+            let trimmed = plain.expose_secret().trim();
+            if trimmed.is_empty() {
+                return Err(SealError::EmptyKey { index: position });
             }
+            let plain = if trimmed.len() == plain.expose_secret().len() { plain } else { SecretString::from(trimmed) };
+            items.push((plain, context));
         }
         let hints: Vec<KeyHint> = items.iter().map(|(plain, _)| KeyHint::from_plain(plain)).collect();
         let ciphertexts = self.0.encrypt(workspace, items).await.map_err(to_seal_error)?;

@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, ConfigServices};
-use chrono::{SecondsFormat, Utc};
 use cqrs_es::{AggregateError, CqrsFramework};
 use rand::Rng;
 use sqlx::PgPool;
@@ -50,7 +49,6 @@ impl CommandBus {
             let mut recorded = HashMap::from([
                 ("actor".to_owned(), metadata.actor.clone()),
                 ("request_id".to_owned(), metadata.request_id.clone()),
-                ("occurred_at".to_owned(), Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
             ]);
             if let Some(trace_id) = &metadata.trace_id {
                 recorded.insert("trace_id".to_owned(), trace_id.clone());

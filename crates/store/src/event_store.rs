@@ -158,6 +158,13 @@ impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Stamped at append, not when the command started: a retried command's events
+        // happened when they were recorded.
+        let mut metadata = metadata;
+        metadata.insert(
+            "occurred_at".to_owned(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
         let envelopes: Vec<EventEnvelope<A>> = events
             .into_iter()
             .zip(context.current_sequence + 1..)

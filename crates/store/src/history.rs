@@ -21,6 +21,7 @@ pub struct HistoryFilter {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HistoryEntry {
+    pub position: i64,
     pub aggregate_id: String,
     pub sequence: i64,
     pub owner: String,
@@ -37,9 +38,11 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-/// Position after which the next page starts: the sort key of the last entry shown.
+/// Where the next page starts: the audit position of the last entry shown.
 #[derive(Serialize, Deserialize)]
-struct Cursor(DateTime<Utc>, String, i64);
+struct Cursor {
+    before: i64,
+}
 
 impl Cursor {
     fn encode(&self) -> String {
@@ -52,32 +55,30 @@ impl Cursor {
     }
 }
 
-/// Newest first. Keyset pagination on (occurred_at, aggregate_id, sequence), which the
-/// `audit_log_newest_first` index serves directly, so deep pages cost what the first does.
+/// Newest first. Keyset pagination on the audit position, which the `audit_log_newest_first`
+/// index serves directly, so deep pages cost what the first does.
 pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
     let cursor = filter.cursor.as_deref().map(Cursor::decode).transpose()?;
     let limit = filter.limit.clamp(1, 500) as i64;
     let types: Option<&[String]> = (!filter.event_types.is_empty()).then_some(&filter.event_types[..]);
     let mut entries: Vec<HistoryEntry> = sqlx::query_as(
-        "SELECT aggregate_id, sequence, owner, event_type, actor, request_id, occurred_at, details
+        "SELECT position, aggregate_id, sequence, owner, event_type, actor, request_id, occurred_at, details
            FROM audit_log
           WHERE workspace_id = $1
             AND ($2::text IS NULL OR owner = $2)
             AND ($3::text[] IS NULL OR event_type = ANY($3))
             AND ($4::timestamptz IS NULL OR occurred_at >= $4)
             AND ($5::timestamptz IS NULL OR occurred_at < $5)
-            AND ($6::timestamptz IS NULL OR (occurred_at, aggregate_id, sequence) < ($6, $7, $8))
-          ORDER BY occurred_at DESC, aggregate_id DESC, sequence DESC
-          LIMIT $9",
+            AND ($6::bigint IS NULL OR position < $6)
+          ORDER BY position DESC
+          LIMIT $7",
     )
     .bind(&filter.workspace)
     .bind(filter.owner.as_deref())
     .bind(types)
     .bind(filter.since)
     .bind(filter.until)
-    .bind(cursor.as_ref().map(|c| c.0))
-    .bind(cursor.as_ref().map(|c| c.1.clone()))
-    .bind(cursor.as_ref().map(|c| c.2))
+    .bind(cursor.as_ref().map(|c| c.before))
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
@@ -85,7 +86,7 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
         entries.truncate(limit as usize);
         entries
             .last()
-            .map(|last| Cursor(last.occurred_at, last.aggregate_id.clone(), last.sequence).encode())
+            .map(|last| Cursor { before: last.position }.encode())
     } else {
         None
     };

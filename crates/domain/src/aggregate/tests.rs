@@ -350,3 +350,41 @@ fn replaying_the_events_rebuilds_the_state() {
     );
     assert_eq!(config.models[1].credential, None);
 }
+
+#[test]
+fn replacing_a_model_of_the_same_provider_without_a_key_moves_its_key() {
+    framework_with_ids_from(10)
+        .given(existing())
+        .when(AiModelConfigCommand::ReplaceConfig {
+            models: vec![
+                spec(Provider::Openai, "gpt-4o", true, KeyInput::Keep),
+                spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
+            ],
+            system_prompt: None,
+        })
+        .then_expect_events(vec![
+            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
+            model_added(10, Provider::Openai, "gpt-4o", true),
+            attached(10, 2),
+            AiModelConfigEvent::ModelsReordered { model_ids: vec![ModelId(id(10)), ModelId(id(3))] },
+        ]);
+}
+
+#[test]
+fn replacing_a_model_with_an_explicit_null_key_drops_the_old_key() {
+    framework_with_ids_from(10)
+        .given(existing())
+        .when(AiModelConfigCommand::ReplaceConfig {
+            models: vec![
+                spec(Provider::Openai, "gpt-4o", true, KeyInput::Remove),
+                spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
+            ],
+            system_prompt: None,
+        })
+        .then_expect_events(vec![
+            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
+            AiModelConfigEvent::CredentialRemoved { credential_id: CredentialId(id(2)) },
+            model_added(10, Provider::Openai, "gpt-4o", true),
+            AiModelConfigEvent::ModelsReordered { model_ids: vec![ModelId(id(10)), ModelId(id(3))] },
+        ]);
+}
