@@ -15,6 +15,16 @@ have_nextest() {
 
 format_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# Each test creates its own database; clear out those of earlier runs so they do not pile up.
+drop_test_databases() {
+  command -v psql >/dev/null 2>&1 || return 0
+  local db
+  while read -r db; do
+    [[ $db =~ ^aimc_test_[0-9a-f]+$ ]] || continue
+    psql "$AIMC_TEST_DATABASE_URL" -qAtc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
+  done < <(psql "$AIMC_TEST_DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'aimc\_test\_%'" 2>/dev/null || true)
+}
+
 dev_test() {
   local started status=0
   local -a runner
@@ -25,9 +35,14 @@ dev_test() {
   else
     runner=(cargo test --workspace --no-fail-fast)
   fi
+  drop_test_databases
   started=$SECONDS
+  log "running the suite (build included); timing follows the runner's summary only on failure"
   run "${runner[@]}" "$@" || status=$?
-  log "build + test: $(format_duration $((SECONDS - started))) (exit status $status)"
+  # Nothing after a passing runner's summary: CI reads the closing lines.
+  if ((status != 0)); then
+    log "build + test: $(format_duration $((SECONDS - started))) (exit status $status)"
+  fi
   exit "$status"
 }
 
