@@ -33,6 +33,20 @@ async fn swagger_ui_and_the_spec_are_served() {
     assert_eq!(unknown.body["status"], 404);
 }
 
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_without_raw_paths() {
+    let app = spawn_app().await;
+    app.request(Method::GET, "/healthz", None, None).await;
+    app.request(Method::GET, "/random/path/12345", None, None).await;
+
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.text.contains(r#"aimc_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{}", metrics.text);
+    assert!(metrics.text.contains(r#"route="other",status="404""#));
+    assert!(!metrics.text.contains("12345"));
+}
+
 #[test]
 fn the_committed_spec_is_what_the_code_generates() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json"))

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per API family plus the shared endpoints, over one domain.
 
 mod ai_model_config;
+mod metrics;
 pub mod auth;
 mod operations;
 mod problem;
@@ -15,6 +16,7 @@ use aimc_store::CommandMetadata;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
+pub use metrics::Metrics;
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
 pub use problem::{ApiError, Problem};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
@@ -56,12 +58,22 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let api = service();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
+    let metrics = Arc::new(Metrics::new());
+    let exposition = metrics.clone();
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at(
+            "/metrics",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(exposition.render())
+            }),
+        )
         .data(state)
-        .with(request_context::RequestPlumbing)
+        .with(request_context::RequestPlumbing(metrics))
 }
 
 pub(crate) fn command_metadata(principal: &auth::Principal, context: &RequestContext) -> CommandMetadata {

@@ -1,10 +1,13 @@
 //! Per-request plumbing: request id, trace id, body limit, a span and one log line per request.
 
+use std::sync::Arc;
+
 use poem::http::HeaderValue;
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::problem::{framework_error_response, ApiError};
 
 /// Bodies above this are refused with 413 before any handler runs.
@@ -39,18 +42,19 @@ fn caller_trace_id(request: &Request) -> Option<String> {
         .then(|| trace_id.to_ascii_lowercase())
 }
 
-pub struct RequestPlumbing;
+pub struct RequestPlumbing(pub Arc<Metrics>);
 
 impl<E: Endpoint> Middleware<E> for RequestPlumbing {
     type Output = RequestPlumbingEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestPlumbingEndpoint { inner }
+        RequestPlumbingEndpoint { inner, metrics: self.0.clone() }
     }
 }
 
 pub struct RequestPlumbingEndpoint<E> {
     inner: E,
+    metrics: Arc<Metrics>,
 }
 
 impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
@@ -73,6 +77,7 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         );
         let started = std::time::Instant::now();
         let request_id = context.request_id.clone();
+        let (path, method) = (request.uri().path().to_owned(), request.method().to_string());
         let response = async {
             if let Err(too_large) = limit_body(&mut request).await {
                 return too_large.into_response();
@@ -86,6 +91,7 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         .instrument(span.clone())
         .await;
         let status = response.status().as_u16();
+        self.metrics.observe(&path, &method, status, started.elapsed().as_secs_f64());
         span.record("status", status);
         span.in_scope(|| {
             tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished")
