@@ -22,11 +22,7 @@ async fn twenty_concurrent_updates_of_one_configuration_all_land() {
                 .put(
                     "/api/v1/update/ai-model-config",
                     &token,
-                    json!({"models": [
-                        {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
-                        {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
-                        {"provider": "Ollama", "type": "chat", "model": "llama3", "isPaid": false}
-                    ], "system_prompt": format!("prompt from writer {n}")}),
+                    json!({"models": seed_000_models_keeping_keys(), "system_prompt": format!("prompt from writer {n}")}),
                 )
                 .await
         }

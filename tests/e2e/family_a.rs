@@ -171,14 +171,7 @@ async fn an_update_that_changes_nothing_records_nothing() {
         .put(
             "/api/v1/update/ai-model-config",
             &token,
-            json!({
-                "models": [
-                    {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
-                    {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
-                    {"provider": "Ollama", "type": "chat", "model": "llama3", "isPaid": false}
-                ],
-                "system_prompt": "You are a helpful AI assistant."
-            }),
+            json!({"models": seed_000_models_keeping_keys(), "system_prompt": "You are a helpful AI assistant."}),
         )
         .await;
 

@@ -320,6 +320,15 @@ pub fn seed_000_create_body(openai: &str, anthropic: &str) -> Value {
     })
 }
 
+/// Seed 000's three models with no `apiKeyEncrypted`, which keeps whatever keys they have.
+pub fn seed_000_models_keeping_keys() -> Value {
+    serde_json::json!([
+        {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
+        {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
+        {"provider": "Ollama", "type": "chat", "model": "llama3", "isPaid": false}
+    ])
+}
+
 pub const OPENAI_KEY: &str = "sk-proj-OPENAI-e2e-0123456789abcdefcdef";
 pub const ANTHROPIC_KEY: &str = "sk-ant-api03-e2e-ANTHROPIC-9876543210wxyz";
 

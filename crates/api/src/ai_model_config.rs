@@ -15,7 +15,7 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
-use crate::auth::{BearerAuth, Role, SCOPE_KEYS_CIPHERTEXT};
+use crate::auth::{BearerAuth, Principal, Role, SCOPE_KEYS_CIPHERTEXT};
 use crate::problem::ApiError;
 use crate::request_body::Checked;
 use crate::request_context::RequestContext;
@@ -181,6 +181,24 @@ fn parse_prompt(raw: &str) -> Result<SystemPrompt, ApiError> {
 pub struct AiModelConfigApi;
 
 impl AiModelConfigApi {
+    /// The caller's own configuration in the workspace the request names, if the role allows.
+    fn own_config(principal: &Principal, requested: Option<&str>, at_least: Role) -> Result<AggregateId, ApiError> {
+        let (workspace, _) = principal.workspace(requested, at_least)?;
+        Ok(AggregateId::new(workspace, Owner::User(principal.sub.clone())))
+    }
+
+    /// Runs the command, then answers with what the read model now holds.
+    async fn execute(
+        state: &AppState,
+        id: &AggregateId,
+        command: AiModelConfigCommand,
+        principal: &Principal,
+        context: &RequestContext,
+    ) -> Result<ConfigResponse, ApiError> {
+        state.commands.execute(id, command, &command_metadata(principal, context)).await?;
+        Ok(ConfigResponse::from_view(&Self::read(state, id).await?, false))
+    }
+
     async fn read(state: &AppState, id: &AggregateId) -> Result<ConfigView, ApiError> {
         state
             .queries
@@ -209,15 +227,13 @@ impl AiModelConfigApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<ConfigRequest>>,
     ) -> Result<CreateResponse, ApiError> {
-        let (workspace, _) = auth.0.workspace(workspace.0.as_deref(), Role::Member)?;
+        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
         let system_prompt = body.system_prompt.value().map(|raw| parse_prompt(raw)).transpose()?;
-        let id = AggregateId::new(workspace, Owner::User(auth.0.sub.clone()));
         let command = AiModelConfigCommand::CreateConfig { id: id.clone(), models, system_prompt };
-        state.commands.execute(&id, command, &command_metadata(&auth.0, &context)).await?;
-        let view = Self::read(&state, &id).await?;
-        Ok(CreateResponse::Created(Json(ConfigResponse::from_view(&view, false))))
+        let created = Self::execute(&state, &id, command, &auth.0, &context).await?;
+        Ok(CreateResponse::Created(Json(created)))
     }
 
     /// Get the caller's AI model configuration
@@ -238,14 +254,13 @@ impl AiModelConfigApi {
         #[oai(name = "includeEncryptedKeys")]
         include_encrypted_keys: Query<Option<bool>>,
     ) -> Result<ConfigFound, ApiError> {
-        let (workspace, _) = auth.0.workspace(workspace.0.as_deref(), Role::Viewer)?;
+        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
         let include_ciphertext = include_encrypted_keys.0.unwrap_or(false);
         if include_ciphertext && !auth.0.has_scope(SCOPE_KEYS_CIPHERTEXT) {
             return Err(ApiError::forbidden(format!(
                 "includeEncryptedKeys=true needs the {SCOPE_KEYS_CIPHERTEXT} scope"
             )));
         }
-        let id = AggregateId::new(workspace, Owner::User(auth.0.sub.clone()));
         let view = Self::read(&state, &id).await?;
         Ok(ConfigFound::Ok(Json(ConfigResponse::from_view(&view, include_ciphertext))))
     }
@@ -268,7 +283,7 @@ impl AiModelConfigApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<ConfigRequest>>,
     ) -> Result<ConfigFound, ApiError> {
-        let (workspace, _) = auth.0.workspace(workspace.0.as_deref(), Role::Member)?;
+        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
         let system_prompt = match body.system_prompt {
@@ -276,10 +291,8 @@ impl AiModelConfigApi {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(raw) => Some(Some(parse_prompt(&raw)?)),
         };
-        let id = AggregateId::new(workspace, Owner::User(auth.0.sub.clone()));
         let command = AiModelConfigCommand::ReplaceConfig { models, system_prompt };
-        state.commands.execute(&id, command, &command_metadata(&auth.0, &context)).await?;
-        let view = Self::read(&state, &id).await?;
-        Ok(ConfigFound::Ok(Json(ConfigResponse::from_view(&view, false))))
+        let replaced = Self::execute(&state, &id, command, &auth.0, &context).await?;
+        Ok(ConfigFound::Ok(Json(replaced)))
     }
 }

@@ -97,8 +97,7 @@ impl SharedApi {
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
     ) -> Result<EncryptionKeyResponse, ApiError> {
-        let requested = workspace_id.0.or(workspace.0);
-        let (workspace, _) = auth.0.workspace(requested.as_deref(), Role::Viewer)?;
+        let (workspace, _) = auth.0.workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
         let key = state.keyring.client_key(&workspace).await?;
         Ok(EncryptionKeyResponse::Ok(Json(EncryptionKey {
             key_version: key.key_version,
@@ -140,8 +139,7 @@ impl SharedApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
     ) -> Result<HistoryResponse, ApiError> {
-        let requested = workspace_id.0.or(workspace.0);
-        let (workspace, role) = auth.0.workspace(requested.as_deref(), Role::Viewer)?;
+        let (workspace, role) = auth.0.workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
         let own = Owner::User(auth.0.sub.clone()).to_string();
         let owner = match owner.0 {
             Some(owner) if Owner::parse(&owner).is_none() => {
