@@ -15,7 +15,7 @@ async fn put_prompt_and_models(app: &TestApp, token: &str, round: usize) {
             "/api/v1/update/ai-model-config",
             token,
             json!({"models": [
-                {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": key, "isPaid": round % 2 == 0},
+                {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": key, "isPaid": round.is_multiple_of(2)},
                 {"provider": "Ollama", "type": "chat", "model": format!("llama{}", round % 3), "isPaid": false}
             ], "system_prompt": format!("round {round}")}),
         )
