@@ -17,6 +17,8 @@ CREATE TABLE aggregate_snapshots
     aggregate_type text                              NOT NULL,
     aggregate_id   text                              NOT NULL,
     last_sequence  bigint CHECK (last_sequence >= 0) NOT NULL,
+    -- Shape of the payload; a snapshot of another shape is ignored and the log replayed.
+    schema_version integer                           NOT NULL,
     payload        jsonb                             NOT NULL,
     taken_at       timestamptz                       NOT NULL DEFAULT now(),
     PRIMARY KEY (aggregate_type, aggregate_id)

@@ -23,9 +23,8 @@ CREATE INDEX config_view_workspace ON config_view (workspace_id, owner);
 -- The audit trail: who changed what, with keys reduced to their hints.
 CREATE TABLE audit_log
 (
-    -- Order of recording: per aggregate it follows the event sequence, because events are
-    -- projected in order under the aggregate's offset lock; timestamps alone need not.
-    position     bigserial   NOT NULL UNIQUE,
+    -- Order of recording within the workspace, from audit_positions (see there).
+    position     bigint      NOT NULL,
     aggregate_id text        NOT NULL,
     sequence     bigint      NOT NULL,
     workspace_id text        NOT NULL,
@@ -38,4 +37,15 @@ CREATE TABLE audit_log
     details      jsonb       NOT NULL,
     PRIMARY KEY (aggregate_id, sequence)
 );
-CREATE INDEX audit_log_newest_first ON audit_log (workspace_id, position DESC);
+CREATE UNIQUE INDEX audit_log_newest_first ON audit_log (workspace_id, position DESC);
+CREATE INDEX audit_log_owner_newest_first ON audit_log (workspace_id, owner, position DESC);
+
+-- The last audit position handed out per workspace. Taking positions by updating this row,
+-- inside the projecting transaction, makes commit order and position order the same, so a
+-- newest-first reader paging by position never skips an entry committed late (a sequence
+-- would hand out numbers in one order and commit them in another).
+CREATE TABLE audit_positions
+(
+    workspace_id  text PRIMARY KEY,
+    last_position bigint NOT NULL
+);

@@ -18,6 +18,8 @@ format_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 # Each test creates its own database; clear out those of earlier runs so they do not pile up.
 drop_test_databases() {
   command -v psql >/dev/null 2>&1 || return 0
+  # Only in our own cluster: on a shared Postgres they may belong to someone else's run.
+  pg_is_local_url "$AIMC_TEST_DATABASE_URL" || return 0
   local db
   while read -r db; do
     [[ $db =~ ^aimc_test_[0-9a-f]+$ ]] || continue
@@ -30,6 +32,10 @@ dev_test() {
   local -a runner
   services_up
   load_env
+  if [[ ${CI:-} == true ]]; then
+    # A CI clone is thrown away after the run; servers left behind would hold ports and CPU.
+    trap 'services_down >/dev/null 2>&1 || true' EXIT
+  fi
   if have_nextest; then
     runner=(cargo nextest run --workspace --no-fail-fast)
   else

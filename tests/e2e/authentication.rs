@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aimc_api::auth::Claims;
+use aimc_api::auth::{Audience, Claims};
 use aimc_api::Role;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,7 +18,7 @@ fn claims(app: &TestApp, exp_offset: i64) -> Claims {
         workspaces: HashMap::from([(app.workspace.clone(), Role::Owner)]),
         scope: Some("keys:ciphertext".into()),
         iss: "aimc".into(),
-        aud: "aimc".into(),
+        aud: Audience::One("aimc".into()),
         exp: (now + exp_offset) as u64,
         iat: now as u64,
     }
@@ -40,7 +40,7 @@ async fn requests_without_a_valid_token_are_unauthorized() {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&app, 600)).unwrap())
     );
     let mut foreign_audience = claims(&app, 600);
-    foreign_audience.aud = "someone-else".into();
+    foreign_audience.aud = Audience::Many(vec!["someone-else".into(), "another".into()]);
     let foreign_audience = encode(&Header::new(Algorithm::HS256), &foreign_audience, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
     let mut with_unknown_kid = Header::new(Algorithm::HS256);
     with_unknown_kid.kid = Some("zzz".into());
@@ -66,6 +66,14 @@ async fn requests_without_a_valid_token_are_unauthorized() {
     }
     let valid = app.token("mallory", Role::Owner);
     assert_eq!(status_with(&app, Some(&valid)).await.status, StatusCode::NOT_FOUND);
+    let mut listed_audience = claims(&app, 600);
+    listed_audience.aud = Audience::Many(vec!["other-api".into(), "aimc".into()]);
+    let listed_audience = encode(&Header::new(Algorithm::HS256), &listed_audience, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    assert_eq!(status_with(&app, Some(&listed_audience)).await.status, StatusCode::NOT_FOUND, "aimc among several audiences");
+    let mut not_yet = serde_json::to_value(claims(&app, 600)).unwrap();
+    not_yet["nbf"] = serde_json::json!(chrono::Utc::now().timestamp() + 3600);
+    let not_yet = encode(&Header::new(Algorithm::HS256), &not_yet, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    assert_eq!(status_with(&app, Some(&not_yet)).await.status, StatusCode::UNAUTHORIZED, "nbf in the future");
 }
 
 fn app_secret(app: &TestApp) -> String {

@@ -74,3 +74,23 @@ async fn the_read_model_catches_up_on_start_with_events_it_missed() {
     assert_eq!(history["events"].as_array().unwrap().len(), history_before);
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn a_write_whose_projection_fails_is_not_reported_as_visible_and_is_repaired_later() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    sqlx::query("ALTER TABLE config_view RENAME TO config_view_away").execute(&app.pool).await.unwrap();
+
+    let update = app
+        .put("/api/v1/update/ai-model-config", &token, json!({"models": seed_000_models_keeping_keys(), "system_prompt": "recorded"}))
+        .await;
+
+    assert_eq!(update.status, StatusCode::SERVICE_UNAVAILABLE, "{}", update.text);
+    assert!(update.body["detail"].as_str().unwrap().contains("recorded"));
+    assert!(app.event_types(&app.aggregate_id("alice")).await.ends_with(&["SystemPromptChanged".to_owned()]));
+    sqlx::query("ALTER TABLE config_view_away RENAME TO config_view").execute(&app.pool).await.unwrap();
+    let restarted = spawn_replica(&app).await;
+    assert_eq!(restarted.get("/api/v1/get/ai-model-config", &token).await.body["system_prompt"], "recorded");
+    app.assert_no_plain_key_anywhere().await;
+}

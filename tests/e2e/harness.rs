@@ -13,7 +13,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Oaep, RsaPublicKey};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -81,8 +81,14 @@ pub struct TestApp {
     pub workspace: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    secrets: Mutex<Vec<String>>,
+    /// Shared with replicas, so the leak search covers what every instance answered.
+    secrets: Arc<Mutex<Vec<String>>>,
     responses: Arc<Mutex<Vec<String>>>,
+}
+
+/// Everything logged in this process so far.
+pub fn captured_log_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
 }
 
 fn random_name(prefix: &str) -> String {
@@ -106,7 +112,7 @@ pub async fn test_settings() -> Settings {
     };
     Settings {
         listen: "127.0.0.1:0".into(),
-        database_url: Some(database_url),
+        database_url: Some(SecretString::from(database_url)),
         database_max_connections: 10,
         keyring: KeyringKind::Vault,
         vault_addr: Some(required_env("AIMC_VAULT_ADDR")),
@@ -117,6 +123,7 @@ pub async fn test_settings() -> Settings {
         encryption_key: None,
         jwt_hs256_secret: Some(SecretString::from(random_name("jwt-secret-for-this-test-only-"))),
         jwt_public_key_file: None,
+        jwt_public_key_id: None,
         jwt_jwks_file: None,
         jwt_issuer: "aimc".into(),
         jwt_audience: "aimc".into(),
@@ -140,7 +147,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Another instance (replica) on the same database and Vault keys as `app`.
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
-    start(app.settings.clone(), app.workspace.clone()).await
+    let mut replica = start(app.settings.clone(), app.workspace.clone()).await;
+    replica.secrets = app.secrets.clone();
+    replica.responses = app.responses.clone();
+    replica
 }
 
 async fn start(settings: Settings, workspace: String) -> TestApp {
@@ -150,7 +160,7 @@ async fn start(settings: Settings, workspace: String) -> TestApp {
     let server = tokio::spawn(application.run_until(async {
         let _ = stop.await;
     }));
-    let database_url = settings.database_url.clone().unwrap();
+    let database_url = settings.database_url.as_ref().unwrap().expose_secret().to_owned();
     TestApp {
         address,
         client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
@@ -159,7 +169,7 @@ async fn start(settings: Settings, workspace: String) -> TestApp {
         workspace,
         shutdown: Some(shutdown),
         server: Some(server),
-        secrets: Mutex::new(Vec::new()),
+        secrets: Arc::new(Mutex::new(Vec::new())),
         responses: Arc::new(Mutex::new(Vec::new())),
     }
 }
@@ -270,10 +280,12 @@ impl TestApp {
         .await
         .unwrap();
         assert!(tables.iter().any(|t| t == "events"), "tables: {tables:?}");
-        let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+        let logs = captured_log_text();
         assert!(!logs.is_empty(), "no logs were captured");
         let responses = self.responses.lock().unwrap().join("\n");
-        for secret in &secrets {
+        // Transit receives plain text as base64: a leak could take that form too.
+        let forms: Vec<String> = secrets.iter().flat_map(|secret| [secret.clone(), STANDARD.encode(secret)]).collect();
+        for secret in &forms {
             for table in &tables {
                 assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
                 let hits: i64 = sqlx::query_scalar(&format!(

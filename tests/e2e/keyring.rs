@@ -42,19 +42,33 @@ async fn the_published_key_is_the_same_in_pem_and_jwk_and_accepts_the_vault_pref
     app.assert_no_plain_key_anywhere().await;
 }
 
-/// A Vault of this test's own, so stopping it disturbs no other test.
+/// A Vault of this test's own, so stopping or auditing it disturbs no other test.
 struct OwnVault {
     child: Child,
     address: String,
     token: String,
+    /// Where it writes its audit log: one JSON line per request and per response.
+    audit_log: std::path::PathBuf,
 }
 
 async fn start_own_vault() -> OwnVault {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address = format!("http://127.0.0.1:{port}");
     let token = format!("root-{}", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join(format!("aimc-vault-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit_log = dir.join("audit.log");
+    // OpenBao takes audit devices only from its configuration file.
+    let config = dir.join("audit.hcl");
+    std::fs::write(&config, format!("audit \"file\" \"e2e\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit_log.display())).unwrap();
     let child = Command::new("bao")
-        .args(["server", "-dev", &format!("-dev-root-token-id={token}"), &format!("-dev-listen-address=127.0.0.1:{port}")])
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={token}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+            &format!("-config={}", config.display()),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -77,18 +91,81 @@ async fn start_own_vault() -> OwnVault {
         .await
         .expect("OpenBao did not start");
     assert!(mounted.status().is_success(), "enabling transit failed: {}", mounted.status());
-    OwnVault { child, address, token }
+    OwnVault { child, address, token, audit_log }
+}
+
+impl OwnVault {
+    /// How many requests went to paths starting with `prefix`.
+    fn requests_to(&self, prefix: &str) -> usize {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|entry| entry["type"] == "request")
+            .filter(|entry| entry["request"]["path"].as_str().is_some_and(|path| path.starts_with(prefix)))
+            .count()
+    }
+}
+
+async fn app_on(vault: &OwnVault) -> TestApp {
+    let (address, vault_token) = (vault.address.clone(), vault.token.clone());
+    spawn_app_with(move |settings| {
+        settings.vault_addr = Some(address);
+        settings.vault_token = Some(SecretString::from(vault_token));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_command_sends_all_its_keys_to_vault_in_one_batch() {
+    let vault = start_own_vault().await;
+    let app = app_on(&vault).await;
+    let token = app.token("alice", Role::Member);
+    let openai = app.encrypt_key(&token, OPENAI_KEY).await;
+    let anthropic = app.encrypt_key(&token, ANTHROPIC_KEY).await;
+    let (decrypts, encrypts) = (vault.requests_to("transit/decrypt/"), vault.requests_to("transit/encrypt/"));
+
+    let created = app.post("/api/v1/create/ai-model-config", &token, seed_000_create_body(&openai, &anthropic)).await;
+
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(vault.requests_to("transit/decrypt/") - decrypts, 1, "both client keys opened in one call");
+    assert_eq!(vault.requests_to("transit/encrypt/") - encrypts, 1, "both keys sealed in one call");
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_vault_ciphertext_opens_only_for_its_credential_and_workspace() {
+    use aimc_domain::{CredentialId, KeyContext, WorkspaceId};
+    use aimc_keyring::{Keyring, KeyringError, VaultKeyring, VaultSettings};
+    use secrecy::ExposeSecret;
+
+    let keyring = VaultKeyring::new(VaultSettings {
+        address: std::env::var("AIMC_VAULT_ADDR").unwrap(),
+        token: SecretString::from(std::env::var("AIMC_VAULT_TOKEN").unwrap()),
+        mount: "transit".into(),
+        key_prefix: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let (x, x_client) = (WorkspaceId::parse("x").unwrap(), WorkspaceId::parse("x-client").unwrap());
+    let context = |n: u128| KeyContext::for_credential("x/user:alice", CredentialId(uuid::Uuid::from_u128(n)));
+    let sealed = keyring.encrypt(&x, vec![(SecretString::from("sk-bound-to-one-credential"), context(1))]).await.unwrap();
+
+    let opened = keyring.decrypt(&x, vec![(sealed[0].clone(), context(1))]).await.unwrap();
+    assert_eq!(opened[0].expose_secret(), "sk-bound-to-one-credential");
+    let other_credential = keyring.decrypt(&x, vec![(sealed[0].clone(), context(2))]).await;
+    assert_eq!(other_credential.unwrap_err(), KeyringError::Undecryptable { index: 0 });
+    // "x-client" must not share a key with "x" (neither its stored-key key nor its client key).
+    let other_workspace = keyring.decrypt(&x_client, vec![(sealed[0].clone(), context(1))]).await;
+    assert!(other_workspace.is_err());
+    let (x_public, x_client_public) = (keyring.client_key(&x).await.unwrap(), keyring.client_key(&x_client).await.unwrap());
+    assert_ne!(x_public.pem, x_client_public.pem);
 }
 
 #[tokio::test]
 async fn with_vault_stopped_writes_that_need_it_get_503_append_nothing_and_reads_keep_working() {
     let mut vault = start_own_vault().await;
-    let (address, vault_token) = (vault.address.clone(), vault.token.clone());
-    let app = spawn_app_with(move |settings| {
-        settings.vault_addr = Some(address);
-        settings.vault_token = Some(SecretString::from(vault_token));
-    })
-    .await;
+    let app = app_on(&vault).await;
     let token = app.token("alice", Role::Member);
     create_seed_config(&app, &token).await;
     let new_key = app.encrypt_key(&token, "sk-while-vault-is-down-00000000").await;
@@ -115,8 +192,9 @@ async fn with_vault_stopped_writes_that_need_it_get_503_append_nothing_and_reads
     let history = app.get("/api/v1/history", &token).await;
     assert_eq!(history.status, StatusCode::OK);
     let ready = app.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_ne!(ready.body["checks"]["keyring"], "ok");
+    assert_eq!(ready.status, StatusCode::OK, "reads still work, so the replica stays in rotation");
+    assert_eq!(ready.body["status"], "degraded");
+    assert_eq!(ready.body["checks"]["keyring"], "unavailable");
     assert_eq!(ready.body["checks"]["database"], "ok");
     app.assert_no_plain_key_anywhere().await;
 }

@@ -79,12 +79,38 @@ fn every_operation_has_an_id_a_summary_security_and_its_errors() {
 }
 
 #[tokio::test]
-async fn shutting_down_lets_the_server_finish_and_stop_listening() {
+async fn shutting_down_finishes_the_request_in_flight_then_stops_listening() {
     let app = spawn_app().await;
     let address = app.address.clone();
-    assert_eq!(app.request(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    let token = app.token("alice", aimc_api::Role::Member);
+    // A body that arrives in two parts, the second after shutdown has begun.
+    let (first, second) = (r#"{"models": [], "#.to_owned(), r#""system_prompt": "in flight"}"#.to_owned());
+    let body = futures::stream::unfold(0, move |part| {
+        let (first, second) = (first.clone(), second.clone());
+        async move {
+            match part {
+                0 => Some((Ok::<_, std::io::Error>(first), 1)),
+                1 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                    Some((Ok(second), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let in_flight = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{address}/api/v1/create/ai-model-config"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await.expect("shutdown hung");
 
+    let response = in_flight.await.unwrap().expect("the request in flight was cut off");
+    assert_eq!(response.status(), StatusCode::CREATED);
     assert!(reqwest::get(format!("{address}/healthz")).await.is_err(), "still listening after shutdown");
 }

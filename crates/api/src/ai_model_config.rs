@@ -43,7 +43,7 @@ pub struct ModelInput {
     /// On update: absent keeps the stored key (a new model takes over the key of a removed
     /// model of the same provider), `null` removes it, and the stored ciphertext (from
     /// `?includeEncryptedKeys=true`) keeps it too.
-    #[oai(rename = "apiKeyEncrypted", validator(max_length = 8192))]
+    #[oai(rename = "apiKeyEncrypted", nullable, validator(max_length = 8192))]
     #[serde(rename = "apiKeyEncrypted", default)]
     pub api_key_encrypted: MaybeUndefined<String>,
     /// Whether using the model costs money.
@@ -60,7 +60,7 @@ pub struct ConfigRequest {
     #[oai(validator(max_items = 100))]
     pub models: Vec<ModelInput>,
     /// The assistant's system prompt. On update, absent keeps it and `null` clears it.
-    #[oai(rename = "system_prompt", validator(max_length = 20000))]
+    #[oai(rename = "system_prompt", nullable, validator(max_length = 20000))]
     #[serde(default)]
     pub system_prompt: MaybeUndefined<String>,
 }
@@ -88,7 +88,7 @@ pub struct ModelOutput {
 #[oai(rename = "AiModelConfig")]
 pub struct ConfigResponse {
     pub models: Vec<ModelOutput>,
-    #[oai(rename = "system_prompt")]
+    #[oai(rename = "system_prompt", nullable)]
     pub system_prompt: Option<String>,
 }
 

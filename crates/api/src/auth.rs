@@ -56,10 +56,19 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+}
+
+/// `aud` is one string or, as many identity providers issue it, a list; the validator checks
+/// that ours is among them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Scope that allows reading stored ciphertext.
@@ -126,6 +135,8 @@ pub struct AuthSettings {
     pub hs256_secret: Option<SecretString>,
     /// PEM public keys (RSA, EC P-256/P-384 or Ed25519).
     pub public_key_pems: Vec<String>,
+    /// The `kid` tokens signed with the PEM key carry, if they carry one.
+    pub public_key_id: Option<String>,
     /// A JWKS document; keys are matched by `kid`.
     pub jwks_json: Option<String>,
     pub issuer: String,
@@ -186,7 +197,10 @@ impl Authenticator {
             });
         }
         for pem in &settings.public_key_pems {
-            keys.extend(pem_keys(pem)?);
+            keys.extend(pem_keys(pem)?.into_iter().map(|key| VerificationKey {
+                kid: settings.public_key_id.clone(),
+                ..key
+            }));
         }
         if let Some(jwks) = &settings.jwks_json {
             let set: JwkSet = serde_json::from_str(jwks).map_err(|error| AuthConfigError::BadJwks(error.to_string()))?;
@@ -232,11 +246,13 @@ impl Authenticator {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        validation.validate_nbf = true;
         let claims = decode::<Claims>(token, &key.key, &validation)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
                 let reason = match error.kind() {
                     ErrorKind::ExpiredSignature => "the bearer token has expired",
+                    ErrorKind::ImmatureSignature => "the bearer token is not valid yet",
                     ErrorKind::InvalidIssuer => "the bearer token was issued by someone else",
                     ErrorKind::InvalidAudience => "the bearer token is meant for another audience",
                     ErrorKind::InvalidSignature => "the bearer token's signature does not verify",
@@ -281,7 +297,7 @@ pub fn mint_hs256_token(
         workspaces,
         scope: scope.map(str::to_owned),
         iss: issuer.to_owned(),
-        aud: audience.to_owned(),
+        aud: Audience::One(audience.to_owned()),
         exp: now + ttl_seconds,
         iat: now,
     };

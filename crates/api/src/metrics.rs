@@ -39,6 +39,10 @@ impl Metrics {
 
     pub fn observe(&self, path: &str, method: &str, status: u16, seconds: f64) {
         let route = if self.routes.contains(path) { path } else { "other" };
+        let method = match method {
+            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
         self.latency.with_label_values(&[route, method]).observe(seconds);
     }

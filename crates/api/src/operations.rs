@@ -11,9 +11,9 @@ use crate::ApiTags;
 
 #[derive(Debug, Object)]
 pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok`, `ready`, `degraded` or `unavailable`.
     pub status: String,
-    /// Per dependency: `ok` or why it is not.
+    /// Per dependency: `ok` or `unavailable`.
     #[oai(skip_serializing_if_is_none)]
     pub checks: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -27,10 +27,10 @@ pub enum HealthResponse {
 
 #[derive(ApiResponse)]
 pub enum ReadyResponse {
-    /// Postgres and the keyring answer.
+    /// Postgres answers; `status` is `ready`, or `degraded` when the keyring does not.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// A dependency does not answer; `checks` says which.
+    /// Postgres does not answer.
     #[oai(status = 503)]
     Unavailable(Json<Health>, #[oai(header = "Retry-After")] u32),
 }
@@ -49,16 +49,27 @@ impl OperationsApi {
 
     /// Readiness
     ///
-    /// Ready when Postgres and the keyring (Vault) both answer.
+    /// Checks Postgres and the keyring (Vault). Without Postgres nothing can be served: 503.
+    /// Without Vault, reads and key-less writes still work, so the replica stays in rotation
+    /// and reports `degraded`; taking every replica out because Vault is down would stop the
+    /// reads too. The causes are in the log, not here: this endpoint needs no token.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ReadyResponse {
         let (database, keyring) = tokio::join!(state.queries.ping(), state.keyring.check());
-        let mut checks = std::collections::BTreeMap::new();
-        let ready = database.is_ok() && keyring.is_ok();
-        checks.insert("database".to_owned(), database.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()));
-        checks.insert("keyring".to_owned(), keyring.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()));
-        if ready {
-            ReadyResponse::Ready(Json(Health { status: "ready".into(), checks: Some(checks) }))
+        let word = |ok: bool| if ok { "ok".to_owned() } else { "unavailable".to_owned() };
+        if let Err(error) = &database {
+            tracing::warn!(%error, "readiness: database unavailable");
+        }
+        if let Err(error) = &keyring {
+            tracing::warn!(%error, "readiness: keyring unavailable");
+        }
+        let checks = std::collections::BTreeMap::from([
+            ("database".to_owned(), word(database.is_ok())),
+            ("keyring".to_owned(), word(keyring.is_ok())),
+        ]);
+        if database.is_ok() {
+            let status = if keyring.is_ok() { "ready" } else { "degraded" };
+            ReadyResponse::Ready(Json(Health { status: status.into(), checks: Some(checks) }))
         } else {
             ReadyResponse::Unavailable(
                 Json(Health { status: "unavailable".into(), checks: Some(checks) }),

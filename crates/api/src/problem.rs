@@ -125,15 +125,9 @@ impl ApiError {
         ))
     }
 
-    pub fn unavailable(what: &str) -> Self {
+    pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError::Unavailable(
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-                format!("{what} is unavailable; nothing was changed, retry later"),
-                vec![],
-            ),
+            problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail, vec![]),
             RETRY_AFTER_SECONDS,
         )
     }
@@ -182,7 +176,7 @@ impl From<DomainError> for ApiError {
             ),
             DomainError::KeyringUnavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");
-                ApiError::unavailable("the keyring (Vault)")
+                ApiError::unavailable("the keyring (Vault) is unavailable; nothing was changed, retry later")
             }
             DomainError::KeyringFailed(reason) => ApiError::internal(format!("keyring failed: {reason}")),
         }
@@ -196,7 +190,11 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict { .. } => ApiError::conflict(error.to_string()),
             CommandError::StoreUnavailable(reason) => {
                 tracing::warn!(%reason, "event store unavailable");
-                ApiError::unavailable("the database")
+                ApiError::unavailable("the database is unavailable; the change may not have been applied, retry later")
+            }
+            CommandError::NotYetVisible(reason) => {
+                tracing::warn!(%reason, "write recorded but not yet readable");
+                ApiError::unavailable("the change was recorded but is not readable yet; read it again shortly, do not resend it")
             }
             CommandError::Internal(reason) => ApiError::internal(reason),
         }
@@ -208,7 +206,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "database unavailable");
-                ApiError::unavailable("the database")
+                ApiError::unavailable("the database is unavailable, retry later")
             }
             StoreError::InvalidCursor => ApiError::invalid_field("cursor", "is not a cursor this service issued"),
             StoreError::Internal(reason) => ApiError::internal(reason),
@@ -221,7 +219,7 @@ impl From<KeyringError> for ApiError {
         match error {
             KeyringError::Unavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");
-                ApiError::unavailable("the keyring (Vault)")
+                ApiError::unavailable("the keyring (Vault) is unavailable; nothing was changed, retry later")
             }
             other => ApiError::internal(other),
         }

@@ -69,6 +69,8 @@ enum ModelPlan {
         new_key: Option<(CredentialId, usize)>,
         /// No key was given, so it may take over the key of a removed model of its provider.
         may_inherit: bool,
+        /// The stored ciphertext of a removed model's key was sent: that key moves here.
+        reuse: Option<CredentialId>,
     },
     Keep {
         model_id: ModelId,
@@ -297,7 +299,21 @@ impl AiModelConfig {
                 None => {
                     let model_id = ModelId(services.ids.next_id());
                     let may_inherit = matches!(key, KeyInput::Keep);
+                    let reuse = match &key {
+                        KeyInput::Encrypted(ciphertext) => self
+                            .models
+                            .iter()
+                            .filter(|model| model.provider == spec.provider)
+                            .filter(|model| {
+                                !seen.contains(&(model.provider, model.model_type, model.model.as_str().to_owned()))
+                            })
+                            .filter_map(|model| self.credential_of(model))
+                            .find(|credential| credential.secret.as_str() == ciphertext)
+                            .map(|credential| credential.id),
+                        _ => None,
+                    };
                     let new_key = match key {
+                        _ if reuse.is_some() => None,
                         KeyInput::Keep | KeyInput::Remove => None,
                         key => {
                             let credential = CredentialId(services.ids.next_id());
@@ -309,6 +325,7 @@ impl AiModelConfig {
                         spec,
                         new_key,
                         may_inherit,
+                        reuse,
                     }
                 }
                 Some(model) => {
@@ -392,7 +409,13 @@ impl AiModelConfig {
             .collect();
         let mut inherited: HashMap<ModelId, CredentialId> = HashMap::new();
         for plan in &plans {
-            if let ModelPlan::Add { model_id, spec, new_key: None, may_inherit: true } = plan {
+            if let ModelPlan::Add { model_id, reuse: Some(credential), .. } = plan {
+                orphaned.retain(|(_, orphan)| orphan != credential);
+                inherited.insert(*model_id, *credential);
+            }
+        }
+        for plan in &plans {
+            if let ModelPlan::Add { model_id, spec, new_key: None, may_inherit: true, .. } = plan {
                 if let Some(position) = orphaned.iter().position(|(provider, _)| *provider == spec.provider) {
                     inherited.insert(*model_id, orphaned.remove(position).1);
                 }

@@ -19,7 +19,7 @@ pub enum ValueError {
     TooLong { max: usize },
     #[error("must not contain control characters")]
     ControlCharacters,
-    #[error("may only contain letters, digits, '.', '_' and '-'")]
+    #[error("may only contain letters, digits, '.', '_' and '-', and must start and end with a letter or digit")]
     InvalidCharacters,
 }
 
@@ -226,9 +226,12 @@ impl WorkspaceId {
                 max: Self::MAX_CHARS,
             });
         }
-        if !raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        let edges_alphanumeric = raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !edges_alphanumeric
+            || !raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             return Err(ValueError::InvalidCharacters);
         }
@@ -410,6 +413,9 @@ mod tests {
     fn workspace_ids_are_restricted_to_a_path_safe_alphabet() {
         assert!(WorkspaceId::parse("acme-prod_1.eu").is_ok());
         assert_eq!(WorkspaceId::parse("a/b"), Err(ValueError::InvalidCharacters));
+        // Vault key names must start and end with a word character.
+        assert_eq!(WorkspaceId::parse("acme-"), Err(ValueError::InvalidCharacters));
+        assert_eq!(WorkspaceId::parse(".acme"), Err(ValueError::InvalidCharacters));
         assert_eq!(WorkspaceId::parse(""), Err(ValueError::Empty));
     }
 }

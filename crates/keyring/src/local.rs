@@ -151,7 +151,7 @@ impl Keyring for LocalKeyring {
             .to_public_key()
             .to_public_key_pem(LineEnding::LF)
             .map_err(|_| KeyringError::Failed("cannot encode the workspace public key".into()))?;
-        ClientKey::from_pem(&format!("aimc-local-{workspace}-client"), 1, &pem)
+        ClientKey::from_pem(&format!("aimc-local-rsa-{workspace}"), 1, &pem)
     }
 
     async fn decrypt_from_client(

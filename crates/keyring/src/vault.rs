@@ -8,7 +8,7 @@ use base64::Engine;
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use vaultrs::api::transit::requests::CreateKeyRequest;
 use vaultrs::api::transit::responses::ReadKeyData;
@@ -64,12 +64,14 @@ impl VaultKeyring {
         })
     }
 
+    /// The key type sits before the workspace name, at a fixed place: with it after the name,
+    /// workspace `a-client`'s key would be workspace `a`'s client key.
     pub fn workspace_key_name(&self, workspace: &WorkspaceId) -> String {
-        format!("{}-{}", self.key_prefix, workspace)
+        format!("{}-aes-{}", self.key_prefix, workspace)
     }
 
     fn client_key_name(&self, workspace: &WorkspaceId) -> String {
-        format!("{}-{}-client", self.key_prefix, workspace)
+        format!("{}-rsa-{}", self.key_prefix, workspace)
     }
 
     /// Creates the key on first use. Creating an existing transit key is a no-op, so replicas
@@ -97,13 +99,13 @@ impl VaultKeyring {
     /// own settings. vaultrs has no batch API, and Vault answers a batch in which some items
     /// failed with an error status whose body still holds the per-item results, so the body is
     /// read here rather than through vaultrs' error mapping.
-    async fn batch(&self, operation: &str, key: &str, items: Vec<serde_json::Value>) -> Result<Vec<BatchItem>, KeyringError> {
+    async fn batch<T: Serialize>(&self, operation: &str, key: &str, items: &[T]) -> Result<Vec<BatchItem>, KeyringError> {
         let count = items.len();
-        let body = Zeroizing::new(
-            serde_json::to_vec(&serde_json::json!({ "batch_input": items }))
-                .map_err(|_| KeyringError::Failed("cannot encode the batch".into()))?,
-        );
-        drop(items);
+        // Sized up front so serialising never reallocates and leaves an unzeroized copy of
+        // the plain text behind; rustify's own copy of the body is beyond our reach.
+        let mut body = Zeroizing::new(Vec::with_capacity(64 + items.len() * 1024));
+        serde_json::to_writer(&mut *body, &BatchInput { batch_input: items })
+            .map_err(|_| KeyringError::Failed("cannot encode the batch".into()))?;
         let endpoint = TransitBatch {
             path: format!("{}/{operation}/{key}", self.mount),
             body,
@@ -153,17 +155,18 @@ impl Keyring for VaultKeyring {
             return Ok(Vec::new());
         }
         let key = self.workspace_key(workspace).await?;
-        let batch = items
+        let encoded: Vec<(Zeroizing<String>, String)> = items
             .iter()
             .map(|(plain, context)| {
-                serde_json::json!({
-                    "plaintext": STANDARD.encode(plain.expose_secret()),
-                    "context": STANDARD.encode(context.as_str()),
-                })
+                (Zeroizing::new(STANDARD.encode(plain.expose_secret())), STANDARD.encode(context.as_str()))
             })
             .collect();
         drop(items);
-        let results = self.batch("encrypt", &key, batch).await?;
+        let batch: Vec<EncryptItem> = encoded
+            .iter()
+            .map(|(plaintext, context)| EncryptItem { plaintext, context })
+            .collect();
+        let results = self.batch("encrypt", &key, &batch).await?;
         results
             .into_iter()
             .map(|item| match (item.ciphertext, item.error) {
@@ -186,7 +189,7 @@ impl Keyring for VaultKeyring {
             return Ok(Vec::new());
         }
         let key = self.workspace_key(workspace).await?;
-        let batch = items
+        let batch: Vec<serde_json::Value> = items
             .iter()
             .map(|(ciphertext, context)| {
                 serde_json::json!({
@@ -195,7 +198,7 @@ impl Keyring for VaultKeyring {
                 })
             })
             .collect();
-        let results = self.batch("decrypt", &key, batch).await?;
+        let results = self.batch("decrypt", &key, &batch).await?;
         results
             .into_iter()
             .enumerate()
@@ -239,7 +242,7 @@ impl Keyring for VaultKeyring {
         let mut results = if batch.is_empty() {
             Vec::new()
         } else {
-            self.batch("decrypt", &name, batch).await?
+            self.batch("decrypt", &name, &batch).await?
         }
         .into_iter();
         Ok(normalised
@@ -248,16 +251,14 @@ impl Keyring for VaultKeyring {
             .collect())
     }
 
-    /// `sys/health` by status code: 200 active, 429 standby and 473 performance standby can
-    /// serve transit; 501 uninitialised, 503 sealed and no answer cannot. Read here rather
-    /// than through vaultrs, whose health response type does not fit OpenBao's.
+    /// Looks up our own token: that needs Vault reachable, unsealed, and the token still
+    /// valid, which a health probe alone (it needs no token) would not show.
     async fn check(&self) -> Result<(), KeyringError> {
-        let endpoint = HealthCheck;
+        let endpoint = TokenLookup;
         match endpoint.with_middleware(self.client.middle()).exec(self.client.http()).await {
             Ok(_) => Ok(()),
-            Err(rustify::errors::ClientError::ServerResponseError { code: 429 | 473, .. }) => Ok(()),
-            Err(rustify::errors::ClientError::ServerResponseError { code: 503, .. }) => {
-                Err(KeyringError::Unavailable("Vault is sealed".into()))
+            Err(rustify::errors::ClientError::ServerResponseError { code: 401 | 403, .. }) => {
+                Err(KeyringError::Unavailable("Vault refuses the configured token".into()))
             }
             Err(error) => Err(rest_error(&error)),
         }
@@ -309,15 +310,26 @@ impl Endpoint for TransitBatch {
     }
 }
 
-struct HealthCheck;
+#[derive(Serialize)]
+struct BatchInput<'a, T> {
+    batch_input: &'a [T],
+}
 
-impl Endpoint for HealthCheck {
+#[derive(Serialize)]
+struct EncryptItem<'a> {
+    plaintext: &'a str,
+    context: &'a str,
+}
+
+struct TokenLookup;
+
+impl Endpoint for TokenLookup {
     type Response = serde_json::Value;
     const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
     const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
 
     fn path(&self) -> String {
-        "sys/health".to_owned()
+        "auth/token/lookup-self".to_owned()
     }
 
     fn method(&self) -> RequestMethod {
@@ -357,7 +369,8 @@ impl BatchItem {
     }
 }
 
-/// Vault's answer by status: 5xx, 429 and 503 (sealed) mean try again later.
+/// Vault's answer by status: 5xx, 429 and 503 (sealed) mean try again later, and so does a
+/// refused token (401/403): an operator has to renew it, the request itself was fine.
 fn status_error(status: u16, errors: &[String]) -> KeyringError {
     let detail = if errors.is_empty() {
         format!("status {status}")
@@ -365,7 +378,7 @@ fn status_error(status: u16, errors: &[String]) -> KeyringError {
         format!("status {status}: {}", errors.join("; "))
     };
     match status {
-        429 | 500..=599 => KeyringError::Unavailable(format!("Vault answered {detail}")),
+        401 | 403 | 429 | 500..=599 => KeyringError::Unavailable(format!("Vault answered {detail}")),
         _ => KeyringError::Failed(format!("Vault answered {detail}")),
     }
 }

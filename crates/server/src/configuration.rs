@@ -61,7 +61,8 @@ pub struct Settings {
     /// Address to listen on; port 0 picks a free one.
     #[serde(default = "default_listen")]
     pub listen: String,
-    pub database_url: Option<String>,
+    /// Held as a secret: it usually carries the database password.
+    pub database_url: Option<SecretString>,
     #[serde(default = "default_max_connections")]
     pub database_max_connections: u32,
     #[serde(default)]
@@ -78,6 +79,8 @@ pub struct Settings {
     pub encryption_key: Option<SecretString>,
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_public_key_file: Option<PathBuf>,
+    /// The `kid` of the PEM key, when its tokens carry one.
+    pub jwt_public_key_id: Option<String>,
     pub jwt_jwks_file: Option<PathBuf>,
     #[serde(default = "default_issuer")]
     pub jwt_issuer: String,
@@ -112,7 +115,7 @@ impl Settings {
             .context("Failed to read the configuration (AIMC_* variables / TOML file)")
     }
 
-    pub fn database_url(&self) -> anyhow::Result<&str> {
+    pub fn database_url(&self) -> anyhow::Result<&SecretString> {
         match &self.database_url {
             Some(url) => Ok(url),
             None => bail!("AIMC_DATABASE_URL is not set"),

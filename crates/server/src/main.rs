@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let settings = Settings::load()?;
             let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
-                url: settings.database_url()?.to_owned(),
+                url: settings.database_url()?.clone(),
                 max_connections: 2,
                 acquire_timeout: std::time::Duration::from_secs(10),
             })?;

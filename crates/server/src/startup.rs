@@ -58,6 +58,7 @@ pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator>
     let auth = AuthSettings {
         hs256_secret: settings.jwt_hs256_secret.clone(),
         public_key_pems: settings.jwt_public_key_file.as_deref().map(read).transpose()?.into_iter().collect(),
+        public_key_id: settings.jwt_public_key_id.clone(),
         jwks_json: settings.jwt_jwks_file.as_deref().map(read).transpose()?,
         issuer: settings.jwt_issuer.clone(),
         audience: settings.jwt_audience.clone(),
@@ -68,7 +69,7 @@ pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator>
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = aimc_store::connect(&DatabaseSettings {
-            url: settings.database_url()?.to_owned(),
+            url: settings.database_url()?.clone(),
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(3),
         })

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::error::CommandError;
 use crate::event_store::SnapshotEventStore;
-use crate::projection::{ProjectionQuery, Projector};
+use crate::projection::Projector;
 
 /// How often a command is tried when other writers keep appending to the same aggregate.
 pub const MAX_COMMAND_ATTEMPTS: usize = 30;
@@ -22,17 +22,41 @@ pub struct CommandMetadata {
     pub trace_id: Option<String>,
 }
 
+/// Projection attempts after a commit before the request gives up on read-your-writes.
+const PROJECTION_ATTEMPTS: usize = 3;
+
 /// Runs commands against the event-sourced aggregate and projects their events.
 pub struct CommandBus {
     cqrs: CqrsFramework<AiModelConfig, SnapshotEventStore<AiModelConfig>>,
+    projector: Arc<Projector>,
 }
 
 impl CommandBus {
+    /// Projection is not a cqrs-es query: those run after the commit with nowhere to report a
+    /// failure, and a 2xx must mean the change is readable.
     pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize, projector: Arc<Projector>) -> Self {
         let store = SnapshotEventStore::new(pool, snapshot_every);
         CommandBus {
-            cqrs: CqrsFramework::new(store, vec![Box::new(ProjectionQuery(projector))], services),
+            cqrs: CqrsFramework::new(store, vec![], services),
+            projector,
         }
+    }
+
+    /// Projects the aggregate so the response can promise read-your-writes.
+    async fn project(&self, aggregate_id: &str) -> Result<(), CommandError> {
+        let mut last_error = None;
+        for attempt in 1..=PROJECTION_ATTEMPTS {
+            match self.projector.catch_up(aggregate_id).await {
+                Ok(_) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(attempt, %error, "projection after commit failed");
+                    last_error = Some(error);
+                    tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                }
+            }
+        }
+        tracing::error!(aggregate_id, "change recorded but not projected; catch-up will repair it");
+        Err(CommandError::NotYetVisible(last_error.map(|e| e.to_string()).unwrap_or_default()))
     }
 
     /// Executes `command`, reloading the aggregate and trying again when another writer
@@ -54,7 +78,7 @@ impl CommandBus {
                 recorded.insert("trace_id".to_owned(), trace_id.clone());
             }
             match self.cqrs.execute_with_metadata(&aggregate_id, command.clone(), recorded).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.project(&aggregate_id).await,
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(attempt, "concurrent write; retrying with the reloaded aggregate");
                     // Jittered, growing back-off so racing writers spread out instead of
@@ -67,13 +91,31 @@ impl CommandBus {
                 Err(AggregateError::DatabaseConnectionError(error)) => {
                     return Err(CommandError::StoreUnavailable(error.to_string()))
                 }
-                Err(AggregateError::DeserializationError(error)) | Err(AggregateError::UnexpectedError(error)) => {
-                    return Err(CommandError::Internal(error.to_string()))
+                Err(AggregateError::DeserializationError(error)) => return Err(CommandError::Internal(error.to_string())),
+                Err(AggregateError::UnexpectedError(error)) if is_connection_failure(error.as_ref()) => {
+                    return Err(CommandError::StoreUnavailable(error.to_string()))
                 }
+                Err(AggregateError::UnexpectedError(error)) => return Err(CommandError::Internal(error.to_string())),
             }
         }
         Err(CommandError::Conflict {
             attempts: MAX_COMMAND_ATTEMPTS,
         })
     }
+}
+
+/// postgres-es reports a pool timeout or a dropped connection as an unexpected error; those
+/// mean "try again later", not "bug".
+fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(sqlx_error) = current.downcast_ref::<sqlx::Error>() {
+            return matches!(
+                sqlx_error,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+            ) || matches!(sqlx_error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08")));
+        }
+        cause = current.source();
+    }
+    false
 }

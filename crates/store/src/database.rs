@@ -1,11 +1,12 @@
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    pub url: String,
+    pub url: SecretString,
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
@@ -17,7 +18,7 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_lazy(&settings.url)
+        .connect_lazy(settings.url.expose_secret())
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -32,6 +32,9 @@ pub enum CommandError {
     Conflict { attempts: usize },
     #[error("the event store is unavailable: {0}")]
     StoreUnavailable(String),
+    /// The events were appended but the read model could not be updated in this request.
+    #[error("the change was recorded but is not readable yet: {0}")]
+    NotYetVisible(String),
     #[error("event store error: {0}")]
     Internal(String),
 }

@@ -6,6 +6,11 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventS
 use postgres_es::PostgresEventRepository;
 use sqlx::{PgPool, Row};
 
+/// The serialized shape of the aggregates snapshotted here. Bump it whenever a field is added,
+/// removed or changes meaning: `#[serde(default)]` would otherwise load an old snapshot into a
+/// state no replay would produce.
+pub const SNAPSHOT_SCHEMA_VERSION: i32 = 1;
+
 /// An aggregate loaded from its snapshot plus the events after it.
 pub struct LoadedAggregate<A> {
     aggregate_id: String,
@@ -64,10 +69,12 @@ impl<A: Aggregate> SnapshotEventStore<A> {
 
     async fn read_snapshot(&self, aggregate_id: &str) -> Result<Option<(A, usize)>, AggregateError<A::Error>> {
         let row = sqlx::query(
-            "SELECT last_sequence, payload FROM aggregate_snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT last_sequence, payload FROM aggregate_snapshots
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
+        .bind(SNAPSHOT_SCHEMA_VERSION)
         .fetch_optional(&self.pool)
         .await
         .map_err(database_error)?;
@@ -93,15 +100,18 @@ impl<A: Aggregate> SnapshotEventStore<A> {
             }
         };
         let written = sqlx::query(
-            "INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, payload)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                SET last_sequence = excluded.last_sequence, payload = excluded.payload, taken_at = now()
-                WHERE aggregate_snapshots.last_sequence < excluded.last_sequence",
+                SET last_sequence = excluded.last_sequence, schema_version = excluded.schema_version,
+                    payload = excluded.payload, taken_at = now()
+                WHERE aggregate_snapshots.last_sequence < excluded.last_sequence
+                   OR aggregate_snapshots.schema_version <> excluded.schema_version",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
         .bind(last_sequence as i64)
+        .bind(SNAPSHOT_SCHEMA_VERSION)
         .bind(payload)
         .execute(&self.pool)
         .await;

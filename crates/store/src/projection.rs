@@ -3,9 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigEvent};
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_es::{Aggregate, EventEnvelope, Query};
+use cqrs_es::Aggregate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::error::StoreError;
@@ -134,7 +133,11 @@ impl Projector {
         .await?;
         let mut applied = 0;
         for aggregate_id in &lagging {
-            applied += self.catch_up(aggregate_id).await?;
+            // One aggregate that cannot be projected must not hold back all the others.
+            match self.catch_up(aggregate_id).await {
+                Ok(count) => applied += count,
+                Err(error) => tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate"),
+            }
         }
         if applied > 0 {
             tracing::info!(aggregates = lagging.len(), events = applied, "read model caught up");
@@ -209,12 +212,27 @@ async fn project_audit_log<'a>(
         return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
     };
     let owner = id.owner.to_string();
-    for event in events {
+    let events: Vec<&RecordedEvent> = events.collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last_position: i64 = sqlx::query_scalar(
+        "INSERT INTO audit_positions (workspace_id, last_position) VALUES ($1, $2)
+         ON CONFLICT (workspace_id) DO UPDATE SET last_position = audit_positions.last_position + excluded.last_position
+         RETURNING last_position",
+    )
+    .bind(id.workspace.as_str())
+    .bind(events.len() as i64)
+    .fetch_one(&mut **tx)
+    .await?;
+    let first_position = last_position - events.len() as i64 + 1;
+    for (position, event) in (first_position..).zip(events) {
         sqlx::query(
-            "INSERT INTO audit_log (aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (aggregate_id, sequence) DO NOTHING",
         )
+        .bind(position)
         .bind(aggregate_id)
         .bind(event.sequence)
         .bind(id.workspace.as_str())
@@ -244,17 +262,4 @@ pub(crate) fn audit_details(event: &AiModelConfigEvent) -> serde_json::Value {
         fields.remove("secret");
     }
     details
-}
-
-/// Projects right after each command, inside the request, so a 2xx response is visible to the
-/// next GET on any replica. A failure here is repaired by the next catch-up.
-pub struct ProjectionQuery(pub Arc<Projector>);
-
-#[async_trait]
-impl Query<AiModelConfig> for ProjectionQuery {
-    async fn dispatch(&self, aggregate_id: &str, _events: &[EventEnvelope<AiModelConfig>]) {
-        if let Err(error) = self.0.catch_up(aggregate_id).await {
-            tracing::error!(aggregate_id, %error, "projection failed; catch-up will repair it");
-        }
-    }
 }

@@ -388,3 +388,22 @@ fn replacing_a_model_with_an_explicit_null_key_drops_the_old_key() {
             AiModelConfigEvent::ModelsReordered { model_ids: vec![ModelId(id(10)), ModelId(id(3))] },
         ]);
 }
+
+#[test]
+fn sending_back_a_removed_models_stored_ciphertext_moves_that_key() {
+    let stored = sealed(2, OPENAI_KEY.len()).0;
+    framework_with_ids_from(10)
+        .given(existing())
+        .when(AiModelConfigCommand::ReplaceConfig {
+            models: vec![
+                spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
+                spec(Provider::Openai, "gpt-4o", true, KeyInput::Encrypted(stored)),
+            ],
+            system_prompt: None,
+        })
+        .then_expect_events(vec![
+            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
+            model_added(10, Provider::Openai, "gpt-4o", true),
+            attached(10, 2),
+        ]);
+}
