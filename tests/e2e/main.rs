@@ -4,6 +4,7 @@ mod authentication;
 mod concurrency;
 mod event_store;
 mod family_a;
+mod family_b;
 mod harness;
 mod history;
 mod input;

@@ -4,6 +4,7 @@
 // response; it is only built on the error path, where its size costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
+mod ai_llm;
 mod ai_model_config;
 mod metrics;
 pub mod auth;
@@ -30,6 +31,8 @@ pub use state::AppState;
 pub enum ApiTags {
     /// Family A (seed 000): a person's models, keys and system prompt.
     AiModelConfig,
+    /// Family B (seed 001): a workspace's named LLM provider configurations.
+    AiLlm,
     /// The workspace key clients encrypt API keys with.
     Encryption,
     /// Who changed what, and when.
@@ -38,11 +41,11 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, shared::SharedApi, operations::OperationsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, shared::SharedApi, operations::OperationsApi),
+        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, shared::SharedApi, operations::OperationsApi),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )

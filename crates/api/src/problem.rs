@@ -144,6 +144,20 @@ impl ApiError {
         ))
     }
 
+    /// The explanation given to the client.
+    pub fn detail(&self) -> &str {
+        match self {
+            ApiError::BadRequest(p)
+            | ApiError::Unauthorized(p, _)
+            | ApiError::Forbidden(p)
+            | ApiError::NotFound(p)
+            | ApiError::Conflict(p)
+            | ApiError::PayloadTooLarge(p)
+            | ApiError::Internal(p)
+            | ApiError::Unavailable(p, _) => &p.0.detail,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -174,6 +188,9 @@ impl From<DomainError> for ApiError {
                 format!("models[{index}].apiKeyEncrypted"),
                 "decrypts to an empty key; send null to remove a key",
             ),
+            DomainError::CredentialNotFound => ApiError::not_found(error.to_string()),
+            DomainError::CredentialExists => ApiError::conflict(error.to_string()),
+            DomainError::EmptyCredentialKey => ApiError::bad_request(error.to_string()),
             DomainError::KeyringUnavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");
                 ApiError::unavailable("the keyring (Vault) is unavailable; nothing was changed, retry later")

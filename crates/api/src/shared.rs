@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AiModelConfigEvent, Owner};
+use aimc_domain::{AiModelConfigEvent, CredentialName, Owner};
 use aimc_store::HistoryFilter;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -76,6 +76,21 @@ pub enum HistoryResponse {
     Ok(Json<HistoryPageBody>),
 }
 
+/// Whether a credential name is free in the workspace.
+#[derive(Debug, Object)]
+pub struct NameAvailability {
+    pub name: String,
+    /// False when a credential of any owner in the workspace has this name, in any case.
+    pub available: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum NameAvailabilityResponse {
+    /// The answer.
+    #[oai(status = 200)]
+    Ok(Json<NameAvailability>),
+}
+
 pub struct SharedApi;
 
 #[OpenApi(prefix_path = "/api/v1")]
@@ -105,6 +120,29 @@ impl SharedApi {
             pem: key.pem,
             jwk: key.jwk,
         })))
+    }
+
+    /// Check whether a credential name is available
+    ///
+    /// Credential names are unique per workspace, regardless of case and of who owns the
+    /// credential. Answered from the name registry; a create can still lose a race for the name.
+    /// Needs the viewer role.
+    #[oai(path = "/names/available", method = "get", operation_id = "getNameAvailability", tag = "ApiTags::AiLlm")]
+    #[tracing::instrument(skip_all)]
+    async fn name_available(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        /// The workspace; defaults to the token's only workspace.
+        #[oai(name = "workspaceId")]
+        workspace_id: Query<Option<String>>,
+        /// The name to check.
+        name: Query<String>,
+    ) -> Result<NameAvailabilityResponse, ApiError> {
+        let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
+        let name = CredentialName::parse(&name.0).map_err(|error| ApiError::invalid_value("name", error))?;
+        let available = state.credentials.name_available(&workspace, &name).await?;
+        Ok(NameAvailabilityResponse::Ok(Json(NameAvailability { name: name.as_str().to_owned(), available })))
     }
 
     /// List the workspace's history of changes

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use aimc_keyring::Keyring;
-use aimc_store::{CommandBus, ConfigQueries};
+use aimc_store::{CommandBus, ConfigQueries, CredentialQueries};
 
 use crate::auth::Authenticator;
 
@@ -9,6 +9,7 @@ use crate::auth::Authenticator;
 pub struct AppState {
     pub commands: CommandBus,
     pub queries: ConfigQueries,
+    pub credentials: CredentialQueries,
     pub keyring: Arc<dyn Keyring>,
     pub auth: Authenticator,
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::commands::{AiModelConfigCommand, KeyInput, ModelSpec};
 use crate::error::DomainError;
 use crate::events::AiModelConfigEvent;
+use secrecy::SecretString;
+
 use crate::services::{ConfigServices, KeyContext, SealError, SealRequest, SealedKey};
 use crate::values::{
     Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
@@ -36,6 +38,11 @@ pub struct Credential {
     pub name: String,
     pub provider: Provider,
     pub endpoint: Option<String>,
+    /// An access key id where the provider has one (AWS), stored like the secret.
+    #[serde(default)]
+    pub access_key: Option<Ciphertext>,
+    #[serde(default)]
+    pub access_key_hint: Option<KeyHint>,
     pub secret: Ciphertext,
     pub hint: KeyHint,
 }
@@ -148,10 +155,140 @@ impl Aggregate for AiModelConfig {
                 }
                 Ok(())
             }
+            credential_command => {
+                if !matches!(credential_command, AiModelConfigCommand::AddCredential { .. }) && !self.is_created() {
+                    return Err(DomainError::CredentialNotFound);
+                }
+                for event in self.credential_events(credential_command, services).await? {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
         }
     }
 
     fn apply(&mut self, event: Self::Event) {
+        self.apply_event(event)
+    }
+}
+
+impl AiModelConfig {
+    /// Seals a credential's keys in one keyring call: the secret first, then the access key.
+    async fn seal_credential_keys(
+        &self,
+        aggregate_id: &str,
+        credential_id: CredentialId,
+        access_key: Option<SecretString>,
+        secret: Option<SecretString>,
+        services: &ConfigServices,
+    ) -> Result<(Option<SealedKey>, Option<SealedKey>), DomainError> {
+        let mut requests = Vec::new();
+        let has_secret = secret.is_some();
+        if let Some(plain) = secret {
+            requests.push(SealRequest::Plain { plain, context: KeyContext::for_credential(aggregate_id, credential_id) });
+        }
+        if let Some(plain) = access_key {
+            requests.push(SealRequest::Plain { plain, context: KeyContext::for_access_key(aggregate_id, credential_id) });
+        }
+        if requests.is_empty() {
+            return Ok((None, None));
+        }
+        let workspace = aggregate_id.split_once('/').map(|(workspace, _)| workspace).unwrap_or_default();
+        let mut sealed = services
+            .sealer
+            .seal(&workspace_id(workspace), requests)
+            .await
+            .map_err(|error| match error {
+                // Plain keys: position 0 is the secret when there is one, else the access key.
+                SealError::EmptyKey { .. } | SealError::Undecryptable { .. } => DomainError::EmptyCredentialKey,
+                SealError::Unavailable(reason) => DomainError::KeyringUnavailable(reason),
+                SealError::Failed(reason) => DomainError::KeyringFailed(reason),
+            })?
+            .into_iter();
+        let secret = if has_secret { sealed.next() } else { None };
+        Ok((secret, sealed.next()))
+    }
+
+    async fn credential_events(
+        &self,
+        command: AiModelConfigCommand,
+        services: &ConfigServices,
+    ) -> Result<Vec<AiModelConfigEvent>, DomainError> {
+        let mut events = Vec::new();
+        match command {
+            AiModelConfigCommand::AddCredential { id, credential_id, name, provider, endpoint, access_key, secret } => {
+                if self.credentials.contains_key(&credential_id) {
+                    return Err(DomainError::CredentialExists);
+                }
+                let aggregate_id = id.to_string();
+                if !self.is_created() {
+                    events.push(AiModelConfigEvent::ConfigCreated {
+                        workspace: id.workspace.to_string(),
+                        owner: id.owner.to_string(),
+                    });
+                }
+                let (secret, access_key) = self
+                    .seal_credential_keys(&aggregate_id, credential_id, access_key, Some(secret), services)
+                    .await?;
+                let secret = secret.ok_or_else(|| DomainError::KeyringFailed("no ciphertext for the secret".into()))?;
+                events.push(AiModelConfigEvent::CredentialAdded {
+                    credential_id,
+                    name: name.as_str().to_owned(),
+                    provider,
+                    endpoint,
+                    access_key_hint: access_key.as_ref().map(|key| key.hint.clone()),
+                    access_key: access_key.map(|key| key.ciphertext),
+                    secret: secret.ciphertext,
+                    hint: secret.hint,
+                });
+            }
+            AiModelConfigCommand::ChangeCredential { credential_id, name, provider, endpoint, access_key, secret } => {
+                let current = self.credentials.get(&credential_id).ok_or(DomainError::CredentialNotFound)?;
+                let aggregate_id = self.id.clone().unwrap_or_default();
+                if let Some(name) = name.filter(|name| name.as_str() != current.name) {
+                    events.push(AiModelConfigEvent::CredentialRenamed { credential_id, name: name.as_str().to_owned() });
+                }
+                if let Some(provider) = provider.filter(|provider| *provider != current.provider) {
+                    events.push(AiModelConfigEvent::CredentialProviderChanged { credential_id, provider });
+                }
+                if let Some(endpoint) = endpoint.filter(|endpoint| *endpoint != current.endpoint) {
+                    events.push(AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint });
+                }
+                let (secret, access_key) = self
+                    .seal_credential_keys(&aggregate_id, credential_id, access_key, secret, services)
+                    .await?;
+                if let Some(key) = access_key {
+                    events.push(AiModelConfigEvent::CredentialAccessKeyReplaced {
+                        credential_id,
+                        access_key: key.ciphertext,
+                        access_key_hint: key.hint,
+                    });
+                }
+                if let Some(key) = secret {
+                    events.push(AiModelConfigEvent::CredentialSecretReplaced {
+                        credential_id,
+                        secret: key.ciphertext,
+                        hint: key.hint,
+                    });
+                }
+            }
+            AiModelConfigCommand::RemoveCredential { credential_id } => {
+                if !self.credentials.contains_key(&credential_id) {
+                    return Err(DomainError::CredentialNotFound);
+                }
+                for model in self.models.iter().filter(|model| model.credential == Some(credential_id)) {
+                    events.push(AiModelConfigEvent::ModelCredentialDetached { model_id: model.id });
+                }
+                events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
+            }
+            AiModelConfigCommand::CreateConfig { .. } | AiModelConfigCommand::ReplaceConfig { .. } => {
+                unreachable!("configuration commands are handled in `handle`")
+            }
+        }
+        Ok(events)
+    }
+
+    fn apply_event(&mut self, event: AiModelConfigEvent) {
         match event {
             AiModelConfigEvent::ConfigCreated { workspace, owner } => {
                 self.id = Some(format!("{workspace}/{owner}"));
@@ -191,6 +328,8 @@ impl Aggregate for AiModelConfig {
                 name,
                 provider,
                 endpoint,
+                access_key,
+                access_key_hint,
                 secret,
                 hint,
             } => {
@@ -201,10 +340,37 @@ impl Aggregate for AiModelConfig {
                         name,
                         provider,
                         endpoint,
+                        access_key,
+                        access_key_hint,
                         secret,
                         hint,
                     },
                 );
+            }
+            AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.name = name;
+                }
+            }
+            AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.provider = provider;
+                }
+            }
+            AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.endpoint = endpoint;
+                }
+            }
+            AiModelConfigEvent::CredentialAccessKeyReplaced {
+                credential_id,
+                access_key,
+                access_key_hint,
+            } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.access_key = Some(access_key);
+                    credential.access_key_hint = Some(access_key_hint);
+                }
             }
             AiModelConfigEvent::CredentialSecretReplaced {
                 credential_id,
@@ -387,6 +553,8 @@ impl AiModelConfig {
                 name: format!("{owner} {} {}", spec.provider, spec.model.as_str()),
                 provider: spec.provider,
                 endpoint: None,
+                access_key: None,
+                access_key_hint: None,
                 secret: key.ciphertext,
                 hint: key.hint,
             }

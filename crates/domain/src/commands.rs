@@ -1,6 +1,6 @@
 use secrecy::SecretString;
 
-use crate::values::{AggregateId, ModelName, ModelType, Provider, SystemPrompt};
+use crate::values::{AggregateId, CredentialId, CredentialName, ModelName, ModelType, Provider, SystemPrompt};
 
 /// What the caller wants done with a model's key.
 #[derive(Debug, Clone)]
@@ -38,5 +38,28 @@ pub enum AiModelConfigCommand {
     ReplaceConfig {
         models: Vec<ModelSpec>,
         system_prompt: Option<Option<SystemPrompt>>,
+    },
+    /// Store a named credential (families B–E); creates the configuration when it is the first
+    /// thing stored. The id is chosen by the caller so the name can be claimed under it first.
+    AddCredential {
+        id: AggregateId,
+        credential_id: CredentialId,
+        name: CredentialName,
+        provider: Provider,
+        endpoint: Option<String>,
+        access_key: Option<SecretString>,
+        secret: SecretString,
+    },
+    /// Change what is given of a credential; `None` leaves that part as it is.
+    ChangeCredential {
+        credential_id: CredentialId,
+        name: Option<CredentialName>,
+        provider: Option<Provider>,
+        endpoint: Option<Option<String>>,
+        access_key: Option<SecretString>,
+        secret: Option<SecretString>,
+    },
+    RemoveCredential {
+        credential_id: CredentialId,
     },
 }

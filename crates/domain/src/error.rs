@@ -16,6 +16,12 @@ pub enum DomainError {
     UndecryptableKey { index: usize },
     #[error("models[{index}]'s key is empty once surrounding whitespace is removed")]
     EmptyKey { index: usize },
+    #[error("a key is empty once surrounding whitespace is removed")]
+    EmptyCredentialKey,
+    #[error("no credential with this id")]
+    CredentialNotFound,
+    #[error("a credential with this id already exists")]
+    CredentialExists,
     #[error("the keyring is unavailable")]
     KeyringUnavailable(String),
     #[error("the keyring failed")]

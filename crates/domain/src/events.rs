@@ -36,8 +36,29 @@ pub enum AiModelConfigEvent {
         provider: Provider,
         #[serde(default)]
         endpoint: Option<String>,
+        #[serde(default)]
+        access_key: Option<Ciphertext>,
+        #[serde(default)]
+        access_key_hint: Option<KeyHint>,
         secret: Ciphertext,
         hint: KeyHint,
+    },
+    CredentialRenamed {
+        credential_id: CredentialId,
+        name: String,
+    },
+    CredentialProviderChanged {
+        credential_id: CredentialId,
+        provider: Provider,
+    },
+    CredentialEndpointChanged {
+        credential_id: CredentialId,
+        endpoint: Option<String>,
+    },
+    CredentialAccessKeyReplaced {
+        credential_id: CredentialId,
+        access_key: Ciphertext,
+        access_key_hint: KeyHint,
     },
     CredentialSecretReplaced {
         credential_id: CredentialId,
@@ -68,6 +89,10 @@ impl AiModelConfigEvent {
             AiModelConfigEvent::ModelRemoved { .. } => "ModelRemoved",
             AiModelConfigEvent::ModelsReordered { .. } => "ModelsReordered",
             AiModelConfigEvent::CredentialAdded { .. } => "CredentialAdded",
+            AiModelConfigEvent::CredentialRenamed { .. } => "CredentialRenamed",
+            AiModelConfigEvent::CredentialProviderChanged { .. } => "CredentialProviderChanged",
+            AiModelConfigEvent::CredentialEndpointChanged { .. } => "CredentialEndpointChanged",
+            AiModelConfigEvent::CredentialAccessKeyReplaced { .. } => "CredentialAccessKeyReplaced",
             AiModelConfigEvent::CredentialSecretReplaced { .. } => "CredentialSecretReplaced",
             AiModelConfigEvent::CredentialRemoved { .. } => "CredentialRemoved",
             AiModelConfigEvent::ModelCredentialAttached { .. } => "ModelCredentialAttached",
@@ -76,14 +101,33 @@ impl AiModelConfigEvent {
         }
     }
 
+    /// The credential an event concerns, if any.
+    pub fn credential_id(&self) -> Option<CredentialId> {
+        match self {
+            AiModelConfigEvent::CredentialAdded { credential_id, .. }
+            | AiModelConfigEvent::CredentialRenamed { credential_id, .. }
+            | AiModelConfigEvent::CredentialProviderChanged { credential_id, .. }
+            | AiModelConfigEvent::CredentialEndpointChanged { credential_id, .. }
+            | AiModelConfigEvent::CredentialAccessKeyReplaced { credential_id, .. }
+            | AiModelConfigEvent::CredentialSecretReplaced { credential_id, .. }
+            | AiModelConfigEvent::CredentialRemoved { credential_id }
+            | AiModelConfigEvent::ModelCredentialAttached { credential_id, .. } => Some(*credential_id),
+            _ => None,
+        }
+    }
+
     /// Every event type, for filters and documentation.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 15] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
         "ModelRemoved",
         "ModelsReordered",
         "CredentialAdded",
+        "CredentialRenamed",
+        "CredentialProviderChanged",
+        "CredentialEndpointChanged",
+        "CredentialAccessKeyReplaced",
         "CredentialSecretReplaced",
         "CredentialRemoved",
         "ModelCredentialAttached",

@@ -18,6 +18,6 @@ pub use services::{
     ConfigServices, IdSource, KeyContext, KeySealer, RandomIds, SealError, SealedKey, SealRequest,
 };
 pub use values::{
-    AggregateId, Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Owner,
+    AggregateId, Ciphertext, CredentialId, CredentialName, KeyHint, ModelId, ModelName, ModelType, Owner,
     Provider, SystemPrompt, ValueError, WorkspaceId,
 };

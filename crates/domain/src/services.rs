@@ -20,6 +20,12 @@ impl KeyContext {
         KeyContext(format!("aimc:{aggregate}:{credential}"))
     }
 
+    /// The optional access key (AWS-style key id) of a credential, bound separately from its
+    /// secret so the two cannot be swapped.
+    pub fn for_access_key(aggregate: &str, credential: CredentialId) -> Self {
+        KeyContext(format!("aimc:{aggregate}:{credential}:access_key"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

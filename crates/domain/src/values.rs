@@ -181,6 +181,28 @@ impl ModelName {
     }
 }
 
+/// A credential's human-readable name, unique per workspace regardless of case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CredentialName(String);
+
+impl CredentialName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        bounded_text(raw.trim(), Self::MAX_CHARS, false).map(CredentialName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What uniqueness is decided on: names differing only in case are the same name.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
 /// The system prompt given to the assistant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aimc_api::{AppState, AuthSettings, Authenticator};
 use aimc_domain::{ConfigServices, RandomIds};
 use aimc_keyring::{Keyring, KeyringSealer, LocalKeyring, VaultKeyring, VaultSettings};
-use aimc_store::{CommandBus, ConfigQueries, DatabaseSettings, Projector};
+use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, DatabaseSettings, Projector};
 use anyhow::{bail, Context};
 use opentelemetry::trace::TraceContextExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -89,7 +89,8 @@ impl Application {
         };
         let state = Arc::new(AppState {
             commands: CommandBus::new(pool.clone(), services, settings.snapshot_every, projector.clone()),
-            queries: ConfigQueries::new(pool),
+            queries: ConfigQueries::new(pool.clone()),
+            credentials: CredentialQueries::new(pool),
             keyring,
             auth,
         });

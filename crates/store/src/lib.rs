@@ -2,6 +2,7 @@
 //! model current, and the queries that serve GET requests from it.
 
 mod command_bus;
+mod credentials;
 mod database;
 mod error;
 mod event_store;
@@ -9,6 +10,7 @@ mod history;
 mod projection;
 mod views;
 
+pub use credentials::{CredentialQueries, CredentialRow};
 pub use command_bus::{CommandBus, CommandMetadata, MAX_COMMAND_ATTEMPTS};
 pub use database::{connect, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};

@@ -11,7 +11,9 @@ use crate::error::StoreError;
 
 const CONFIG_VIEW: &str = "config_view";
 const AUDIT_LOG: &str = "audit_log";
-const PROJECTIONS: [&str; 2] = [AUDIT_LOG, CONFIG_VIEW];
+const CREDENTIAL_VIEW: &str = "credential_view";
+/// Sorted, so offset rows are always locked in the same order.
+const PROJECTIONS: [&str; 3] = [AUDIT_LOG, CONFIG_VIEW, CREDENTIAL_VIEW];
 
 /// An event as read back from the log for projecting.
 struct RecordedEvent {
@@ -104,6 +106,7 @@ impl Projector {
         };
         project_config_view(&mut tx, aggregate_id, unseen(CONFIG_VIEW)).await?;
         project_audit_log(&mut tx, aggregate_id, unseen(AUDIT_LOG)).await?;
+        project_credential_view(&mut tx, aggregate_id, unseen(CREDENTIAL_VIEW)).await?;
 
         sqlx::query("UPDATE projection_offsets SET last_sequence = $3 WHERE projection = ANY($1) AND aggregate_id = $2")
             .bind(&PROJECTIONS[..])
@@ -145,6 +148,20 @@ impl Projector {
         Ok(applied)
     }
 
+    /// Names claimed by commands that never completed (the process died in between) would
+    /// block the name for good; free those whose credential never appeared.
+    pub async fn release_abandoned_names(&self) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "DELETE FROM credential_names n
+              WHERE claimed_at < now() - interval '5 minutes'
+                AND NOT EXISTS (SELECT 1 FROM credential_view c WHERE c.credential_id = n.credential_id)",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released)
+    }
+
     /// Runs [`Projector::catch_up_all`] every `interval` until the task is dropped.
     pub async fn catch_up_periodically(self: Arc<Self>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
@@ -153,6 +170,9 @@ impl Projector {
             ticker.tick().await;
             if let Err(error) = self.catch_up_all().await {
                 tracing::warn!(%error, "periodic catch-up failed");
+            }
+            if let Err(error) = self.release_abandoned_names().await {
+                tracing::warn!(%error, "releasing abandoned credential names failed");
             }
         }
     }
@@ -249,6 +269,69 @@ async fn project_audit_log<'a>(
     Ok(())
 }
 
+async fn project_credential_view<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    aggregate_id: &str,
+    events: impl Iterator<Item = &'a RecordedEvent>,
+) -> Result<(), StoreError> {
+    let Some(id) = AggregateId::parse(aggregate_id) else {
+        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+    };
+    for recorded in events {
+        let at = recorded.occurred_at();
+        let query = match &recorded.event {
+            AiModelConfigEvent::CredentialAdded { credential_id, name, provider, endpoint, access_key_hint, hint, .. } => {
+                sqlx::query(
+                    "INSERT INTO credential_view (credential_id, aggregate_id, workspace_id, owner, name, provider, endpoint,
+                                                  hint, access_key_hint, created_by, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                     ON CONFLICT (credential_id) DO NOTHING",
+                )
+                .bind(credential_id.0)
+                .bind(aggregate_id)
+                .bind(id.workspace.as_str())
+                .bind(id.owner.to_string())
+                .bind(name)
+                .bind(provider.as_str())
+                .bind(endpoint)
+                .bind(hint.as_str())
+                .bind(access_key_hint.as_ref().map(|hint| hint.as_str()))
+                .bind(recorded.metadata.get("actor"))
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                continue;
+            }
+            AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
+                sqlx::query("UPDATE credential_view SET name = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(name.as_str())
+            }
+            AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
+                sqlx::query("UPDATE credential_view SET provider = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(provider.as_str())
+            }
+            AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint } => {
+                sqlx::query("UPDATE credential_view SET endpoint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(endpoint.clone())
+            }
+            AiModelConfigEvent::CredentialSecretReplaced { credential_id, hint, .. } => {
+                sqlx::query("UPDATE credential_view SET hint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(hint.as_str())
+            }
+            AiModelConfigEvent::CredentialAccessKeyReplaced { credential_id, access_key_hint, .. } => {
+                sqlx::query("UPDATE credential_view SET access_key_hint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(access_key_hint.as_str())
+            }
+            AiModelConfigEvent::CredentialRemoved { credential_id } => {
+                sqlx::query("DELETE FROM credential_view WHERE credential_id = $1").bind(credential_id.0)
+            }
+            _ => continue,
+        };
+        let query = if matches!(recorded.event, AiModelConfigEvent::CredentialRemoved { .. }) {
+            query
+        } else {
+            query.bind(at)
+        };
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// The event's fields as the audit trail shows them: ciphertexts dropped, hints kept.
 pub(crate) fn audit_details(event: &AiModelConfigEvent) -> serde_json::Value {
     let serialized = serde_json::to_value(event).unwrap_or_default();
@@ -260,6 +343,7 @@ pub(crate) fn audit_details(event: &AiModelConfigEvent) -> serde_json::Value {
     };
     if let Some(fields) = details.as_object_mut() {
         fields.remove("secret");
+        fields.remove("access_key");
     }
     details
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::services::IdSource;
-use crate::values::{AggregateId, Owner, WorkspaceId};
+use crate::values::{AggregateId, CredentialName, Owner, WorkspaceId};
 
 /// Stands in for the keyring: a "client ciphertext" is `rsa(<plain>)`, and sealing records the
 /// context so the tests see that each key is bound to its credential.
@@ -124,6 +124,8 @@ fn credential_added(n: u128, provider: Provider, model: &str, plain: &str) -> Ai
         name: format!("user:alice {provider} {model}"),
         provider,
         endpoint: None,
+        access_key: None,
+        access_key_hint: None,
         secret: sealed(n, plain.len()),
         hint: KeyHint::from_plain(&SecretString::from(plain)),
     }
@@ -405,5 +407,88 @@ fn sending_back_a_removed_models_stored_ciphertext_moves_that_key() {
             AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
             model_added(10, Provider::Openai, "gpt-4o", true),
             attached(10, 2),
+        ]);
+}
+
+const WS_AGG: &str = "w1/workspace";
+
+fn workspace_id_() -> AggregateId {
+    AggregateId::new(WorkspaceId::parse("w1").unwrap(), Owner::Workspace)
+}
+
+fn sealed_in(aggregate: &str, context_suffix: &str, credential: u128, plain_len: usize) -> Ciphertext {
+    Ciphertext(format!("sealed:w1:aimc:{aggregate}:{}{context_suffix}:{plain_len}", CredentialId(id(credential))))
+}
+
+fn workspace_credential_added() -> Vec<AiModelConfigEvent> {
+    vec![
+        AiModelConfigEvent::ConfigCreated { workspace: "w1".into(), owner: "workspace".into() },
+        AiModelConfigEvent::CredentialAdded {
+            credential_id: CredentialId(id(7)),
+            name: "My OpenAI Config".into(),
+            provider: Provider::Openai,
+            endpoint: Some("https://api.openai.com/v1".into()),
+            access_key: Some(sealed_in(WS_AGG, ":access_key", 7, 19)),
+            access_key_hint: Some(KeyHint::from_plain(&SecretString::from("optional-access-key"))),
+            secret: sealed_in(WS_AGG, "", 7, 20),
+            hint: KeyHint::from_plain(&SecretString::from("sk-proj-xxxxxxxxxxxx")),
+        },
+    ]
+}
+
+#[test]
+fn the_first_credential_creates_the_workspace_configuration_and_seals_both_keys() {
+    framework()
+        .given_no_previous_events()
+        .when(AiModelConfigCommand::AddCredential {
+            id: workspace_id_(),
+            credential_id: CredentialId(id(7)),
+            name: CredentialName::parse("My OpenAI Config").unwrap(),
+            provider: Provider::Openai,
+            endpoint: Some("https://api.openai.com/v1".into()),
+            access_key: Some("optional-access-key".into()),
+            secret: "sk-proj-xxxxxxxxxxxx".into(),
+        })
+        .then_expect_events(workspace_credential_added());
+}
+
+#[test]
+fn changing_a_credential_records_only_what_changed() {
+    framework()
+        .given(workspace_credential_added())
+        .when(AiModelConfigCommand::ChangeCredential {
+            credential_id: CredentialId(id(7)),
+            name: Some(CredentialName::parse("Renamed").unwrap()),
+            provider: Some(Provider::Openai),
+            endpoint: Some(Some("https://api.openai.com/v1".into())),
+            access_key: None,
+            secret: Some("sk-proj-rotated-000001".into()),
+        })
+        .then_expect_events(vec![
+            AiModelConfigEvent::CredentialRenamed { credential_id: CredentialId(id(7)), name: "Renamed".into() },
+            AiModelConfigEvent::CredentialSecretReplaced {
+                credential_id: CredentialId(id(7)),
+                secret: sealed_in(WS_AGG, "", 7, 22),
+                hint: KeyHint::from_plain(&SecretString::from("sk-proj-rotated-000001")),
+            },
+        ]);
+}
+
+#[test]
+fn removing_an_unknown_credential_is_refused() {
+    framework()
+        .given(workspace_credential_added())
+        .when(AiModelConfigCommand::RemoveCredential { credential_id: CredentialId(id(99)) })
+        .then_expect_error(DomainError::CredentialNotFound);
+}
+
+#[test]
+fn removing_a_credential_detaches_it_from_its_models() {
+    framework()
+        .given(existing())
+        .when(AiModelConfigCommand::RemoveCredential { credential_id: CredentialId(id(2)) })
+        .then_expect_events(vec![
+            AiModelConfigEvent::ModelCredentialDetached { model_id: ModelId(id(1)) },
+            AiModelConfigEvent::CredentialRemoved { credential_id: CredentialId(id(2)) },
         ]);
 }
