@@ -12,6 +12,10 @@ CREATE TABLE credential_view
     hint            text        NOT NULL,
     access_key_hint text,
     created_by      text,
+    -- The last test against the provider: null until tested.
+    validated_ok    boolean,
+    validated_at    timestamptz,
+    validation_note text,
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL
 );

@@ -4,6 +4,7 @@ use aimc_api::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::fake_provider::FakeProvider;
 use crate::harness::*;
 
 const SECRET: &str = "sk-proj-seed001-secret-0123456789";
@@ -194,5 +195,66 @@ async fn a_workspace_configuration_shows_in_the_audit_history_with_hints_only() 
     assert_eq!(added["details"]["hint"], "sk-...6789");
     assert_eq!(added["details"]["access_key_hint"], "AKI...9876");
     assert!(added["details"].get("access_key").is_none() && added["details"].get("secret").is_none());
+    app.assert_no_plain_key_anywhere().await;
+}
+
+async fn create_at(app: &TestApp, token: &str, name: &str, endpoint: &str, secret: &str) -> String {
+    app.remember_secret(secret);
+    let mut body = seed_001_body(app, name);
+    body["endpoint"] = json!(endpoint);
+    body["secret"] = json!(secret);
+    let created = app.post("/ai/llm", token, body).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    created.body["aiLlmId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn validating_calls_the_provider_with_the_stored_key_and_records_the_outcome() {
+    let provider = FakeProvider::start("sk-the-one-good-key-000000001").await;
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    let good = create_at(&app, &admin, "Good", &format!("{}/v1", provider.address), "sk-the-one-good-key-000000001").await;
+    let bad = create_at(&app, &admin, "Bad", &provider.address, "sk-a-revoked-key-0000000000002").await;
+
+    let accepted = app.request(Method::POST, &format!("/ai/llm/{good}/validate"), Some(&admin), None).await;
+    let refused = app.request(Method::POST, &format!("/ai/llm/{bad}/validate"), Some(&admin), None).await;
+
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert_eq!(accepted.body["success"], true);
+    assert_eq!(refused.status, StatusCode::OK);
+    assert_eq!(refused.body["success"], false);
+    assert!(refused.body["message"].as_str().unwrap().contains("401"), "{}", refused.text);
+    assert_eq!(provider.calls(), 2);
+    let available = app.get(&format!("/ai/llm/available?workspaceId={}", app.workspace), &admin).await;
+    let names: Vec<&str> = available.body["aiLlms"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Good"]);
+    let history = app.get("/api/v1/history?type=CredentialValidated", &admin).await;
+    let outcomes: Vec<bool> = history.body["events"].as_array().unwrap().iter().map(|e| e["details"]["ok"].as_bool().unwrap()).collect();
+    assert_eq!(outcomes, [false, true]);
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn validation_refuses_private_loopback_and_link_local_targets_by_default() {
+    let provider = FakeProvider::start("sk-never-sent-anywhere-0000001").await;
+    let port = provider.address.rsplit(':').next().unwrap().to_owned();
+    let app = spawn_app_with(|settings| settings.allow_private_endpoints = false).await;
+    let admin = app.token("ada", Role::Admin);
+    let targets = [
+        format!("http://127.0.0.1:{port}"),
+        "http://10.0.0.1".to_owned(),
+        "http://169.254.169.254".to_owned(),
+        format!("http://[::1]:{port}"),
+    ];
+    for (n, target) in targets.iter().enumerate() {
+        let id = create_at(&app, &admin, &format!("Target {n}"), target, "sk-never-sent-anywhere-0000001").await;
+
+        let validated = app.request(Method::POST, &format!("/ai/llm/{id}/validate"), Some(&admin), None).await;
+
+        assert_eq!(validated.status, StatusCode::OK, "{target}: {}", validated.text);
+        assert_eq!(validated.body["success"], false, "{target}");
+        assert!(validated.body["message"].as_str().unwrap().contains("refused to call"), "{target}: {}", validated.text);
+    }
+    assert_eq!(provider.calls(), 0, "nothing may reach a private address");
     app.assert_no_plain_key_anywhere().await;
 }

@@ -127,6 +127,8 @@ pub async fn test_settings() -> Settings {
         jwt_jwks_file: None,
         jwt_issuer: "aimc".into(),
         jwt_audience: "aimc".into(),
+        // The fake providers of the tests listen on loopback.
+        allow_private_endpoints: true,
         snapshot_every: 20,
         catch_up_interval_seconds: 3600,
         shutdown_grace_seconds: 5,

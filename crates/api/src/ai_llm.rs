@@ -308,6 +308,18 @@ impl AiLlmApi {
         Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration updated successfully")))
     }
 
+    async fn validate_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str) -> Result<AiLlmResponse, ApiError> {
+        let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
+        let aggregate = AggregateId::new(workspace, Owner::Workspace);
+        let outcome = crate::credential_test::test_credential(state, principal, context, &aggregate, CredentialId(row.credential_id)).await?;
+        let message = if outcome.ok {
+            format!("AI LLM configuration validated successfully: {}", outcome.reason)
+        } else {
+            format!("Validation failed: {}", outcome.reason)
+        };
+        Ok(AiLlmResponse::Ok(Json(Envelope { success: outcome.ok, ai_llm_id: None, message: Some(message), ai_llms: None })))
+    }
+
     async fn delete_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str) -> Result<AiLlmResponse, ApiError> {
         let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
         let credential_id = CredentialId(row.credential_id);
@@ -366,6 +378,51 @@ impl AiLlmApi {
             })))
         };
         listed.await.unwrap_or_else(Into::into)
+    }
+
+    /// List validated AI LLM configurations
+    ///
+    /// Only configurations whose last validation succeeded, newest first. Needs the viewer role.
+    #[oai(path = "/available", method = "get", operation_id = "listAvailableAiLlms")]
+    #[tracing::instrument(skip_all)]
+    async fn available(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        /// The workspace; defaults to the token's only workspace.
+        #[oai(name = "workspaceId")]
+        workspace_id: Query<Option<String>>,
+    ) -> AiLlmResponse {
+        let listed = async {
+            let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
+            let rows = state.credentials.validated_of_owner(&workspace, &Owner::Workspace.to_string()).await?;
+            Ok::<_, ApiError>(AiLlmResponse::Ok(Json(Envelope {
+                success: true,
+                ai_llm_id: None,
+                message: None,
+                ai_llms: Some(rows.into_iter().map(AiLlm::from).collect()),
+            })))
+        };
+        listed.await.unwrap_or_else(Into::into)
+    }
+
+    /// Validate AI LLM configuration
+    ///
+    /// Calls the provider's model list with the stored credentials (10 s timeout, no
+    /// redirects, private addresses refused unless allowed) and records the outcome. A failed
+    /// check is still a 200, with `success: false` and the provider's status in `message`.
+    /// Needs the admin role.
+    #[oai(path = "/:id/validate", method = "post", operation_id = "validateAiLlm")]
+    #[tracing::instrument(skip_all)]
+    async fn validate(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        context: Data<&RequestContext>,
+        /// The configuration's id (`aiLlmId`).
+        id: Path<String>,
+    ) -> AiLlmResponse {
+        Self::validate_configuration(&state, &auth.0, &context, &id.0).await.unwrap_or_else(Into::into)
     }
 
     /// Update AI LLM configuration

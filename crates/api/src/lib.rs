@@ -10,6 +10,8 @@ mod metrics;
 pub mod auth;
 mod operations;
 mod problem;
+mod provider_check;
+mod credential_test;
 mod request_body;
 mod request_context;
 mod shared;
@@ -24,6 +26,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use metrics::Metrics;
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
 pub use problem::{ApiError, Problem};
+pub use provider_check::{is_private, CheckOutcome, ProviderChecker};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
 pub use state::AppState;
 

@@ -45,6 +45,17 @@ pub struct Credential {
     pub access_key_hint: Option<KeyHint>,
     pub secret: Ciphertext,
     pub hint: KeyHint,
+    #[serde(default)]
+    pub last_validation: Option<Validation>,
+}
+
+/// The outcome of the last test of a credential against its provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub checked_at: String,
 }
 
 /// The AI settings of one owner (a person or the workspace) in one workspace.
@@ -281,6 +292,12 @@ impl AiModelConfig {
                 }
                 events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
             }
+            AiModelConfigCommand::RecordValidation { credential_id, ok, status, reason, checked_at } => {
+                if !self.credentials.contains_key(&credential_id) {
+                    return Err(DomainError::CredentialNotFound);
+                }
+                events.push(AiModelConfigEvent::CredentialValidated { credential_id, ok, status, reason, checked_at });
+            }
             AiModelConfigCommand::CreateConfig { .. } | AiModelConfigCommand::ReplaceConfig { .. } => {
                 unreachable!("configuration commands are handled in `handle`")
             }
@@ -344,8 +361,14 @@ impl AiModelConfig {
                         access_key_hint,
                         secret,
                         hint,
+                        last_validation: None,
                     },
                 );
+            }
+            AiModelConfigEvent::CredentialValidated { credential_id, ok, status, reason, checked_at } => {
+                if let Some(credential) = self.credentials.get_mut(&credential_id) {
+                    credential.last_validation = Some(Validation { ok, status, reason, checked_at });
+                }
             }
             AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {

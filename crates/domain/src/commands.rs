@@ -62,4 +62,15 @@ pub enum AiModelConfigCommand {
     RemoveCredential {
         credential_id: CredentialId,
     },
+    /// Record the outcome of testing a credential against its provider.
+    RecordValidation {
+        credential_id: CredentialId,
+        ok: bool,
+        /// The provider's HTTP status, when it answered.
+        status: Option<u16>,
+        /// Why it failed or what succeeded, never containing the key.
+        reason: String,
+        /// RFC 3339.
+        checked_at: String,
+    },
 }

@@ -68,6 +68,13 @@ pub enum AiModelConfigEvent {
     CredentialRemoved {
         credential_id: CredentialId,
     },
+    CredentialValidated {
+        credential_id: CredentialId,
+        ok: bool,
+        status: Option<u16>,
+        reason: String,
+        checked_at: String,
+    },
     ModelCredentialAttached {
         model_id: ModelId,
         credential_id: CredentialId,
@@ -95,6 +102,7 @@ impl AiModelConfigEvent {
             AiModelConfigEvent::CredentialAccessKeyReplaced { .. } => "CredentialAccessKeyReplaced",
             AiModelConfigEvent::CredentialSecretReplaced { .. } => "CredentialSecretReplaced",
             AiModelConfigEvent::CredentialRemoved { .. } => "CredentialRemoved",
+            AiModelConfigEvent::CredentialValidated { .. } => "CredentialValidated",
             AiModelConfigEvent::ModelCredentialAttached { .. } => "ModelCredentialAttached",
             AiModelConfigEvent::ModelCredentialDetached { .. } => "ModelCredentialDetached",
             AiModelConfigEvent::SystemPromptChanged { .. } => "SystemPromptChanged",
@@ -111,13 +119,14 @@ impl AiModelConfigEvent {
             | AiModelConfigEvent::CredentialAccessKeyReplaced { credential_id, .. }
             | AiModelConfigEvent::CredentialSecretReplaced { credential_id, .. }
             | AiModelConfigEvent::CredentialRemoved { credential_id }
+            | AiModelConfigEvent::CredentialValidated { credential_id, .. }
             | AiModelConfigEvent::ModelCredentialAttached { credential_id, .. } => Some(*credential_id),
             _ => None,
         }
     }
 
     /// Every event type, for filters and documentation.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
@@ -130,6 +139,7 @@ impl AiModelConfigEvent {
         "CredentialAccessKeyReplaced",
         "CredentialSecretReplaced",
         "CredentialRemoved",
+        "CredentialValidated",
         "ModelCredentialAttached",
         "ModelCredentialDetached",
         "SystemPromptChanged",

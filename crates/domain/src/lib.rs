@@ -10,7 +10,7 @@ mod events;
 mod services;
 mod values;
 
-pub use aggregate::{AiModelConfig, Credential, Model};
+pub use aggregate::{AiModelConfig, Credential, Model, Validation};
 pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec};
 pub use error::DomainError;
 pub use events::AiModelConfigEvent;

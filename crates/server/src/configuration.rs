@@ -86,6 +86,10 @@ pub struct Settings {
     pub jwt_issuer: String,
     #[serde(default = "default_issuer")]
     pub jwt_audience: String,
+    /// Let credential tests call private, loopback and link-local addresses (a local Ollama,
+    /// tests); off by default so a stored endpoint cannot reach internal services.
+    #[serde(default)]
+    pub allow_private_endpoints: bool,
     /// Events between snapshots of an aggregate.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: usize,

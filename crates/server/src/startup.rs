@@ -93,6 +93,7 @@ impl Application {
             credentials: CredentialQueries::new(pool),
             keyring,
             auth,
+            checker: aimc_api::ProviderChecker::new(settings.allow_private_endpoints, Duration::from_secs(10)),
         });
 
         let acceptor = TcpListener::bind(settings.listen.clone())

@@ -21,10 +21,13 @@ pub struct CredentialRow {
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub validated_ok: Option<bool>,
+    pub validated_at: Option<DateTime<Utc>>,
+    pub validation_note: Option<String>,
 }
 
 const COLUMNS: &str = "credential_id, aggregate_id, workspace_id, owner, name, provider, endpoint, hint,
-                       access_key_hint, created_by, created_at, updated_at";
+                       access_key_hint, created_by, created_at, updated_at, validated_ok, validated_at, validation_note";
 
 #[derive(Clone)]
 pub struct CredentialQueries {
@@ -40,6 +43,18 @@ impl CredentialQueries {
     pub async fn of_owner(&self, workspace: &WorkspaceId, owner: &str) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 ORDER BY created_at DESC, credential_id DESC"
+        ))
+        .bind(workspace.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The owner's credentials whose last test succeeded, newest first.
+    pub async fn validated_of_owner(&self, workspace: &WorkspaceId, owner: &str) -> Result<Vec<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 AND validated_ok
+              ORDER BY created_at DESC, credential_id DESC"
         ))
         .bind(workspace.as_str())
         .bind(owner)

@@ -320,12 +320,17 @@ async fn project_credential_view<'a>(
             AiModelConfigEvent::CredentialRemoved { credential_id } => {
                 sqlx::query("DELETE FROM credential_view WHERE credential_id = $1").bind(credential_id.0)
             }
+            AiModelConfigEvent::CredentialValidated { credential_id, ok, .. } => sqlx::query(
+                "UPDATE credential_view SET validated_ok = $2, validation_note = $4, validated_at = $3 WHERE credential_id = $1",
+            )
+            .bind(credential_id.0)
+            .bind(*ok),
             _ => continue,
         };
-        let query = if matches!(recorded.event, AiModelConfigEvent::CredentialRemoved { .. }) {
-            query
-        } else {
-            query.bind(at)
+        let query = match &recorded.event {
+            AiModelConfigEvent::CredentialRemoved { .. } => query,
+            AiModelConfigEvent::CredentialValidated { reason, .. } => query.bind(at).bind(reason.clone()),
+            _ => query.bind(at),
         };
         query.execute(&mut **tx).await?;
     }
