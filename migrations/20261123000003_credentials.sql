@@ -3,6 +3,8 @@
 CREATE TABLE credential_view
 (
     credential_id   uuid PRIMARY KEY,
+    -- The integer id of APIs that number keys (seed 003); recorded in the event.
+    number          bigint UNIQUE,
     aggregate_id    text        NOT NULL,
     workspace_id    text        NOT NULL,
     owner           text        NOT NULL,
@@ -33,3 +35,6 @@ CREATE TABLE credential_names
     PRIMARY KEY (workspace_id, name_key)
 );
 CREATE INDEX credential_names_credential ON credential_names (credential_id);
+
+-- Source of those integer ids.
+CREATE SEQUENCE credential_numbers;

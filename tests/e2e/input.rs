@@ -52,7 +52,8 @@ async fn missing_fields_wrong_types_and_unknown_fields_are_named() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
 
-    refused(&app, &token, one_model(json!({"provider": "openai", "type": "chat", "model": "m"})), StatusCode::BAD_REQUEST, "isPaid").await;
+    let missing = refused(&app, &token, one_model(json!({"provider": "openai", "type": "chat", "model": "m"})), StatusCode::BAD_REQUEST, "isPaid").await;
+    assert_eq!(missing.body["errors"][0]["field"], "models[0].isPaid");
     refused(&app, &token, one_model(json!({"provider": "openai", "type": "chat", "model": "m", "isPaid": "yes"})), StatusCode::BAD_REQUEST, "isPaid").await;
     refused(&app, &token, json!({"system_prompt": "p"}), StatusCode::BAD_REQUEST, "models").await;
     refused(&app, &token, json!({"models": [], "systemPrompt": "typo"}), StatusCode::BAD_REQUEST, "systemPrompt").await;

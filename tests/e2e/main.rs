@@ -5,6 +5,7 @@ mod concurrency;
 mod event_store;
 mod family_a;
 mod family_b;
+mod family_d;
 mod fake_provider;
 mod harness;
 mod history;

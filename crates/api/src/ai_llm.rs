@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::{BearerAuth, Principal, Role};
 use crate::problem::ApiError;
+use crate::credentials::{add_credential, NewCredential};
 use crate::request_body::Checked;
 use crate::request_context::RequestContext;
 use crate::state::AppState;
@@ -250,24 +251,9 @@ impl AiLlmApi {
         let endpoint = parse_endpoint(&body.endpoint)?;
         let secret = parse_key("secret", body.secret)?;
         let access_key = body.key.filter(|key| !key.trim().is_empty()).map(SecretString::from);
-        let credential_id = CredentialId(uuid::Uuid::now_v7());
-        if !state.credentials.claim_name(&workspace, &name, credential_id).await? {
-            return Err(name_taken(&name));
-        }
-        let id = AggregateId::new(workspace.clone(), Owner::Workspace);
-        let command = AiModelConfigCommand::AddCredential {
-            id: id.clone(),
-            credential_id,
-            name: name.clone(),
-            provider,
-            endpoint: Some(endpoint),
-            access_key,
-            secret,
-        };
-        if let Err(error) = state.commands.execute(&id, command, &command_metadata(principal, context)).await {
-            state.credentials.release_name(&workspace, &name.key(), credential_id).await?;
-            return Err(error.into());
-        }
+        let aggregate = AggregateId::new(workspace, Owner::Workspace);
+        let credential = NewCredential { name, provider, endpoint: Some(endpoint), access_key, secret, number: None };
+        let credential_id = add_credential(state, principal, context, &aggregate, credential).await?;
         Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration created successfully")))
     }
 
@@ -311,7 +297,7 @@ impl AiLlmApi {
     async fn validate_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str) -> Result<AiLlmResponse, ApiError> {
         let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
-        let outcome = crate::credential_test::test_credential(state, principal, context, &aggregate, CredentialId(row.credential_id)).await?;
+        let outcome = crate::credentials::test_credential(state, principal, context, &aggregate, CredentialId(row.credential_id)).await?;
         let message = if outcome.ok {
             format!("AI LLM configuration validated successfully: {}", outcome.reason)
         } else {

@@ -5,13 +5,14 @@
 #![allow(clippy::result_large_err)]
 
 mod ai_llm;
+mod api_keys;
 mod ai_model_config;
 mod metrics;
 pub mod auth;
 mod operations;
 mod problem;
 mod provider_check;
-mod credential_test;
+mod credentials;
 mod request_body;
 mod request_context;
 mod shared;
@@ -36,6 +37,8 @@ pub enum ApiTags {
     AiModelConfig,
     /// Family B (seed 001): a workspace's named LLM provider configurations.
     AiLlm,
+    /// Family D (seed 003): a person's numbered API keys.
+    ApiKeys,
     /// The workspace key clients encrypt API keys with.
     Encryption,
     /// Who changed what, and when.
@@ -44,11 +47,11 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, shared::SharedApi, operations::OperationsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, shared::SharedApi, operations::OperationsApi),
+        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, shared::SharedApi, operations::OperationsApi),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )

@@ -69,6 +69,11 @@ impl<T: Type + DeserializeOwned> ParseFromJSON for Checked<T> {
 
 /// Splits a body parse error produced above back into field and message.
 pub(crate) fn field_of(reason: &str) -> Option<(&str, &str)> {
+    // poem-openapi prefixes the type name: `failed to parse "CreateApiKeyRequest": <ours>`.
+    let reason = match reason.strip_prefix("failed to parse \"") {
+        Some(rest) => rest.split_once("\": ").map(|(_, ours)| ours).unwrap_or(rest),
+        None => reason,
+    };
     let (field, message) = reason.split_once(FIELD_SEPARATOR)?;
     (!field.contains(' ')).then_some((field, message))
 }
@@ -83,5 +88,14 @@ mod tests {
         assert_eq!(offending_field(".", "unknown field `systemPrompt`, expected `models`"), "systemPrompt");
         assert_eq!(offending_field("models[2].isPaid", "invalid type: string \"yes\""), "models[2].isPaid");
         assert_eq!(offending_field(".", "invalid type: sequence"), "body");
+    }
+
+    #[test]
+    fn the_field_is_recovered_from_poem_openapis_wrapped_message() {
+        assert_eq!(
+            field_of("failed to parse \"CreateApiKeyRequest\": api_key: missing field `api_key`"),
+            Some(("api_key", "missing field `api_key`"))
+        );
+        assert_eq!(field_of("models[0].isPaid: invalid type"), Some(("models[0].isPaid", "invalid type")));
     }
 }

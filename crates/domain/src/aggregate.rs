@@ -47,6 +47,8 @@ pub struct Credential {
     pub hint: KeyHint,
     #[serde(default)]
     pub last_validation: Option<Validation>,
+    #[serde(default)]
+    pub number: Option<i64>,
 }
 
 /// The outcome of the last test of a credential against its provider.
@@ -227,7 +229,7 @@ impl AiModelConfig {
     ) -> Result<Vec<AiModelConfigEvent>, DomainError> {
         let mut events = Vec::new();
         match command {
-            AiModelConfigCommand::AddCredential { id, credential_id, name, provider, endpoint, access_key, secret } => {
+            AiModelConfigCommand::AddCredential { id, credential_id, name, provider, endpoint, access_key, secret, number } => {
                 if self.credentials.contains_key(&credential_id) {
                     return Err(DomainError::CredentialExists);
                 }
@@ -251,6 +253,7 @@ impl AiModelConfig {
                     access_key: access_key.map(|key| key.ciphertext),
                     secret: secret.ciphertext,
                     hint: secret.hint,
+                    number,
                 });
             }
             AiModelConfigCommand::ChangeCredential { credential_id, name, provider, endpoint, access_key, secret } => {
@@ -349,6 +352,7 @@ impl AiModelConfig {
                 access_key_hint,
                 secret,
                 hint,
+                number,
             } => {
                 self.credentials.insert(
                     credential_id,
@@ -362,6 +366,7 @@ impl AiModelConfig {
                         secret,
                         hint,
                         last_validation: None,
+                        number,
                     },
                 );
             }
@@ -580,6 +585,7 @@ impl AiModelConfig {
                 access_key_hint: None,
                 secret: key.ciphertext,
                 hint: key.hint,
+                number: None,
             }
         };
 

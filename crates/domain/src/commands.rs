@@ -49,6 +49,9 @@ pub enum AiModelConfigCommand {
         endpoint: Option<String>,
         access_key: Option<SecretString>,
         secret: SecretString,
+        /// A small integer id for APIs that number keys (seed 003), drawn from a database
+        /// sequence by the caller and kept in the event so it survives read-model rebuilds.
+        number: Option<i64>,
     },
     /// Change what is given of a credential; `None` leaves that part as it is.
     ChangeCredential {

@@ -42,6 +42,8 @@ pub enum AiModelConfigEvent {
         access_key_hint: Option<KeyHint>,
         secret: Ciphertext,
         hint: KeyHint,
+        #[serde(default)]
+        number: Option<i64>,
     },
     CredentialRenamed {
         credential_id: CredentialId,

@@ -10,6 +10,7 @@ use crate::error::StoreError;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CredentialRow {
     pub credential_id: Uuid,
+    pub number: Option<i64>,
     pub aggregate_id: String,
     pub workspace_id: String,
     pub owner: String,
@@ -26,7 +27,7 @@ pub struct CredentialRow {
     pub validation_note: Option<String>,
 }
 
-const COLUMNS: &str = "credential_id, aggregate_id, workspace_id, owner, name, provider, endpoint, hint,
+const COLUMNS: &str = "credential_id, number, aggregate_id, workspace_id, owner, name, provider, endpoint, hint,
                        access_key_hint, created_by, created_at, updated_at, validated_ok, validated_at, validation_note";
 
 #[derive(Clone)]
@@ -60,6 +61,18 @@ impl CredentialQueries {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    pub async fn by_number(&self, number: i64) -> Result<Option<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM credential_view WHERE number = $1"))
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A fresh integer id for a new credential.
+    pub async fn next_number(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers')").fetch_one(&self.pool).await?)
     }
 
     pub async fn by_id(&self, credential: CredentialId) -> Result<Option<CredentialRow>, StoreError> {

@@ -280,11 +280,11 @@ async fn project_credential_view<'a>(
     for recorded in events {
         let at = recorded.occurred_at();
         let query = match &recorded.event {
-            AiModelConfigEvent::CredentialAdded { credential_id, name, provider, endpoint, access_key_hint, hint, .. } => {
+            AiModelConfigEvent::CredentialAdded { credential_id, name, provider, endpoint, access_key_hint, hint, number, .. } => {
                 sqlx::query(
                     "INSERT INTO credential_view (credential_id, aggregate_id, workspace_id, owner, name, provider, endpoint,
-                                                  hint, access_key_hint, created_by, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                                                  hint, access_key_hint, created_by, created_at, updated_at, number)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
                      ON CONFLICT (credential_id) DO NOTHING",
                 )
                 .bind(credential_id.0)
@@ -298,6 +298,7 @@ async fn project_credential_view<'a>(
                 .bind(access_key_hint.as_ref().map(|hint| hint.as_str()))
                 .bind(recorded.metadata.get("actor"))
                 .bind(at)
+                .bind(number)
                 .execute(&mut **tx)
                 .await?;
                 continue;

@@ -128,6 +128,7 @@ fn credential_added(n: u128, provider: Provider, model: &str, plain: &str) -> Ai
         access_key_hint: None,
         secret: sealed(n, plain.len()),
         hint: KeyHint::from_plain(&SecretString::from(plain)),
+        number: None,
     }
 }
 
@@ -432,6 +433,7 @@ fn workspace_credential_added() -> Vec<AiModelConfigEvent> {
             access_key_hint: Some(KeyHint::from_plain(&SecretString::from("optional-access-key"))),
             secret: sealed_in(WS_AGG, "", 7, 20),
             hint: KeyHint::from_plain(&SecretString::from("sk-proj-xxxxxxxxxxxx")),
+            number: Some(41),
         },
     ]
 }
@@ -448,6 +450,7 @@ fn the_first_credential_creates_the_workspace_configuration_and_seals_both_keys(
             endpoint: Some("https://api.openai.com/v1".into()),
             access_key: Some("optional-access-key".into()),
             secret: "sk-proj-xxxxxxxxxxxx".into(),
+            number: Some(41),
         })
         .then_expect_events(workspace_credential_added());
 }

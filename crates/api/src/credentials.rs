@@ -1,0 +1,93 @@
+//! Operations on credentials that several API families share: storing one under a claimed
+//! name, and testing one against its provider.
+
+use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, KeyContext, Provider};
+use secrecy::SecretString;
+use chrono::{SecondsFormat, Utc};
+
+use crate::auth::Principal;
+use crate::problem::ApiError;
+use crate::provider_check::CheckOutcome;
+use crate::request_context::RequestContext;
+use crate::state::AppState;
+use crate::command_metadata;
+
+/// What a new credential is made of.
+pub struct NewCredential {
+    pub name: CredentialName,
+    pub provider: Provider,
+    pub endpoint: Option<String>,
+    pub access_key: Option<SecretString>,
+    pub secret: SecretString,
+    pub number: Option<i64>,
+}
+
+/// Claims the name (unique per workspace across owners), stores the credential, and gives the
+/// name back if the command fails, so a failed request leaves nothing behind.
+#[tracing::instrument(skip_all, fields(aggregate_id = %aggregate))]
+pub async fn add_credential(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    aggregate: &AggregateId,
+    credential: NewCredential,
+) -> Result<CredentialId, ApiError> {
+    let credential_id = CredentialId(uuid::Uuid::now_v7());
+    let workspace = &aggregate.workspace;
+    if !state.credentials.claim_name(workspace, &credential.name, credential_id).await? {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("a credential named \"{}\" already exists in this workspace", credential.name.as_str()),
+        ));
+    }
+    let name_key = credential.name.key();
+    let command = AiModelConfigCommand::AddCredential {
+        id: aggregate.clone(),
+        credential_id,
+        name: credential.name,
+        provider: credential.provider,
+        endpoint: credential.endpoint,
+        access_key: credential.access_key,
+        secret: credential.secret,
+        number: credential.number,
+    };
+    if let Err(error) = state.commands.execute(aggregate, command, &command_metadata(principal, context)).await {
+        state.credentials.release_name(workspace, &name_key, credential_id).await?;
+        return Err(error.into());
+    }
+    Ok(credential_id)
+}
+
+#[tracing::instrument(skip(state, principal, context), fields(aggregate_id = %aggregate))]
+pub async fn test_credential(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    aggregate: &AggregateId,
+    credential_id: CredentialId,
+) -> Result<CheckOutcome, ApiError> {
+    let aggregate_id = aggregate.to_string();
+    let view = state.queries.config(&aggregate_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
+    let credential = view.config.credentials.get(&credential_id).ok_or_else(|| ApiError::not_found("no such credential"))?;
+    let provider: Provider = credential.provider;
+    let secret = state
+        .keyring
+        .decrypt(
+            &aggregate.workspace,
+            vec![(credential.secret.clone(), KeyContext::for_credential(&aggregate_id, credential_id))],
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("the keyring returned no key"))?;
+    let outcome = state.checker.check(provider, credential.endpoint.as_deref(), &secret).await;
+    drop(secret);
+    let command = AiModelConfigCommand::RecordValidation {
+        credential_id,
+        ok: outcome.ok,
+        status: outcome.status,
+        reason: outcome.reason.clone(),
+        checked_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    state.commands.execute(aggregate, command, &command_metadata(principal, context)).await?;
+    Ok(outcome)
+}
