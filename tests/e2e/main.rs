@@ -6,6 +6,7 @@ mod event_store;
 mod family_a;
 mod family_b;
 mod family_d;
+mod family_e;
 mod fake_provider;
 mod harness;
 mod history;

@@ -15,6 +15,7 @@ mod provider_check;
 mod credentials;
 mod request_body;
 mod request_context;
+mod settings;
 mod shared;
 mod state;
 
@@ -39,6 +40,8 @@ pub enum ApiTags {
     AiLlm,
     /// Family D (seed 003): a person's numbered API keys.
     ApiKeys,
+    /// Family E (seed 004): a workspace's provider keys and task assignments.
+    Settings,
     /// The workspace key clients encrypt API keys with.
     Encryption,
     /// Who changed what, and when.
@@ -47,11 +50,11 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, shared::SharedApi, operations::OperationsApi),
+        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )

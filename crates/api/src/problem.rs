@@ -189,6 +189,9 @@ impl From<DomainError> for ApiError {
                 "decrypts to an empty key; send null to remove a key",
             ),
             DomainError::CredentialNotFound => ApiError::not_found(error.to_string()),
+            DomainError::ProviderNotConfigured { .. } | DomainError::DuplicateTask { .. } => {
+                ApiError::invalid_field("assignments", error.to_string())
+            }
             DomainError::CredentialExists => ApiError::conflict(error.to_string()),
             DomainError::EmptyCredentialKey => ApiError::bad_request(error.to_string()),
             DomainError::KeyringUnavailable(reason) => {

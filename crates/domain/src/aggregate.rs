@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use crate::services::{ConfigServices, KeyContext, SealError, SealRequest, SealedKey};
 use crate::values::{
-    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt, TaskName,
 };
 
 /// One model the owner uses.
@@ -68,6 +68,9 @@ pub struct AiModelConfig {
     pub models: Vec<Model>,
     pub credentials: BTreeMap<CredentialId, Credential>,
     pub system_prompt: Option<SystemPrompt>,
+    /// Which provider and model serve each task.
+    #[serde(default)]
+    pub task_assignments: BTreeMap<TaskName, (Provider, ModelName)>,
 }
 
 impl AiModelConfig {
@@ -295,6 +298,28 @@ impl AiModelConfig {
                 }
                 events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
             }
+            AiModelConfigCommand::AssignTasks { assignments } => {
+                let mut seen = HashSet::new();
+                for (task, provider, _) in &assignments {
+                    if !seen.insert(task.clone()) {
+                        return Err(DomainError::DuplicateTask { task: task.as_str().to_owned() });
+                    }
+                    if !self.credentials.values().any(|credential| credential.provider == *provider) {
+                        return Err(DomainError::ProviderNotConfigured {
+                            task: task.as_str().to_owned(),
+                            provider: provider.as_str().to_owned(),
+                        });
+                    }
+                }
+                for task in self.task_assignments.keys().filter(|task| !seen.contains(*task)) {
+                    events.push(AiModelConfigEvent::TaskUnassigned { task: task.clone() });
+                }
+                for (task, provider, model) in assignments {
+                    if self.task_assignments.get(&task) != Some(&(provider, model.clone())) {
+                        events.push(AiModelConfigEvent::TaskAssigned { task, provider, model });
+                    }
+                }
+            }
             AiModelConfigCommand::RecordValidation { credential_id, ok, status, reason, checked_at } => {
                 if !self.credentials.contains_key(&credential_id) {
                     return Err(DomainError::CredentialNotFound);
@@ -433,6 +458,12 @@ impl AiModelConfig {
             }
             AiModelConfigEvent::SystemPromptChanged { system_prompt } => {
                 self.system_prompt = system_prompt;
+            }
+            AiModelConfigEvent::TaskAssigned { task, provider, model } => {
+                self.task_assignments.insert(task, (provider, model));
+            }
+            AiModelConfigEvent::TaskUnassigned { task } => {
+                self.task_assignments.remove(&task);
             }
         }
     }

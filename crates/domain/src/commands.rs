@@ -1,6 +1,6 @@
 use secrecy::SecretString;
 
-use crate::values::{AggregateId, CredentialId, CredentialName, ModelName, ModelType, Provider, SystemPrompt};
+use crate::values::{AggregateId, CredentialId, CredentialName, ModelName, ModelType, Provider, SystemPrompt, TaskName};
 
 /// What the caller wants done with a model's key.
 #[derive(Debug, Clone)]
@@ -64,6 +64,11 @@ pub enum AiModelConfigCommand {
     },
     RemoveCredential {
         credential_id: CredentialId,
+    },
+    /// Replace the task → model assignments. Every provider named must have a credential in
+    /// this configuration.
+    AssignTasks {
+        assignments: Vec<(TaskName, Provider, ModelName)>,
     },
     /// Record the outcome of testing a credential against its provider.
     RecordValidation {

@@ -2,7 +2,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt, TaskName,
 };
 
 /// What happened to a configuration, fine-grained so the history reads as what people did.
@@ -87,6 +87,14 @@ pub enum AiModelConfigEvent {
     SystemPromptChanged {
         system_prompt: Option<SystemPrompt>,
     },
+    TaskAssigned {
+        task: TaskName,
+        provider: Provider,
+        model: ModelName,
+    },
+    TaskUnassigned {
+        task: TaskName,
+    },
 }
 
 impl AiModelConfigEvent {
@@ -108,6 +116,8 @@ impl AiModelConfigEvent {
             AiModelConfigEvent::ModelCredentialAttached { .. } => "ModelCredentialAttached",
             AiModelConfigEvent::ModelCredentialDetached { .. } => "ModelCredentialDetached",
             AiModelConfigEvent::SystemPromptChanged { .. } => "SystemPromptChanged",
+            AiModelConfigEvent::TaskAssigned { .. } => "TaskAssigned",
+            AiModelConfigEvent::TaskUnassigned { .. } => "TaskUnassigned",
         }
     }
 
@@ -128,7 +138,7 @@ impl AiModelConfigEvent {
     }
 
     /// Every event type, for filters and documentation.
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 18] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
@@ -145,6 +155,8 @@ impl AiModelConfigEvent {
         "ModelCredentialAttached",
         "ModelCredentialDetached",
         "SystemPromptChanged",
+        "TaskAssigned",
+        "TaskUnassigned",
     ];
 }
 

@@ -19,5 +19,5 @@ pub use services::{
 };
 pub use values::{
     AggregateId, Ciphertext, CredentialId, CredentialName, KeyHint, ModelId, ModelName, ModelType, Owner,
-    Provider, SystemPrompt, ValueError, WorkspaceId,
+    Provider, SystemPrompt, TaskName, ValueError, WorkspaceId,
 };

@@ -203,6 +203,33 @@ impl CredentialName {
     }
 }
 
+/// A task a model is assigned to, such as `summarize` or `chat`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskName(String);
+
+impl TaskName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, ValueError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(ValueError::Empty);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(ValueError::TooLong { max: Self::MAX_CHARS });
+        }
+        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')) {
+            return Err(ValueError::InvalidCharacters);
+        }
+        Ok(TaskName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The system prompt given to the assistant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -495,3 +495,36 @@ fn removing_a_credential_detaches_it_from_its_models() {
             AiModelConfigEvent::CredentialRemoved { credential_id: CredentialId(id(2)) },
         ]);
 }
+
+fn task(name: &str) -> crate::values::TaskName {
+    crate::values::TaskName::parse(name).unwrap()
+}
+
+#[test]
+fn assigning_tasks_records_the_differences_and_needs_a_configured_provider() {
+    let mut given = workspace_credential_added();
+    given.push(AiModelConfigEvent::TaskAssigned {
+        task: task("chat"),
+        provider: Provider::Openai,
+        model: ModelName::parse("gpt-4").unwrap(),
+    });
+    framework()
+        .given(given.clone())
+        .when(AiModelConfigCommand::AssignTasks {
+            assignments: vec![(task("summarize"), Provider::Openai, ModelName::parse("gpt-4o").unwrap())],
+        })
+        .then_expect_events(vec![
+            AiModelConfigEvent::TaskUnassigned { task: task("chat") },
+            AiModelConfigEvent::TaskAssigned {
+                task: task("summarize"),
+                provider: Provider::Openai,
+                model: ModelName::parse("gpt-4o").unwrap(),
+            },
+        ]);
+    framework()
+        .given(given)
+        .when(AiModelConfigCommand::AssignTasks {
+            assignments: vec![(task("chat"), Provider::Anthropic, ModelName::parse("claude-2").unwrap())],
+        })
+        .then_expect_error(DomainError::ProviderNotConfigured { task: "chat".into(), provider: "anthropic".into() });
+}
