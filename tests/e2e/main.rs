@@ -5,6 +5,7 @@ mod concurrency;
 mod event_store;
 mod family_a;
 mod family_b;
+mod family_c;
 mod family_d;
 mod family_e;
 mod fake_provider;

@@ -18,6 +18,7 @@ mod request_context;
 mod settings;
 mod shared;
 mod state;
+mod user_api_keys;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub enum ApiTags {
     AiModelConfig,
     /// Family B (seed 001): a workspace's named LLM provider configurations.
     AiLlm,
+    /// Family C (seed 002): a person's provider keys and model ids.
+    UserApiKeys,
     /// Family D (seed 003): a person's numbered API keys.
     ApiKeys,
     /// Family E (seed 004): a workspace's provider keys and task assignments.
@@ -50,11 +53,11 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi),
+        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )

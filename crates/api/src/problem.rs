@@ -189,6 +189,7 @@ impl From<DomainError> for ApiError {
                 "decrypts to an empty key; send null to remove a key",
             ),
             DomainError::CredentialNotFound => ApiError::not_found(error.to_string()),
+            DomainError::KeyRequired { provider } => ApiError::invalid_field(format!("{provider}.apiKey"), error.to_string()),
             DomainError::ProviderNotConfigured { .. } | DomainError::DuplicateTask { .. } => {
                 ApiError::invalid_field("assignments", error.to_string())
             }

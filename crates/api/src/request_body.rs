@@ -50,6 +50,8 @@ fn offending_field(path: &str, message: &str) -> String {
     match (path, named) {
         (".", Some(name)) => name.to_owned(),
         (".", None) => "body".to_owned(),
+        // serde_path_to_error already ends the path with an unknown field's name.
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
         (path, Some(name)) => format!("{path}.{name}"),
         (path, None) => path.to_owned(),
     }
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(offending_field(".", "unknown field `systemPrompt`, expected `models`"), "systemPrompt");
         assert_eq!(offending_field("models[2].isPaid", "invalid type: string \"yes\""), "models[2].isPaid");
         assert_eq!(offending_field(".", "invalid type: sequence"), "body");
+        assert_eq!(offending_field("mistral", "unknown field `mistral`, expected one of"), "mistral");
     }
 
     #[test]

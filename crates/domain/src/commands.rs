@@ -65,6 +65,21 @@ pub enum AiModelConfigCommand {
     RemoveCredential {
         credential_id: CredentialId,
     },
+    /// Seed 002's per-provider setting: the provider's model id and key. Creates the
+    /// configuration, the provider's model and its credential as needed.
+    SetProviderKey {
+        id: AggregateId,
+        provider: Provider,
+        /// `None` keeps the current model id (or uses `default_model` for a new model).
+        model: Option<ModelName>,
+        default_model: ModelName,
+        secret: Option<SecretString>,
+        access_key: Option<SecretString>,
+        endpoint: Option<String>,
+        /// Id and (already claimed) name for the credential, if one has to be created.
+        new_credential: CredentialId,
+        new_name: CredentialName,
+    },
     /// Replace the task → model assignments. Every provider named must have a credential in
     /// this configuration.
     AssignTasks {

@@ -22,6 +22,8 @@ pub enum DomainError {
     ProviderNotConfigured { task: String, provider: String },
     #[error("task \"{task}\" is assigned twice")]
     DuplicateTask { task: String },
+    #[error("no key is configured for {provider} yet: send one")]
+    KeyRequired { provider: String },
     #[error("no credential with this id")]
     CredentialNotFound,
     #[error("a credential with this id already exists")]

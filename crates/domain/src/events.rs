@@ -27,6 +27,11 @@ pub enum AiModelConfigEvent {
     ModelRemoved {
         model_id: ModelId,
     },
+    /// The provider's model identifier of a model changed (e.g. gpt-4 to gpt-4o).
+    ModelIdChanged {
+        model_id: ModelId,
+        model: ModelName,
+    },
     ModelsReordered {
         model_ids: Vec<ModelId>,
     },
@@ -104,6 +109,7 @@ impl AiModelConfigEvent {
             AiModelConfigEvent::ModelAdded { .. } => "ModelAdded",
             AiModelConfigEvent::ModelPaidFlagChanged { .. } => "ModelPaidFlagChanged",
             AiModelConfigEvent::ModelRemoved { .. } => "ModelRemoved",
+            AiModelConfigEvent::ModelIdChanged { .. } => "ModelIdChanged",
             AiModelConfigEvent::ModelsReordered { .. } => "ModelsReordered",
             AiModelConfigEvent::CredentialAdded { .. } => "CredentialAdded",
             AiModelConfigEvent::CredentialRenamed { .. } => "CredentialRenamed",
@@ -138,11 +144,12 @@ impl AiModelConfigEvent {
     }
 
     /// Every event type, for filters and documentation.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 19] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
         "ModelRemoved",
+        "ModelIdChanged",
         "ModelsReordered",
         "CredentialAdded",
         "CredentialRenamed",
