@@ -14,3 +14,4 @@ mod history;
 mod input;
 mod keyring;
 mod operations;
+mod resolve;

@@ -15,6 +15,7 @@ mod provider_check;
 mod credentials;
 mod request_body;
 mod request_context;
+mod resolve;
 mod settings;
 mod shared;
 mod state;
@@ -31,7 +32,8 @@ pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, R
 pub use problem::{ApiError, Problem};
 pub use provider_check::{is_private, CheckOutcome, ProviderChecker};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
-pub use state::AppState;
+pub use state::{AppState, SystemKey};
+pub use user_api_keys::SEED_002_PROVIDERS;
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -45,6 +47,8 @@ pub enum ApiTags {
     ApiKeys,
     /// Family E (seed 004): a workspace's provider keys and task assignments.
     Settings,
+    /// Which provider, model and key serve a task.
+    Resolve,
     /// The workspace key clients encrypt API keys with.
     Encryption,
     /// Who changed what, and when.
@@ -53,11 +57,11 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, resolve::ResolveApi, shared::SharedApi, operations::OperationsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, shared::SharedApi, operations::OperationsApi),
+        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, resolve::ResolveApi, shared::SharedApi, operations::OperationsApi),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )

@@ -7,6 +7,15 @@ use crate::auth::Authenticator;
 use crate::provider_check::ProviderChecker;
 
 /// What every handler may reach: the write side, the read side, the keyring and the verifier.
+/// A fallback key from the service's configuration (`AIMC_SYSTEM_KEYS_FILE`), encrypted like
+/// every other key and never returned, not even as ciphertext.
+#[derive(Debug, Clone)]
+pub struct SystemKey {
+    pub provider: aimc_domain::Provider,
+    pub model: aimc_domain::ModelName,
+    pub ciphertext: aimc_domain::Ciphertext,
+}
+
 pub struct AppState {
     pub commands: CommandBus,
     pub queries: ConfigQueries,
@@ -14,4 +23,5 @@ pub struct AppState {
     pub keyring: Arc<dyn Keyring>,
     pub auth: Authenticator,
     pub checker: ProviderChecker,
+    pub system_keys: Vec<SystemKey>,
 }

@@ -208,7 +208,7 @@ impl UserApiKeysApi {
             id: owner.clone(),
             provider: change.provider,
             model: change.model,
-            default_model: ModelName::parse(change.default_model).map_err(|error| ApiError::internal(error))?,
+            default_model: ModelName::parse(change.default_model).map_err(ApiError::internal)?,
             secret: change.secret,
             access_key: change.access_key,
             endpoint: change.endpoint,

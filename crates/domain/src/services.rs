@@ -20,6 +20,11 @@ impl KeyContext {
         KeyContext(format!("aimc:{aggregate}:{credential}"))
     }
 
+    /// A system fallback key of the given provider.
+    pub fn for_system_key(provider: &str) -> Self {
+        KeyContext(format!("aimc:system:{provider}"))
+    }
+
     /// The optional access key (AWS-style key id) of a credential, bound separately from its
     /// secret so the two cannot be swapped.
     pub fn for_access_key(aggregate: &str, credential: CredentialId) -> Self {

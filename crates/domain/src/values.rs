@@ -290,6 +290,12 @@ impl WorkspaceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The keyring's workspace for the system fallback keys. No tenant can be called this:
+    /// tenant ids start with a letter or digit.
+    pub fn system() -> Self {
+        WorkspaceId("_system".to_owned())
+    }
 }
 
 impl fmt::Display for WorkspaceId {

@@ -86,6 +86,9 @@ pub struct Settings {
     pub jwt_issuer: String,
     #[serde(default = "default_issuer")]
     pub jwt_audience: String,
+    /// A TOML file of fallback keys, one table per provider: `[anthropic]` with `api_key` and
+    /// an optional `model` (seed 002's default otherwise).
+    pub system_keys_file: Option<PathBuf>,
     /// Let credential tests call private, loopback and link-local addresses (a local Ollama,
     /// tests); off by default so a stored endpoint cannot reach internal services.
     #[serde(default)]

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_api::{AppState, AuthSettings, Authenticator};
-use aimc_domain::{ConfigServices, RandomIds};
+use aimc_api::{AppState, AuthSettings, Authenticator, SystemKey};
+use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{Keyring, KeyringSealer, LocalKeyring, VaultKeyring, VaultSettings};
 use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, DatabaseSettings, Projector};
 use anyhow::{bail, Context};
@@ -66,6 +66,49 @@ pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator>
     Authenticator::new(&auth).context("Failed to configure token verification")
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemKeyEntry {
+    api_key: secrecy::SecretString,
+    model: Option<String>,
+}
+
+/// Reads the fallback keys and encrypts them at once (one keyring call); only ciphertext is
+/// kept in memory.
+pub async fn load_system_keys(settings: &Settings, keyring: &Arc<dyn Keyring>) -> anyhow::Result<Vec<SystemKey>> {
+    use figment::providers::{Format, Toml};
+    let Some(path) = &settings.system_keys_file else { return Ok(Vec::new()) };
+    let entries: std::collections::BTreeMap<String, SystemKeyEntry> = figment::Figment::from(Toml::file_exact(path))
+        .extract()
+        .with_context(|| format!("Failed to read the system keys in {}", path.display()))?;
+    let mut keys = Vec::new();
+    let mut items = Vec::new();
+    for (name, entry) in entries {
+        let provider = Provider::parse(&name).with_context(|| format!("system keys: unknown provider [{name}]"))?;
+        let default = aimc_api::SEED_002_PROVIDERS.iter().find(|(_, p, _)| *p == provider).map(|(_, _, model)| *model);
+        let model = entry
+            .model
+            .as_deref()
+            .or(default)
+            .with_context(|| format!("system keys: [{name}] needs a model"))?;
+        let model = ModelName::parse(model).with_context(|| format!("system keys: [{name}] model"))?;
+        items.push((entry.api_key, KeyContext::for_system_key(provider.as_str())));
+        keys.push((provider, model));
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sealed = keyring
+        .encrypt(&WorkspaceId::system(), items)
+        .await
+        .context("Failed to encrypt the system keys")?;
+    Ok(keys
+        .into_iter()
+        .zip(sealed)
+        .map(|((provider, model), ciphertext)| SystemKey { provider, model, ciphertext })
+        .collect())
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = aimc_store::connect(&DatabaseSettings {
@@ -77,6 +120,7 @@ impl Application {
         aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
         let keyring = build_keyring(&settings)?;
         let auth = build_authenticator(&settings)?;
+        let system_keys = load_system_keys(&settings, &keyring).await?;
 
         let projector = Arc::new(Projector::new(pool.clone()));
         // Events appended by a process that died before projecting them.
@@ -94,6 +138,7 @@ impl Application {
             keyring,
             auth,
             checker: aimc_api::ProviderChecker::new(settings.allow_private_endpoints, Duration::from_secs(10)),
+            system_keys,
         });
 
         let acceptor = TcpListener::bind(settings.listen.clone())
