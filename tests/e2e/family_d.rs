@@ -92,3 +92,32 @@ async fn a_key_stored_through_family_d_is_audited_with_its_hint() {
     assert_eq!(history.body["events"][0]["owner"], "user:alice");
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn keys_stored_through_families_a_and_c_are_listed_and_editable_here() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    app.remember_secret("sk-ant-seed002-user-key-00002222");
+    app.put("/api/user/api-keys", &token, json!({"openrouter": {"apiKey": "sk-ant-seed002-user-key-00002222"}})).await;
+
+    let listed = app.get("/api/keys", &token).await;
+
+    let services: Vec<(&str, &str)> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["service"].as_str().unwrap(), k["last_4_chars"].as_str().unwrap()))
+        .collect();
+    assert_eq!(services.len(), 3, "{}", listed.text);
+    for expected in [("OPENAI", "sk-...cdef"), ("ANTHROPIC", "sk-...wxyz"), ("OPENROUTER", "sk-...2222")] {
+        assert!(services.contains(&expected), "{expected:?} in {services:?}");
+    }
+    let openai = listed.body.as_array().unwrap().iter().find(|k| k["service"] == "OPENAI").unwrap()["id"].as_i64().unwrap();
+    app.remember_secret("sk-rotated-through-family-d-3333");
+    app.put(&format!("/api/keys/{openai}"), &token, json!({"api_key": "sk-rotated-through-family-d-3333"})).await;
+    let family_a = app.get("/api/v1/get/ai-model-config", &token).await;
+    assert_eq!(family_a.body["models"][0]["keyHint"], "sk-...3333");
+    app.assert_no_plain_key_anywhere().await;
+}

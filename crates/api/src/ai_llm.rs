@@ -252,7 +252,8 @@ impl AiLlmApi {
         let secret = parse_key("secret", body.secret)?;
         let access_key = body.key.filter(|key| !key.trim().is_empty()).map(SecretString::from);
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
-        let credential = NewCredential { name, provider, endpoint: Some(endpoint), access_key, secret, number: None };
+        let number = Some(state.credentials.next_number().await?);
+        let credential = NewCredential { name, provider, endpoint: Some(endpoint), access_key, secret, number };
         let credential_id = add_credential(state, principal, context, &aggregate, credential).await?;
         Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration created successfully")))
     }

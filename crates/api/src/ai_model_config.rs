@@ -199,6 +199,12 @@ impl AiModelConfigApi {
         Ok(ConfigResponse::from_view(&Self::read(state, id).await?, false))
     }
 
+    /// Integer ids (family D's) for every credential the command might create: one per key sent.
+    async fn numbers_for(state: &AppState, models: &[ModelSpec]) -> Result<Vec<i64>, ApiError> {
+        let keys = models.iter().filter(|model| matches!(model.key, KeyInput::Encrypted(_) | KeyInput::Plain(_))).count();
+        Ok(state.credentials.next_numbers(keys).await?)
+    }
+
     async fn read(state: &AppState, id: &AggregateId) -> Result<ConfigView, ApiError> {
         state
             .queries
@@ -231,7 +237,8 @@ impl AiModelConfigApi {
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
         let system_prompt = body.system_prompt.value().map(|raw| parse_prompt(raw)).transpose()?;
-        let command = AiModelConfigCommand::CreateConfig { id: id.clone(), models, system_prompt };
+        let numbers = Self::numbers_for(&state, &models).await?;
+        let command = AiModelConfigCommand::CreateConfig { id: id.clone(), models, system_prompt, numbers };
         let created = Self::execute(&state, &id, command, &auth.0, &context).await?;
         Ok(CreateResponse::Created(Json(created)))
     }
@@ -291,7 +298,8 @@ impl AiModelConfigApi {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(raw) => Some(Some(parse_prompt(&raw)?)),
         };
-        let command = AiModelConfigCommand::ReplaceConfig { models, system_prompt };
+        let numbers = Self::numbers_for(&state, &models).await?;
+        let command = AiModelConfigCommand::ReplaceConfig { models, system_prompt, numbers };
         let replaced = Self::execute(&state, &id, command, &auth.0, &context).await?;
         Ok(ConfigFound::Ok(Json(replaced)))
     }

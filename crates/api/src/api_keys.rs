@@ -158,7 +158,7 @@ impl ApiKeysApi {
 
     /// List the caller's API keys
     ///
-    /// Every key the caller stored, through any API, masked. Needs the viewer role.
+    /// Every key the caller stored, through any API family, masked. Needs the viewer role.
     #[oai(path = "/", method = "get", operation_id = "listApiKeys")]
     #[tracing::instrument(skip_all)]
     async fn list(

@@ -237,7 +237,8 @@ impl SettingsApi {
             None => {
                 let label = CredentialName::parse(&format!("{} key", provider.display_name()))
                     .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
-                let credential = NewCredential { name: label, provider, endpoint: None, access_key: None, secret, number: None };
+                let number = Some(state.credentials.next_number().await?);
+                let credential = NewCredential { name: label, provider, endpoint: None, access_key: None, secret, number };
                 add_credential(state, principal, context, &aggregate, credential).await?;
             }
         }

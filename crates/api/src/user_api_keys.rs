@@ -214,6 +214,7 @@ impl UserApiKeysApi {
             endpoint: change.endpoint,
             new_credential,
             new_name: new_name.clone(),
+            new_number: Some(state.credentials.next_number().await?),
         };
         let outcome = state.commands.execute(owner, command, &command_metadata(principal, context)).await;
         if claimed && !matches!(state.credentials.by_id(new_credential).await, Ok(Some(_))) {

@@ -127,6 +127,7 @@ impl Aggregate for AiModelConfig {
                 id,
                 models,
                 system_prompt,
+                numbers,
             } => {
                 if self.is_created() {
                     return Err(DomainError::ConfigAlreadyExists);
@@ -140,7 +141,7 @@ impl Aggregate for AiModelConfig {
                     workspace: id.workspace.to_string(),
                     owner: id.owner.to_string(),
                 }];
-                events.extend(empty.replacement_events(models, services).await?);
+                events.extend(empty.replacement_events(models, numbers, services).await?);
                 if let Some(prompt) = system_prompt {
                     events.push(AiModelConfigEvent::SystemPromptChanged {
                         system_prompt: Some(prompt),
@@ -154,11 +155,12 @@ impl Aggregate for AiModelConfig {
             AiModelConfigCommand::ReplaceConfig {
                 models,
                 system_prompt,
+                numbers,
             } => {
                 if !self.is_created() {
                     return Err(DomainError::ConfigNotFound);
                 }
-                let mut events = self.replacement_events(models, services).await?;
+                let mut events = self.replacement_events(models, numbers, services).await?;
                 if let Some(prompt) = system_prompt {
                     if prompt != self.system_prompt {
                         events.push(AiModelConfigEvent::SystemPromptChanged {
@@ -312,6 +314,7 @@ impl AiModelConfig {
                 endpoint,
                 new_credential,
                 new_name,
+                new_number,
             } => {
                 let aggregate_id = id.to_string();
                 if !self.is_created() {
@@ -385,7 +388,7 @@ impl AiModelConfig {
                             access_key: access_key.map(|key| key.ciphertext),
                             secret: secret.ciphertext,
                             hint: secret.hint,
-                            number: None,
+                            number: new_number,
                         });
                         events.push(AiModelConfigEvent::ModelCredentialAttached { model_id, credential_id: new_credential });
                     }
@@ -578,8 +581,10 @@ impl AiModelConfig {
     async fn replacement_events(
         &self,
         desired: Vec<ModelSpec>,
+        numbers: Vec<i64>,
         services: &ConfigServices,
     ) -> Result<Vec<AiModelConfigEvent>, DomainError> {
+        let numbers = std::cell::RefCell::new(numbers.into_iter());
         let aggregate_id = self.id.clone().unwrap_or_default();
         let workspace = aggregate_id
             .split_once('/')
@@ -715,7 +720,7 @@ impl AiModelConfig {
                 access_key_hint: None,
                 secret: key.ciphertext,
                 hint: key.hint,
-                number: None,
+                number: numbers.borrow_mut().next(),
             }
         };
 

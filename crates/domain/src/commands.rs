@@ -32,12 +32,16 @@ pub enum AiModelConfigCommand {
         id: AggregateId,
         models: Vec<ModelSpec>,
         system_prompt: Option<SystemPrompt>,
+        /// Integer ids for the credentials this may create, in order (see `AddCredential`).
+        numbers: Vec<i64>,
     },
     /// Replace the models wholesale; `system_prompt: None` leaves the prompt as it is,
     /// `Some(None)` clears it.
     ReplaceConfig {
         models: Vec<ModelSpec>,
         system_prompt: Option<Option<SystemPrompt>>,
+        /// Integer ids for the credentials this may create, in order (see `AddCredential`).
+        numbers: Vec<i64>,
     },
     /// Store a named credential (families B–E); creates the configuration when it is the first
     /// thing stored. The id is chosen by the caller so the name can be claimed under it first.
@@ -79,6 +83,7 @@ pub enum AiModelConfigCommand {
         /// Id and (already claimed) name for the credential, if one has to be created.
         new_credential: CredentialId,
         new_name: CredentialName,
+        new_number: Option<i64>,
     },
     /// Replace the task → model assignments. Every provider named must have a credential in
     /// this configuration.

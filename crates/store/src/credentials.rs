@@ -70,6 +70,17 @@ impl CredentialQueries {
             .await?)
     }
 
+    /// `count` fresh integer ids, for commands that may create that many credentials.
+    pub async fn next_numbers(&self, count: usize) -> Result<Vec<i64>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers') FROM generate_series(1, $1)")
+            .bind(count as i64)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// A fresh integer id for a new credential.
     pub async fn next_number(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT nextval('credential_numbers')").fetch_one(&self.pool).await?)

@@ -170,6 +170,7 @@ fn creating_a_config_records_models_keys_and_prompt() {
             id: aggregate_id(),
             models: seed_000_models(),
             system_prompt: Some(SystemPrompt::parse("You are a helpful AI assistant.").unwrap()),
+            numbers: vec![],
         })
         .then_expect_events(existing());
 }
@@ -182,6 +183,7 @@ fn creating_twice_is_refused() {
             id: aggregate_id(),
             models: vec![],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_error(DomainError::ConfigAlreadyExists);
 }
@@ -193,6 +195,7 @@ fn replacing_a_config_that_does_not_exist_is_refused() {
         .when(AiModelConfigCommand::ReplaceConfig {
             models: vec![],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_error(DomainError::ConfigNotFound);
 }
@@ -210,6 +213,7 @@ fn replacing_with_the_same_settings_and_the_stored_ciphertext_records_nothing() 
             system_prompt: Some(Some(
                 SystemPrompt::parse("You are a helpful AI assistant.").unwrap(),
             )),
+            numbers: vec![],
         })
         .then_expect_events(vec![]);
 }
@@ -224,6 +228,7 @@ fn an_absent_key_keeps_the_key_and_null_removes_it() {
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::ModelCredentialDetached {
@@ -246,6 +251,7 @@ fn a_new_client_encrypted_key_replaces_the_secret_of_the_same_credential() {
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![AiModelConfigEvent::CredentialSecretReplaced {
             credential_id: CredentialId(id(2)),
@@ -265,6 +271,7 @@ fn a_replacement_emits_only_the_differences() {
                 spec(Provider::Ollama, "llama3", true, KeyInput::Keep),
             ],
             system_prompt: Some(None),
+            numbers: vec![],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::ModelRemoved {
@@ -299,6 +306,7 @@ fn reordering_models_is_recorded() {
                 spec(Provider::Openai, "gpt-4", true, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![AiModelConfigEvent::ModelsReordered {
             model_ids: vec![ModelId(id(3)), ModelId(id(1))],
@@ -315,6 +323,7 @@ fn a_key_that_does_not_decrypt_is_refused_naming_its_model() {
                 spec(Provider::Openai, "gpt-4", true, KeyInput::Encrypted("garbage".into())),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_error(DomainError::UndecryptableKey { index: 1 });
 }
@@ -329,6 +338,7 @@ fn the_same_model_twice_is_refused() {
                 spec(Provider::Openai, "gpt-4", false, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_error(DomainError::DuplicateModel {
             index: 1,
@@ -364,6 +374,7 @@ fn replacing_a_model_of_the_same_provider_without_a_key_moves_its_key() {
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
@@ -383,6 +394,7 @@ fn replacing_a_model_with_an_explicit_null_key_drops_the_old_key() {
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
@@ -403,6 +415,7 @@ fn sending_back_a_removed_models_stored_ciphertext_moves_that_key() {
                 spec(Provider::Openai, "gpt-4o", true, KeyInput::Encrypted(stored)),
             ],
             system_prompt: None,
+            numbers: vec![],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
