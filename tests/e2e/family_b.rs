@@ -258,3 +258,26 @@ async fn validation_refuses_private_loopback_and_link_local_targets_by_default()
     assert_eq!(provider.calls(), 0, "nothing may reach a private address");
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn names_the_service_gave_other_families_keys_are_taken_too() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    app.remember_secret("sk-ant-settings-key-000000000042");
+    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": "sk-ant-settings-key-000000000042"})).await;
+
+    let clash = app.post("/ai/llm", &admin, seed_001_body(&app, "ANTHROPIC KEY")).await;
+    let available = app.get(&format!("/api/v1/names/available?workspaceId={}&name=anthropic%20key", app.workspace), &admin).await;
+
+    assert_eq!(clash.status, StatusCode::BAD_REQUEST, "{}", clash.text);
+    assert_eq!(available.body["available"], false);
+
+    // Family A names its keys itself; those names are registered as its events are projected.
+    let alice = app.token("alice", Role::Member);
+    create_seed_config(&app, &alice).await;
+    let family_a_name = app
+        .get(&format!("/api/v1/names/available?workspaceId={}&name=user:alice%20openai%20gpt-4", app.workspace), &admin)
+        .await;
+    assert_eq!(family_a_name.body["available"], false, "{}", family_a_name.text);
+    app.assert_no_plain_key_anywhere().await;
+}

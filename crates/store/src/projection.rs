@@ -301,6 +301,17 @@ async fn project_credential_view<'a>(
                 .bind(number)
                 .execute(&mut **tx)
                 .await?;
+                // Names given by the service itself (families A, C, D) are registered here;
+                // names given by callers were claimed before the command and are already in.
+                sqlx::query(
+                    "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (workspace_id, name_key) DO NOTHING",
+                )
+                .bind(id.workspace.as_str())
+                .bind(name.to_lowercase())
+                .bind(credential_id.0)
+                .execute(&mut **tx)
+                .await?;
                 continue;
             }
             AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
@@ -328,6 +339,32 @@ async fn project_credential_view<'a>(
             .bind(*ok),
             _ => continue,
         };
+        // Keep the name registry in step with the credentials, whatever path changed them.
+        match &recorded.event {
+            AiModelConfigEvent::CredentialRemoved { credential_id } => {
+                sqlx::query("DELETE FROM credential_names WHERE credential_id = $1")
+                    .bind(credential_id.0)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
+                sqlx::query("DELETE FROM credential_names WHERE credential_id = $1 AND name_key <> $2")
+                    .bind(credential_id.0)
+                    .bind(name.to_lowercase())
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (workspace_id, name_key) DO NOTHING",
+                )
+                .bind(id.workspace.as_str())
+                .bind(name.to_lowercase())
+                .bind(credential_id.0)
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {}
+        }
         let query = match &recorded.event {
             AiModelConfigEvent::CredentialRemoved { .. } => query,
             AiModelConfigEvent::CredentialValidated { reason, .. } => query.bind(at).bind(reason.clone()),
