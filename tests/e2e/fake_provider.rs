@@ -27,7 +27,15 @@ impl FakeProvider {
             header(request, "authorization") == Some(format!("Bearer {key}").as_str())
         });
         let ollama = handler_for(key, counter, |_, _| true);
+        let moved = {
+            let counter = calls.clone();
+            poem::endpoint::make_sync(move |_: Request| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Response::builder().status(StatusCode::FOUND).header("location", "/v1/models").finish()
+            })
+        };
         let app = Route::new()
+            .at("/moved/v1/models", moved)
             .at("/v1/models", models)
             .at("/v1beta/models", gemini)
             .at("/api/v1/key", openrouter)

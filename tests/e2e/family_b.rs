@@ -242,6 +242,8 @@ async fn validation_refuses_private_loopback_and_link_local_targets_by_default()
     let admin = app.token("ada", Role::Admin);
     let targets = [
         format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
         "http://10.0.0.1".to_owned(),
         "http://169.254.169.254".to_owned(),
         format!("http://[::1]:{port}"),
@@ -280,4 +282,33 @@ async fn names_the_service_gave_other_families_keys_are_taken_too() {
         .await;
     assert_eq!(family_a_name.body["available"], false, "{}", family_a_name.text);
     app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn validation_does_not_follow_redirects() {
+    let provider = FakeProvider::start("sk-redirect-target-key-0000001").await;
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    let id = create_at(&app, &admin, "Moved", &format!("{}/moved", provider.address), "sk-redirect-target-key-0000001").await;
+
+    let validated = app.request(Method::POST, &format!("/ai/llm/{id}/validate"), Some(&admin), None).await;
+
+    assert_eq!(validated.body["success"], false, "{}", validated.text);
+    assert!(validated.body["message"].as_str().unwrap().contains("302"), "{}", validated.text);
+    assert_eq!(provider.calls(), 1, "the redirect target was never called");
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn endpoints_may_not_carry_credentials_or_query_strings() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    for endpoint in ["https://user:pass@api.openai.com/v1", "https://generativelanguage.googleapis.com/v1beta?key=AIzaSECRET"] {
+        let mut body = seed_001_body(&app, "Config");
+        body["endpoint"] = json!(endpoint);
+        let refused = app.post("/ai/llm", &admin, body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{endpoint}");
+        assert!(refused.body["message"].as_str().unwrap().contains("endpoint"));
+    }
+    assert_eq!(app.event_count().await, 0);
 }

@@ -80,15 +80,24 @@ async fn bad_input_is_refused_before_anything_is_stored() {
     let token = app.token("alice", Role::Member);
 
     let blank = app.put("/api/user/api-keys", &token, json!({"openai": {"apiKey": "  "}, "anthropic": {"apiKey": ANTHROPIC}})).await;
-    let model_without_key = app.put("/api/user/api-keys", &token, json!({"openai": {"modelId": "gpt-4-turbo"}})).await;
     let unknown = app.put("/api/user/api-keys", &token, json!({"mistral": {"apiKey": "x"}})).await;
     let unknown_delete = app.request(Method::DELETE, "/api/user/api-keys/mistral", Some(&token), None).await;
 
     assert_eq!(blank.status, StatusCode::BAD_REQUEST);
     assert_eq!(blank.body["errors"][0]["field"], "openai.apiKey");
-    assert_eq!(model_without_key.status, StatusCode::BAD_REQUEST);
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert_eq!(unknown.body["errors"][0]["field"], "mistral");
     assert_eq!(unknown_delete.status, StatusCode::BAD_REQUEST);
     assert_eq!(app.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_model_id_alone_is_recorded_for_use_with_a_fallback_key() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+
+    let chosen = app.put("/api/user/api-keys", &token, json!({"openai": {"modelId": "gpt-4-turbo"}})).await;
+
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
+    assert_eq!(chosen.body["openai"], json!({"configured": false, "keyHint": null, "modelId": "gpt-4-turbo", "isDefaultModel": false}));
 }

@@ -61,7 +61,9 @@ async fn testing_a_provider_uses_the_stored_key_and_a_key_saved_here_is_a_family
     assert_eq!(llm["aiType"], "ANTHROPIC");
     assert_eq!(llm["name"], "Anthropic key");
     let id = llm["id"].as_str().unwrap();
-    let pointed = app.put(&format!("/ai/llm/{id}"), &admin, json!({"endpoint": provider.address})).await;
+    let moved_without_secret = app.put(&format!("/ai/llm/{id}"), &admin, json!({"endpoint": provider.address})).await;
+    assert_eq!(moved_without_secret.status, StatusCode::BAD_REQUEST, "the stored key must not follow a new host unasked");
+    let pointed = app.put(&format!("/ai/llm/{id}"), &admin, json!({"endpoint": provider.address, "secret": KEY})).await;
     assert_eq!(pointed.status, StatusCode::OK, "{}", pointed.text);
 
     let tested = app.request(Method::POST, "/api/v1/settings/providers/anthropic/test", Some(&admin), None).await;
@@ -77,6 +79,9 @@ async fn testing_a_provider_uses_the_stored_key_and_a_key_saved_here_is_a_family
     let statuses = app.get("/api/v1/settings/providers", &admin).await;
     assert_eq!(statuses.body[2]["is_active"], false, "a key that failed its test is not active");
     assert_eq!(provider.calls(), 2);
+    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": KEY})).await;
+    let replaced = app.get("/api/v1/settings/providers", &admin).await;
+    assert_eq!(replaced.body[2]["is_active"], true, "the failed test was of the key just replaced");
 
     let untested = app.request(Method::POST, "/api/v1/settings/providers/openai/test", Some(&admin), None).await;
     assert_eq!(untested.status, StatusCode::NOT_FOUND);

@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::{command_metadata, ApiTags};
 
 /// Create an AI LLM configuration.
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(rename = "CreateAiLlmRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
@@ -51,7 +51,7 @@ pub struct CreateRequest {
 }
 
 /// Change an AI LLM configuration; fields left out stay as they are.
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(rename = "UpdateAiLlmRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
@@ -190,11 +190,22 @@ fn ai_type_of(provider: &str) -> &'static str {
 }
 
 fn parse_endpoint(raw: &str) -> Result<String, ApiError> {
+    if raw.len() > 2048 {
+        return Err(ApiError::invalid_field("endpoint", "must be at most 2048 characters"));
+    }
     let url = url::Url::parse(raw.trim()).map_err(|_| ApiError::invalid_field("endpoint", "must be an http(s) URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::invalid_field("endpoint", "must be an http(s) URL"));
     }
+    // Endpoints are shown and audited in plain text: credentials belong in key and secret.
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(ApiError::invalid_field("endpoint", "must not carry credentials, a query string or a fragment"));
+    }
     Ok(url.to_string())
+}
+
+fn host_of(endpoint: Option<&str>) -> Option<String> {
+    endpoint.and_then(|endpoint| url::Url::parse(endpoint).ok()).and_then(|url| url.host_str().map(str::to_owned))
 }
 
 fn parse_name(raw: &str) -> Result<CredentialName, ApiError> {
@@ -204,6 +215,9 @@ fn parse_name(raw: &str) -> Result<CredentialName, ApiError> {
 fn parse_key(field: &str, raw: String) -> Result<SecretString, ApiError> {
     if raw.trim().is_empty() {
         return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if raw.len() > 4096 {
+        return Err(ApiError::invalid_field(field, "must be at most 4096 characters"));
     }
     Ok(SecretString::from(raw))
 }
@@ -250,10 +264,10 @@ impl AiLlmApi {
         let provider = parse_ai_type(&body.ai_type)?;
         let endpoint = parse_endpoint(&body.endpoint)?;
         let secret = parse_key("secret", body.secret)?;
-        let access_key = body.key.filter(|key| !key.trim().is_empty()).map(SecretString::from);
+        let access_key = body.key.filter(|key| !key.trim().is_empty()).map(|key| parse_key("key", key)).transpose()?;
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
         let number = Some(state.credentials.next_number().await?);
-        let credential = NewCredential { name, provider, endpoint: Some(endpoint), access_key, secret, number };
+        let credential = NewCredential { name, name_is_generated: false, provider, endpoint: Some(endpoint), access_key, secret, number };
         let credential_id = add_credential(state, principal, context, &aggregate, credential).await?;
         Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration created successfully")))
     }
@@ -266,6 +280,12 @@ impl AiLlmApi {
         let endpoint = body.endpoint.as_deref().map(parse_endpoint).transpose()?;
         let secret = body.secret.map(|secret| parse_key("secret", secret)).transpose()?;
         let access_key = body.key.map(|key| parse_key("key", key)).transpose()?;
+        // The stored secret must not be sent to a host its owner did not choose.
+        if let Some(new_endpoint) = &endpoint {
+            if secret.is_none() && host_of(Some(new_endpoint)) != host_of(row.endpoint.as_deref()) {
+                return Err(ApiError::invalid_field("secret", "send the secret again when moving the endpoint to another host"));
+            }
+        }
         let old_key = row.name.to_lowercase();
         let renamed = name.as_ref().filter(|name| name.key() != old_key);
         if let Some(name) = renamed {
@@ -286,7 +306,9 @@ impl AiLlmApi {
         match (outcome, renamed) {
             (Ok(()), Some(_)) => state.credentials.release_name(&workspace, &old_key, credential_id).await?,
             (Err(error), Some(name)) => {
-                state.credentials.release_name(&workspace, &name.key(), credential_id).await?;
+                if error.appended_nothing() {
+                    state.credentials.release_name(&workspace, &name.key(), credential_id).await?;
+                }
                 return Err(error.into());
             }
             (Err(error), None) => return Err(error.into()),

@@ -21,7 +21,7 @@ use crate::request_context::RequestContext;
 use crate::state::AppState;
 use crate::{command_metadata, ApiTags};
 
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(rename = "CreateApiKeyRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
@@ -33,7 +33,7 @@ pub struct CreateRequest {
     pub api_key: String,
 }
 
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(rename = "UpdateApiKeyRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
@@ -104,6 +104,9 @@ fn parse_key(raw: String) -> Result<SecretString, ApiError> {
     if raw.trim().is_empty() {
         return Err(ApiError::invalid_field("api_key", "must not be empty"));
     }
+    if raw.len() > 4096 {
+        return Err(ApiError::invalid_field("api_key", "must be at most 4096 characters"));
+    }
     Ok(SecretString::from(raw.trim()))
 }
 
@@ -150,7 +153,7 @@ impl ApiKeysApi {
         let number = state.credentials.next_number().await?;
         let name = CredentialName::parse(&format!("{} {} key #{number}", owner.owner, service_of(provider.as_str())))
             .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
-        let credential = NewCredential { name, provider, endpoint: None, access_key: None, secret, number: Some(number) };
+        let credential = NewCredential { name, name_is_generated: true, provider, endpoint: None, access_key: None, secret, number: Some(number) };
         add_credential(&state, &auth.0, &context, &owner, credential).await?;
         let row = Self::find(&state, &owner, number).await?;
         Ok(CreateResponse::Created(Json(Created { id: number, service: service_of(&row.provider), created_at: row.created_at })))

@@ -15,6 +15,9 @@ use crate::command_metadata;
 /// What a new credential is made of.
 pub struct NewCredential {
     pub name: CredentialName,
+    /// The service chose the name: on a clash it takes a distinguishing suffix instead of
+    /// refusing the request.
+    pub name_is_generated: bool,
     pub provider: Provider,
     pub endpoint: Option<String>,
     pub access_key: Option<SecretString>,
@@ -34,17 +37,21 @@ pub async fn add_credential(
 ) -> Result<CredentialId, ApiError> {
     let credential_id = CredentialId(uuid::Uuid::now_v7());
     let workspace = &aggregate.workspace;
-    if !state.credentials.claim_name(workspace, &credential.name, credential_id).await? {
+    let name = if credential.name_is_generated {
+        claim_generated_name(state, aggregate, credential.name.as_str(), credential_id).await?
+    } else if state.credentials.claim_name(workspace, &credential.name, credential_id).await? {
+        credential.name
+    } else {
         return Err(ApiError::invalid_field(
             "name",
             format!("a credential named \"{}\" already exists in this workspace", credential.name.as_str()),
         ));
-    }
-    let name_key = credential.name.key();
+    };
+    let name_key = name.key();
     let command = AiModelConfigCommand::AddCredential {
         id: aggregate.clone(),
         credential_id,
-        name: credential.name,
+        name,
         provider: credential.provider,
         endpoint: credential.endpoint,
         access_key: credential.access_key,
@@ -52,10 +59,32 @@ pub async fn add_credential(
         number: credential.number,
     };
     if let Err(error) = state.commands.execute(aggregate, command, &command_metadata(principal, context)).await {
-        state.credentials.release_name(workspace, &name_key, credential_id).await?;
+        // A claim whose command may have been recorded stays; the periodic clean-up frees it
+        // if no credential ever took the name.
+        if error.appended_nothing() {
+            state.credentials.release_name(workspace, &name_key, credential_id).await?;
+        }
         return Err(error.into());
     }
     Ok(credential_id)
+}
+
+/// Claims `base`, or `base (<id prefix>)` when someone already holds `base` (a caller may have
+/// picked it for a family B configuration).
+pub async fn claim_generated_name(
+    state: &AppState,
+    aggregate: &AggregateId,
+    base: &str,
+    credential_id: CredentialId,
+) -> Result<CredentialName, ApiError> {
+    let short = credential_id.0.simple().to_string();
+    for candidate in [base.to_owned(), format!("{base} ({})", &short[short.len() - 8..])] {
+        let name = CredentialName::parse(&candidate).map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
+        if state.credentials.claim_name(&aggregate.workspace, &name, credential_id).await? {
+            return Ok(name);
+        }
+    }
+    Err(ApiError::conflict("could not find a free name for the credential; retry"))
 }
 
 #[tracing::instrument(skip(state, principal, context), fields(aggregate_id = %aggregate))]
@@ -70,6 +99,7 @@ pub async fn test_credential(
     let view = state.queries.config(&aggregate_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
     let credential = view.config.credentials.get(&credential_id).ok_or_else(|| ApiError::not_found("no such credential"))?;
     let provider: Provider = credential.provider;
+    let tested = (credential.secret.clone(), credential.endpoint.clone());
     let secret = state
         .keyring
         .decrypt(
@@ -83,6 +113,7 @@ pub async fn test_credential(
     drop(secret);
     let command = AiModelConfigCommand::RecordValidation {
         credential_id,
+        tested,
         ok: outcome.ok,
         status: outcome.status,
         reason: outcome.reason.clone(),

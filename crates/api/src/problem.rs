@@ -193,7 +193,7 @@ impl From<DomainError> for ApiError {
             DomainError::ProviderNotConfigured { .. } | DomainError::DuplicateTask { .. } => {
                 ApiError::invalid_field("assignments", error.to_string())
             }
-            DomainError::CredentialExists => ApiError::conflict(error.to_string()),
+            DomainError::CredentialExists | DomainError::CredentialChangedDuringTest => ApiError::conflict(error.to_string()),
             DomainError::EmptyCredentialKey => ApiError::bad_request(error.to_string()),
             DomainError::KeyringUnavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");

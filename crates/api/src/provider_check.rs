@@ -89,7 +89,7 @@ fn auth_headers(provider: Provider, secret: &SecretString) -> Result<HeaderMap, 
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
@@ -98,14 +98,36 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
+            let segments = v6.segments();
+            // IPv4 reached through IPv6: mapped, compatible, NAT64 (64:ff9b::/96), 6to4 (2002::/16).
+            if let Some(v4) = v6.to_ipv4() {
+                if !v6.is_loopback() && !v6.is_unspecified() {
+                    return is_private(IpAddr::V4(v4));
+                }
             }
-            let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return is_private(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            if segments[0] == 0x2002 {
+                let [a, b] = segments[1].to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
+                return is_private(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            let first = segments[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
         }
     }
 }
@@ -143,8 +165,16 @@ impl ProviderChecker {
         Ok((host, first))
     }
 
+    /// The whole check, name resolution included, within the timeout.
     #[tracing::instrument(skip(self, secret), fields(provider = %provider))]
     pub async fn check(&self, provider: Provider, endpoint: Option<&str>, secret: &SecretString) -> CheckOutcome {
+        match tokio::time::timeout(self.timeout, self.check_within(provider, endpoint, secret)).await {
+            Ok(outcome) => outcome,
+            Err(_) => CheckOutcome::failed(None, format!("no answer within {} s", self.timeout.as_secs())),
+        }
+    }
+
+    async fn check_within(&self, provider: Provider, endpoint: Option<&str>, secret: &SecretString) -> CheckOutcome {
         if provider == Provider::Aws {
             return CheckOutcome::failed(None, "AWS Bedrock credentials need SigV4 signing, which this check does not do yet");
         }
@@ -165,6 +195,8 @@ impl ProviderChecker {
         };
         let client = match reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself and undo the pinning above.
+            .no_proxy()
             .timeout(self.timeout)
             .resolve(host.trim_start_matches('[').trim_end_matches(']'), address)
             .build()
@@ -205,7 +237,11 @@ mod tests {
 
     #[test]
     fn private_loopback_link_local_and_unique_local_addresses_are_private() {
-        for ip in ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+            "192.0.0.8", "198.18.0.1", "240.0.0.1", "::1", "fd00::1", "fe80::1", "fec0::1", "::ffff:10.0.0.1",
+            "::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {

@@ -151,8 +151,11 @@ impl ResolveApi {
                     .iter()
                     .find(|m| m.provider == candidate.provider && m.model == candidate.model)
                     .and_then(|m| config.credential_of(m));
-                let any = config.credentials.values().find(|c| c.provider == candidate.provider);
-                if let Some(credential) = attached.or(any) {
+                // Ids are time-ordered: the newest key of the provider is the one in use (as in
+                // family E); keys whose last test failed are passed over.
+                let usable = |c: &&aimc_domain::Credential| c.last_validation.as_ref().is_none_or(|v| v.ok);
+                let newest = config.credentials.values().rev().find(|c| c.provider == candidate.provider && usable(c));
+                if let Some(credential) = attached.filter(usable).or(newest) {
                     return Ok(ResolveResponse::Ok(Json(answer(source, Some((credential, owner))))));
                 }
             }

@@ -54,7 +54,7 @@ pub struct ProviderStatus {
     pub key_hint: Option<String>,
 }
 
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct SaveProviderRequest {
@@ -220,6 +220,9 @@ impl SettingsApi {
         if api_key.trim().is_empty() {
             return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field("api_key", "the API key must not be empty"))));
         }
+        if api_key.len() > 4096 {
+            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field("api_key", "the API key must be at most 4096 characters"))));
+        }
         let secret = SecretString::from(api_key);
         let rows = Self::rows(state, &aggregate).await?;
         match rows.iter().find(|row| row.provider == provider.as_str()) {
@@ -238,7 +241,7 @@ impl SettingsApi {
                 let label = CredentialName::parse(&format!("{} key", provider.display_name()))
                     .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
                 let number = Some(state.credentials.next_number().await?);
-                let credential = NewCredential { name: label, provider, endpoint: None, access_key: None, secret, number };
+                let credential = NewCredential { name: label, name_is_generated: true, provider, endpoint: None, access_key: None, secret, number };
                 add_credential(state, principal, context, &aggregate, credential).await?;
             }
         }
@@ -265,6 +268,9 @@ impl SettingsApi {
 
     async fn assign(state: &AppState, principal: &Principal, context: &RequestContext, workspace: Option<&str>, body: TaskAssignments) -> Result<AssignmentsResponse, ApiError> {
         let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
+        if body.assignments.len() > 100 {
+            return Err(ApiError::invalid_field("assignments", "at most 100 tasks"));
+        }
         let mut assignments = Vec::with_capacity(body.assignments.len());
         for (index, assignment) in body.assignments.iter().enumerate() {
             let field = |name: &str| format!("assignments[{index}].{name}");

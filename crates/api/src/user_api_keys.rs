@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, CredentialName, ModelName, ModelType, Owner, Provider};
+use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner, Provider};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -51,7 +51,7 @@ pub struct UserApiKeys {
 }
 
 /// A key and/or model id for Anthropic, OpenAI or OpenRouter.
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderKeyInput {
@@ -64,7 +64,7 @@ pub struct ProviderKeyInput {
 }
 
 /// AWS Bedrock credentials and/or model id.
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct BedrockKeyInput {
@@ -84,7 +84,7 @@ pub struct BedrockKeyInput {
 }
 
 /// Providers to add or update; providers left out stay as they are.
-#[derive(Debug, Object, Deserialize)]
+#[derive(Object, Deserialize)]
 #[oai(rename = "UserApiKeysRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
@@ -118,6 +118,7 @@ struct ProviderChange {
 fn key(field: String, raw: Option<String>) -> Result<Option<SecretString>, ApiError> {
     match raw {
         Some(raw) if raw.trim().is_empty() => Err(ApiError::invalid_field(field, "must not be empty")),
+        Some(raw) if raw.len() > 4096 => Err(ApiError::invalid_field(field, "must be at most 4096 characters")),
         Some(raw) => Ok(Some(SecretString::from(raw.trim()))),
         None => Ok(None),
     }
@@ -178,7 +179,7 @@ impl UserApiKeysApi {
             let region = bedrock
                 .region
                 .map(|region| {
-                    let valid = !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                    let valid = !region.is_empty() && region.len() <= 32 && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
                     valid.then(|| format!("https://bedrock-runtime.{region}.amazonaws.com")).ok_or_else(|| {
                         ApiError::invalid_field("bedrock.region", "must be an AWS region such as us-east-1")
                     })
@@ -199,11 +200,11 @@ impl UserApiKeysApi {
 
     async fn apply(state: &AppState, principal: &Principal, context: &RequestContext, owner: &AggregateId, change: ProviderChange) -> Result<(), ApiError> {
         let new_credential = CredentialId(uuid::Uuid::now_v7());
-        let new_name = CredentialName::parse(&format!("{} {} key", owner.owner, change.name))
-            .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
         // Claimed up front in case the command creates the credential; given back below when
-        // it did not (the provider already had one, or the command failed).
-        let claimed = state.credentials.claim_name(&owner.workspace, &new_name, new_credential).await?;
+        // it did not (the provider already had one, or the command surely failed).
+        let new_name =
+            crate::credentials::claim_generated_name(state, owner, &format!("{} {} key", owner.owner, change.name), new_credential).await?;
+        let claimed = true;
         let command = AiModelConfigCommand::SetProviderKey {
             id: owner.clone(),
             provider: change.provider,
@@ -217,7 +218,8 @@ impl UserApiKeysApi {
             new_number: Some(state.credentials.next_number().await?),
         };
         let outcome = state.commands.execute(owner, command, &command_metadata(principal, context)).await;
-        if claimed && !matches!(state.credentials.by_id(new_credential).await, Ok(Some(_))) {
+        let settled = outcome.as_ref().map_or_else(|error| error.appended_nothing(), |_| true);
+        if claimed && settled && !matches!(state.credentials.by_id(new_credential).await, Ok(Some(_))) {
             state.credentials.release_name(&owner.workspace, &new_name.key(), new_credential).await?;
         }
         outcome.map_err(Into::into)

@@ -392,7 +392,9 @@ impl AiModelConfig {
                         });
                         events.push(AiModelConfigEvent::ModelCredentialAttached { model_id, credential_id: new_credential });
                     }
-                    None => return Err(DomainError::KeyRequired { provider: provider.as_str().to_owned() }),
+                    // Only the model id: it is recorded, and the provider keeps falling back to
+                    // the workspace's or the system's key.
+                    None => {}
                 }
             }
             AiModelConfigCommand::AssignTasks { assignments } => {
@@ -417,9 +419,12 @@ impl AiModelConfig {
                     }
                 }
             }
-            AiModelConfigCommand::RecordValidation { credential_id, ok, status, reason, checked_at } => {
-                if !self.credentials.contains_key(&credential_id) {
-                    return Err(DomainError::CredentialNotFound);
+            AiModelConfigCommand::RecordValidation { credential_id, tested, ok, status, reason, checked_at } => {
+                let credential = self.credentials.get(&credential_id).ok_or(DomainError::CredentialNotFound)?;
+                // The credential changed while it was being tested: the outcome is about a
+                // key or endpoint that no longer applies.
+                if credential.secret != tested.0 || credential.endpoint != tested.1 {
+                    return Err(DomainError::CredentialChangedDuringTest);
                 }
                 events.push(AiModelConfigEvent::CredentialValidated { credential_id, ok, status, reason, checked_at });
             }
@@ -510,11 +515,13 @@ impl AiModelConfig {
             AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.provider = provider;
+                    credential.last_validation = None;
                 }
             }
             AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.endpoint = endpoint;
+                    credential.last_validation = None;
                 }
             }
             AiModelConfigEvent::CredentialAccessKeyReplaced {
@@ -525,6 +532,7 @@ impl AiModelConfig {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.access_key = Some(access_key);
                     credential.access_key_hint = Some(access_key_hint);
+                    credential.last_validation = None;
                 }
             }
             AiModelConfigEvent::CredentialSecretReplaced {
@@ -535,6 +543,8 @@ impl AiModelConfig {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.secret = secret;
                     credential.hint = hint;
+                    // A test of the old key says nothing about the new one.
+                    credential.last_validation = None;
                 }
             }
             AiModelConfigEvent::CredentialRemoved { credential_id } => {

@@ -93,6 +93,8 @@ pub enum AiModelConfigCommand {
     /// Record the outcome of testing a credential against its provider.
     RecordValidation {
         credential_id: CredentialId,
+        /// The secret and endpoint that were tested.
+        tested: (crate::values::Ciphertext, Option<String>),
         ok: bool,
         /// The provider's HTTP status, when it answered.
         status: Option<u16>,

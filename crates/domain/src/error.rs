@@ -24,6 +24,8 @@ pub enum DomainError {
     DuplicateTask { task: String },
     #[error("no key is configured for {provider} yet: send one")]
     KeyRequired { provider: String },
+    #[error("the credential changed while it was being tested; test it again")]
+    CredentialChangedDuringTest,
     #[error("no credential with this id")]
     CredentialNotFound,
     #[error("a credential with this id already exists")]

@@ -78,9 +78,10 @@ struct SystemKeyEntry {
 pub async fn load_system_keys(settings: &Settings, keyring: &Arc<dyn Keyring>) -> anyhow::Result<Vec<SystemKey>> {
     use figment::providers::{Format, Toml};
     let Some(path) = &settings.system_keys_file else { return Ok(Vec::new()) };
+    // The parser's own message can quote the offending value, which here is a key.
     let entries: std::collections::BTreeMap<String, SystemKeyEntry> = figment::Figment::from(Toml::file_exact(path))
         .extract()
-        .with_context(|| format!("Failed to read the system keys in {}", path.display()))?;
+        .map_err(|_| anyhow::anyhow!("Failed to read the system keys in {}: expected tables like [openai] with api_key and an optional model", path.display()))?;
     let mut keys = Vec::new();
     let mut items = Vec::new();
     for (name, entry) in entries {

@@ -22,7 +22,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Why a command was not carried out. Nothing was appended in any of these cases.
+/// Why a command was not carried out, or not fully: see [`CommandError::appended_nothing`].
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
@@ -37,4 +37,12 @@ pub enum CommandError {
     NotYetVisible(String),
     #[error("event store error: {0}")]
     Internal(String),
+}
+
+impl CommandError {
+    /// Whether the command certainly left the log untouched. `NotYetVisible` means the events
+    /// were appended; a lost connection may or may not have committed.
+    pub fn appended_nothing(&self) -> bool {
+        matches!(self, CommandError::Domain(_) | CommandError::Conflict { .. })
+    }
 }

@@ -318,16 +318,16 @@ async fn project_credential_view<'a>(
                 sqlx::query("UPDATE credential_view SET name = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(name.as_str())
             }
             AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
-                sqlx::query("UPDATE credential_view SET provider = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(provider.as_str())
+                sqlx::query("UPDATE credential_view SET provider = $2, updated_at = $3, validated_ok = NULL, validated_at = NULL, validation_note = NULL WHERE credential_id = $1").bind(credential_id.0).bind(provider.as_str())
             }
             AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint } => {
-                sqlx::query("UPDATE credential_view SET endpoint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(endpoint.clone())
+                sqlx::query("UPDATE credential_view SET endpoint = $2, updated_at = $3, validated_ok = NULL, validated_at = NULL, validation_note = NULL WHERE credential_id = $1").bind(credential_id.0).bind(endpoint.clone())
             }
             AiModelConfigEvent::CredentialSecretReplaced { credential_id, hint, .. } => {
-                sqlx::query("UPDATE credential_view SET hint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(hint.as_str())
+                sqlx::query("UPDATE credential_view SET hint = $2, updated_at = $3, validated_ok = NULL, validated_at = NULL, validation_note = NULL WHERE credential_id = $1").bind(credential_id.0).bind(hint.as_str())
             }
             AiModelConfigEvent::CredentialAccessKeyReplaced { credential_id, access_key_hint, .. } => {
-                sqlx::query("UPDATE credential_view SET access_key_hint = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(access_key_hint.as_str())
+                sqlx::query("UPDATE credential_view SET access_key_hint = $2, updated_at = $3, validated_ok = NULL, validated_at = NULL, validation_note = NULL WHERE credential_id = $1").bind(credential_id.0).bind(access_key_hint.as_str())
             }
             AiModelConfigEvent::CredentialRemoved { credential_id } => {
                 sqlx::query("DELETE FROM credential_view WHERE credential_id = $1").bind(credential_id.0)
