@@ -9,6 +9,8 @@ CREATE TABLE credential_view
     workspace_id    text        NOT NULL,
     owner           text        NOT NULL,
     name            text        NOT NULL,
+    -- The name as uniqueness sees it (credential_names.name_key).
+    name_key        text        NOT NULL,
     provider        text        NOT NULL,
     endpoint        text,
     hint            text        NOT NULL,

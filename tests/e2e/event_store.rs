@@ -94,3 +94,33 @@ async fn a_write_whose_projection_fails_is_not_reported_as_visible_and_is_repair
     assert_eq!(restarted.get("/api/v1/get/ai-model-config", &token).await.body["system_prompt"], "recorded");
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn claims_that_no_credential_took_are_freed_after_a_while_and_real_names_are_kept() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    app.remember_secret("sk-kept-name-key-00000000001");
+    let created = app
+        .post(
+            "/ai/llm",
+            &admin,
+            json!({"name": "Kept", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+                   "secret": "sk-kept-name-key-00000000001", "workspaceId": app.workspace}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK);
+    // As if a request had claimed "Abandoned" and died before appending anything.
+    sqlx::query("INSERT INTO credential_names (workspace_id, name_key, credential_id, claimed_at) VALUES ($1, 'abandoned', gen_random_uuid(), now() - interval '1 hour')")
+        .bind(&app.workspace)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE credential_names SET claimed_at = now() - interval '1 hour'").execute(&app.pool).await.unwrap();
+
+    let released = aimc_store::Projector::new(app.pool.clone()).release_abandoned_names().await.unwrap();
+
+    assert_eq!(released, 1);
+    let names: Vec<String> = sqlx::query_scalar("SELECT name_key FROM credential_names").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(names, ["kept"]);
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -134,13 +134,19 @@ impl Projector {
         .bind(&PROJECTIONS[..])
         .fetch_all(&self.pool)
         .await?;
-        let mut applied = 0;
+        let (mut applied, mut failed) = (0, 0);
         for aggregate_id in &lagging {
             // One aggregate that cannot be projected must not hold back all the others.
             match self.catch_up(aggregate_id).await {
                 Ok(count) => applied += count,
-                Err(error) => tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate"),
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate");
+                }
             }
+        }
+        if failed > 0 {
+            return Err(StoreError::Internal(format!("{failed} aggregates could not be projected")));
         }
         if applied > 0 {
             tracing::info!(aggregates = lagging.len(), events = applied, "read model caught up");
@@ -148,13 +154,15 @@ impl Projector {
         Ok(applied)
     }
 
-    /// Names claimed by commands that never completed (the process died in between) would
-    /// block the name for good; free those whose credential never appeared.
+    /// Names claimed by commands that never completed (the process died in between, or the
+    /// outcome was unknown) would block the name for good; free those no credential holds.
+    /// Only meaningful once the read model has caught up with the log.
     pub async fn release_abandoned_names(&self) -> Result<u64, StoreError> {
         let released = sqlx::query(
             "DELETE FROM credential_names n
               WHERE claimed_at < now() - interval '5 minutes'
-                AND NOT EXISTS (SELECT 1 FROM credential_view c WHERE c.credential_id = n.credential_id)",
+                AND NOT EXISTS (SELECT 1 FROM credential_view c
+                                 WHERE c.workspace_id = n.workspace_id AND c.name_key = n.name_key)",
         )
         .execute(&self.pool)
         .await?
@@ -168,11 +176,13 @@ impl Projector {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            if let Err(error) = self.catch_up_all().await {
-                tracing::warn!(%error, "periodic catch-up failed");
-            }
-            if let Err(error) = self.release_abandoned_names().await {
-                tracing::warn!(%error, "releasing abandoned credential names failed");
+            match self.catch_up_all().await {
+                Ok(_) => {
+                    if let Err(error) = self.release_abandoned_names().await {
+                        tracing::warn!(%error, "releasing abandoned credential names failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "periodic catch-up failed"),
             }
         }
     }
@@ -283,8 +293,8 @@ async fn project_credential_view<'a>(
             AiModelConfigEvent::CredentialAdded { credential_id, name, provider, endpoint, access_key_hint, hint, number, .. } => {
                 sqlx::query(
                     "INSERT INTO credential_view (credential_id, aggregate_id, workspace_id, owner, name, provider, endpoint,
-                                                  hint, access_key_hint, created_by, created_at, updated_at, number)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+                                                  hint, access_key_hint, created_by, created_at, updated_at, number, name_key)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
                      ON CONFLICT (credential_id) DO NOTHING",
                 )
                 .bind(credential_id.0)
@@ -299,6 +309,7 @@ async fn project_credential_view<'a>(
                 .bind(recorded.metadata.get("actor"))
                 .bind(at)
                 .bind(number)
+                .bind(name.to_lowercase())
                 .execute(&mut **tx)
                 .await?;
                 // Names given by the service itself (families A, C, D) are registered here;
@@ -315,7 +326,9 @@ async fn project_credential_view<'a>(
                 continue;
             }
             AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
-                sqlx::query("UPDATE credential_view SET name = $2, updated_at = $3 WHERE credential_id = $1").bind(credential_id.0).bind(name.as_str())
+                sqlx::query("UPDATE credential_view SET name = $2, name_key = $4, updated_at = $3 WHERE credential_id = $1")
+                    .bind(credential_id.0)
+                    .bind(name.as_str())
             }
             AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
                 sqlx::query("UPDATE credential_view SET provider = $2, updated_at = $3, validated_ok = NULL, validated_at = NULL, validation_note = NULL WHERE credential_id = $1").bind(credential_id.0).bind(provider.as_str())
@@ -368,6 +381,7 @@ async fn project_credential_view<'a>(
         let query = match &recorded.event {
             AiModelConfigEvent::CredentialRemoved { .. } => query,
             AiModelConfigEvent::CredentialValidated { reason, .. } => query.bind(at).bind(reason.clone()),
+            AiModelConfigEvent::CredentialRenamed { name, .. } => query.bind(at).bind(name.to_lowercase()),
             _ => query.bind(at),
         };
         query.execute(&mut **tx).await?;
