@@ -101,3 +101,28 @@ async fn a_model_id_alone_is_recorded_for_use_with_a_fallback_key() {
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
     assert_eq!(chosen.body["openai"], json!({"configured": false, "keyHint": null, "modelId": "gpt-4-turbo", "isDefaultModel": false}));
 }
+
+#[tokio::test]
+async fn several_providers_are_stored_in_one_change_or_not_at_all() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    app.remember_secret(ANTHROPIC);
+    app.remember_secret("AKIAONLYTHEACCESSKEY1");
+
+    // Bedrock's access key alone cannot configure it: the whole request is refused.
+    let refused = app
+        .put("/api/user/api-keys", &token, json!({"anthropic": {"apiKey": ANTHROPIC}, "bedrock": {"accessKeyId": "AKIAONLYTHEACCESSKEY1"}}))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(app.event_count().await, 0, "nothing of the request was stored");
+
+    let both = app
+        .put("/api/user/api-keys", &token, json!({"anthropic": {"apiKey": ANTHROPIC}, "openai": {"modelId": "gpt-4-turbo"}}))
+        .await;
+    assert_eq!(both.status, StatusCode::OK, "{}", both.text);
+    assert_eq!(both.body["anthropic"]["configured"], true);
+    assert_eq!(both.body["openai"]["modelId"], "gpt-4-turbo");
+    let commands: i64 = sqlx::query_scalar("SELECT count(DISTINCT (metadata::jsonb)->>'request_id') FROM events").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(commands, 1, "one request, one append");
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner, Provider};
+use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner, Provider, ProviderKeyChange};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -198,29 +198,37 @@ impl UserApiKeysApi {
         Ok(changes)
     }
 
-    async fn apply(state: &AppState, principal: &Principal, context: &RequestContext, owner: &AggregateId, change: ProviderChange) -> Result<(), ApiError> {
-        let new_credential = CredentialId(uuid::Uuid::now_v7());
-        // Claimed up front in case the command creates the credential; given back below when
-        // it did not (the provider already had one, or the command surely failed).
-        let new_name =
-            crate::credentials::claim_generated_name(state, owner, &format!("{} {} key", owner.owner, change.name), new_credential).await?;
-        let claimed = true;
-        let command = AiModelConfigCommand::SetProviderKey {
-            id: owner.clone(),
-            provider: change.provider,
-            model: change.model,
-            default_model: ModelName::parse(change.default_model).map_err(ApiError::internal)?,
-            secret: change.secret,
-            access_key: change.access_key,
-            endpoint: change.endpoint,
-            new_credential,
-            new_name: new_name.clone(),
-            new_number: Some(state.credentials.next_number().await?),
-        };
+    /// All providers in one command, so a request is stored whole or not at all.
+    async fn apply(state: &AppState, principal: &Principal, context: &RequestContext, owner: &AggregateId, changes: Vec<ProviderChange>) -> Result<(), ApiError> {
+        let mut commands = Vec::with_capacity(changes.len());
+        // Names are claimed up front in case a credential gets created; given back below for
+        // those that were not (the provider already had one, or the command surely failed).
+        let mut claims = Vec::new();
+        for change in changes {
+            let new_credential = CredentialId(uuid::Uuid::now_v7());
+            let base = format!("{} {} key", owner.owner, change.name);
+            let new_name = crate::credentials::claim_generated_name(state, owner, &base, new_credential).await?;
+            claims.push((new_credential, new_name.key()));
+            commands.push(ProviderKeyChange {
+                provider: change.provider,
+                model: change.model,
+                default_model: ModelName::parse(change.default_model).map_err(ApiError::internal)?,
+                secret: change.secret,
+                access_key: change.access_key,
+                endpoint: change.endpoint,
+                new_credential,
+                new_name,
+                new_number: Some(state.credentials.next_number().await?),
+            });
+        }
+        let command = AiModelConfigCommand::SetProviderKeys { id: owner.clone(), changes: commands };
         let outcome = state.commands.execute(owner, command, &command_metadata(principal, context)).await;
-        let settled = outcome.as_ref().map_or_else(|error| error.appended_nothing(), |_| true);
-        if claimed && settled && !matches!(state.credentials.by_id(new_credential).await, Ok(Some(_))) {
-            state.credentials.release_name(&owner.workspace, &new_name.key(), new_credential).await?;
+        if outcome.as_ref().map_or_else(|error| error.appended_nothing(), |_| true) {
+            for (credential, name_key) in claims {
+                if !matches!(state.credentials.by_id(credential).await, Ok(Some(_))) {
+                    state.credentials.release_name(&owner.workspace, &name_key, credential).await?;
+                }
+            }
         }
         outcome.map_err(Into::into)
     }
@@ -264,8 +272,9 @@ impl UserApiKeysApi {
     ) -> Result<KeysResponse, ApiError> {
         let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
         // Every provider's input is checked before any is stored.
-        for change in Self::changes(body.0 .0)? {
-            Self::apply(&state, &auth.0, &context, &owner, change).await?;
+        let changes = Self::changes(body.0 .0)?;
+        if !changes.is_empty() {
+            Self::apply(&state, &auth.0, &context, &owner, changes).await?;
         }
         Self::current(&state, &owner).await
     }

@@ -176,7 +176,7 @@ impl Aggregate for AiModelConfig {
             credential_command => {
                 let creates = matches!(
                     credential_command,
-                    AiModelConfigCommand::AddCredential { .. } | AiModelConfigCommand::SetProviderKey { .. }
+                    AiModelConfigCommand::AddCredential { .. } | AiModelConfigCommand::SetProviderKeys { .. }
                 );
                 if !creates && !self.is_created() {
                     return Err(DomainError::CredentialNotFound);
@@ -304,18 +304,7 @@ impl AiModelConfig {
                 }
                 events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
             }
-            AiModelConfigCommand::SetProviderKey {
-                id,
-                provider,
-                model,
-                default_model,
-                secret,
-                access_key,
-                endpoint,
-                new_credential,
-                new_name,
-                new_number,
-            } => {
+            AiModelConfigCommand::SetProviderKeys { id, changes } => {
                 let aggregate_id = id.to_string();
                 if !self.is_created() {
                     events.push(AiModelConfigEvent::ConfigCreated {
@@ -323,78 +312,95 @@ impl AiModelConfig {
                         owner: id.owner.to_string(),
                     });
                 }
-                let current = self
-                    .models
-                    .iter()
-                    .find(|existing| existing.provider == provider && existing.model_type == ModelType::Chat);
-                let model_id = match current {
-                    Some(existing) => {
-                        if let Some(model) = model.filter(|model| *model != existing.model) {
-                            events.push(AiModelConfigEvent::ModelIdChanged { model_id: existing.id, model });
-                        }
-                        existing.id
+                let mut providers = HashSet::new();
+                for change in changes {
+                    if !providers.insert(change.provider) {
+                        continue;
                     }
-                    None => {
-                        let model_id = ModelId(services.ids.next_id());
-                        events.push(AiModelConfigEvent::ModelAdded {
-                            model_id,
-                            provider,
-                            model_type: ModelType::Chat,
-                            model: model.unwrap_or(default_model),
-                            is_paid: provider != Provider::Ollama,
-                        });
-                        model_id
-                    }
-                };
-                let credential = current.and_then(|existing| self.credential_of(existing));
-                let keys_given = secret.is_some() || access_key.is_some();
-                match credential {
-                    Some(credential) => {
-                        if let Some(endpoint) = endpoint.filter(|endpoint| Some(endpoint) != credential.endpoint.as_ref()) {
-                            events.push(AiModelConfigEvent::CredentialEndpointChanged { credential_id: credential.id, endpoint: Some(endpoint) });
+                    let crate::commands::ProviderKeyChange {
+                        provider,
+                        model,
+                        default_model,
+                        secret,
+                        access_key,
+                        endpoint,
+                        new_credential,
+                        new_name,
+                        new_number,
+                    } = change;
+                    let current = self
+                        .models
+                        .iter()
+                        .find(|existing| existing.provider == provider && existing.model_type == ModelType::Chat);
+                    let model_id = match current {
+                        Some(existing) => {
+                            if let Some(model) = model.filter(|model| *model != existing.model) {
+                                events.push(AiModelConfigEvent::ModelIdChanged { model_id: existing.id, model });
+                            }
+                            existing.id
                         }
-                        let (secret, access_key) = self
-                            .seal_credential_keys(&aggregate_id, credential.id, access_key, secret, services)
-                            .await?;
-                        if let Some(key) = access_key {
-                            events.push(AiModelConfigEvent::CredentialAccessKeyReplaced {
-                                credential_id: credential.id,
-                                access_key: key.ciphertext,
-                                access_key_hint: key.hint,
+                        None => {
+                            let model_id = ModelId(services.ids.next_id());
+                            events.push(AiModelConfigEvent::ModelAdded {
+                                model_id,
+                                provider,
+                                model_type: ModelType::Chat,
+                                model: model.unwrap_or(default_model),
+                                is_paid: provider != Provider::Ollama,
                             });
+                            model_id
                         }
-                        if let Some(key) = secret {
-                            events.push(AiModelConfigEvent::CredentialSecretReplaced {
-                                credential_id: credential.id,
-                                secret: key.ciphertext,
-                                hint: key.hint,
+                    };
+                    let credential = current.and_then(|existing| self.credential_of(existing));
+                    let keys_given = secret.is_some() || access_key.is_some();
+                    match credential {
+                        Some(credential) => {
+                            if let Some(endpoint) = endpoint.filter(|endpoint| Some(endpoint) != credential.endpoint.as_ref()) {
+                                events.push(AiModelConfigEvent::CredentialEndpointChanged { credential_id: credential.id, endpoint: Some(endpoint) });
+                            }
+                            let (secret, access_key) = self
+                                .seal_credential_keys(&aggregate_id, credential.id, access_key, secret, services)
+                                .await?;
+                            if let Some(key) = access_key {
+                                events.push(AiModelConfigEvent::CredentialAccessKeyReplaced {
+                                    credential_id: credential.id,
+                                    access_key: key.ciphertext,
+                                    access_key_hint: key.hint,
+                                });
+                            }
+                            if let Some(key) = secret {
+                                events.push(AiModelConfigEvent::CredentialSecretReplaced {
+                                    credential_id: credential.id,
+                                    secret: key.ciphertext,
+                                    hint: key.hint,
+                                });
+                            }
+                        }
+                        None if keys_given => {
+                            let Some(secret) = secret else {
+                                return Err(DomainError::KeyRequired { provider: provider.as_str().to_owned() });
+                            };
+                            let (secret, access_key) = self
+                                .seal_credential_keys(&aggregate_id, new_credential, access_key, Some(secret), services)
+                                .await?;
+                            let secret = secret.ok_or_else(|| DomainError::KeyringFailed("no ciphertext for the secret".into()))?;
+                            events.push(AiModelConfigEvent::CredentialAdded {
+                                credential_id: new_credential,
+                                name: new_name.as_str().to_owned(),
+                                provider,
+                                endpoint,
+                                access_key_hint: access_key.as_ref().map(|key| key.hint.clone()),
+                                access_key: access_key.map(|key| key.ciphertext),
+                                secret: secret.ciphertext,
+                                hint: secret.hint,
+                                number: new_number,
                             });
+                            events.push(AiModelConfigEvent::ModelCredentialAttached { model_id, credential_id: new_credential });
                         }
+                        // Only the model id: it is recorded, and the provider keeps falling back to
+                        // the workspace's or the system's key.
+                        None => {}
                     }
-                    None if keys_given => {
-                        let Some(secret) = secret else {
-                            return Err(DomainError::KeyRequired { provider: provider.as_str().to_owned() });
-                        };
-                        let (secret, access_key) = self
-                            .seal_credential_keys(&aggregate_id, new_credential, access_key, Some(secret), services)
-                            .await?;
-                        let secret = secret.ok_or_else(|| DomainError::KeyringFailed("no ciphertext for the secret".into()))?;
-                        events.push(AiModelConfigEvent::CredentialAdded {
-                            credential_id: new_credential,
-                            name: new_name.as_str().to_owned(),
-                            provider,
-                            endpoint,
-                            access_key_hint: access_key.as_ref().map(|key| key.hint.clone()),
-                            access_key: access_key.map(|key| key.ciphertext),
-                            secret: secret.ciphertext,
-                            hint: secret.hint,
-                            number: new_number,
-                        });
-                        events.push(AiModelConfigEvent::ModelCredentialAttached { model_id, credential_id: new_credential });
-                    }
-                    // Only the model id: it is recorded, and the provider keeps falling back to
-                    // the workspace's or the system's key.
-                    None => {}
                 }
             }
             AiModelConfigCommand::AssignTasks { assignments } => {

@@ -69,21 +69,12 @@ pub enum AiModelConfigCommand {
     RemoveCredential {
         credential_id: CredentialId,
     },
-    /// Seed 002's per-provider setting: the provider's model id and key. Creates the
-    /// configuration, the provider's model and its credential as needed.
-    SetProviderKey {
+    /// Seed 002's per-provider settings, several providers at once and all or nothing:
+    /// each provider's model id and key. Creates the configuration, the provider's model and
+    /// its credential as needed.
+    SetProviderKeys {
         id: AggregateId,
-        provider: Provider,
-        /// `None` keeps the current model id (or uses `default_model` for a new model).
-        model: Option<ModelName>,
-        default_model: ModelName,
-        secret: Option<SecretString>,
-        access_key: Option<SecretString>,
-        endpoint: Option<String>,
-        /// Id and (already claimed) name for the credential, if one has to be created.
-        new_credential: CredentialId,
-        new_name: CredentialName,
-        new_number: Option<i64>,
+        changes: Vec<ProviderKeyChange>,
     },
     /// Replace the task → model assignments. Every provider named must have a credential in
     /// this configuration.
@@ -103,4 +94,20 @@ pub enum AiModelConfigCommand {
         /// RFC 3339.
         checked_at: String,
     },
+}
+
+/// One provider's part of [`AiModelConfigCommand::SetProviderKeys`].
+#[derive(Debug, Clone)]
+pub struct ProviderKeyChange {
+    pub provider: Provider,
+    /// `None` keeps the current model id (or uses `default_model` for a new model).
+    pub model: Option<ModelName>,
+    pub default_model: ModelName,
+    pub secret: Option<SecretString>,
+    pub access_key: Option<SecretString>,
+    pub endpoint: Option<String>,
+    /// Id, (already claimed) name and integer id for the credential, if one has to be created.
+    pub new_credential: CredentialId,
+    pub new_name: CredentialName,
+    pub new_number: Option<i64>,
 }

@@ -11,7 +11,7 @@ mod services;
 mod values;
 
 pub use aggregate::{AiModelConfig, Credential, Model, Validation};
-pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec};
+pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec, ProviderKeyChange};
 pub use error::DomainError;
 pub use events::AiModelConfigEvent;
 pub use services::{

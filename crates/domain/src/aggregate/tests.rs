@@ -541,3 +541,44 @@ fn assigning_tasks_records_the_differences_and_needs_a_configured_provider() {
         })
         .then_expect_error(DomainError::ProviderNotConfigured { task: "chat".into(), provider: "anthropic".into() });
 }
+
+#[test]
+fn setting_a_providers_key_creates_its_model_and_credential_and_a_model_alone_needs_no_key() {
+    let change = |provider, secret: Option<&str>, model: Option<&str>, credential: u128| crate::commands::ProviderKeyChange {
+        provider,
+        model: model.map(|m| ModelName::parse(m).unwrap()),
+        default_model: ModelName::parse("default-model").unwrap(),
+        secret: secret.map(SecretString::from),
+        access_key: None,
+        endpoint: None,
+        new_credential: CredentialId(id(credential)),
+        new_name: CredentialName::parse("user:alice anthropic key").unwrap(),
+        new_number: Some(7),
+    };
+    framework_with_ids_from(10)
+        .given_no_previous_events()
+        .when(AiModelConfigCommand::SetProviderKeys {
+            id: aggregate_id(),
+            changes: vec![
+                change(Provider::Anthropic, Some("sk-ant-0123456789"), None, 20),
+                change(Provider::Openai, None, Some("gpt-4-turbo"), 21),
+            ],
+        })
+        .then_expect_events(vec![
+            created(),
+            model_added(10, Provider::Anthropic, "default-model", true),
+            AiModelConfigEvent::CredentialAdded {
+                credential_id: CredentialId(id(20)),
+                name: "user:alice anthropic key".into(),
+                provider: Provider::Anthropic,
+                endpoint: None,
+                access_key: None,
+                access_key_hint: None,
+                secret: sealed(20, 17),
+                hint: KeyHint::from_plain(&SecretString::from("sk-ant-0123456789")),
+                number: Some(7),
+            },
+            attached(10, 20),
+            model_added(11, Provider::Openai, "gpt-4-turbo", true),
+        ]);
+}
