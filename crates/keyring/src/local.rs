@@ -10,8 +10,9 @@ use base64::Engine;
 use hkdf::Hkdf;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use rsa::pkcs8::{EncodePublicKey, LineEnding};
-use rsa::{Oaep, RsaPrivateKey};
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::RsaPrivateKey;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use tokio::sync::Mutex;
@@ -26,10 +27,17 @@ const NONCE_LEN: usize = 12;
 /// data, so a ciphertext moved to another credential or workspace does not decrypt.
 ///
 /// The client-side key pair is derived from the master key too, so every replica sharing the
-/// master key serves the same public key without storing a private key anywhere.
+/// master key serves the same public key without storing a private key anywhere. The `rsa`
+/// crate only derives it; decryption, which callers can drive with ciphertexts of their
+/// choosing, is aws-lc's constant-time OAEP (the `rsa` crate's is not, RUSTSEC-2023-0071).
 pub struct LocalKeyring {
     master: Zeroizing<[u8; 32]>,
-    client_keys: Mutex<HashMap<String, Arc<RsaPrivateKey>>>,
+    client_keys: Mutex<HashMap<String, Arc<ClientKeyPair>>>,
+}
+
+struct ClientKeyPair {
+    public_pem: String,
+    decrypting: OaepPrivateDecryptingKey,
 }
 
 impl LocalKeyring {
@@ -62,22 +70,29 @@ impl LocalKeyring {
         Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key")
     }
 
-    async fn private_key(&self, workspace: &WorkspaceId) -> Result<Arc<RsaPrivateKey>, KeyringError> {
+    async fn key_pair(&self, workspace: &WorkspaceId) -> Result<Arc<ClientKeyPair>, KeyringError> {
         let mut keys = self.client_keys.lock().await;
         if let Some(key) = keys.get(workspace.as_str()) {
             return Ok(key.clone());
         }
         let seed = self.derive(&format!("aimc/v1/client-key/{workspace}"));
+        let failed = |what: &str| KeyringError::Failed(format!("cannot {what} the workspace key pair"));
         let key = tokio::task::spawn_blocking(move || {
             let mut rng = ChaCha20Rng::from_seed(*seed);
             RsaPrivateKey::new(&mut rng, 2048)
         })
         .await
-        .map_err(|_| KeyringError::Failed("key generation was interrupted".into()))?
-        .map_err(|_| KeyringError::Failed("cannot generate the workspace key pair".into()))?;
-        let key = Arc::new(key);
-        keys.insert(workspace.as_str().to_owned(), key.clone());
-        Ok(key)
+        .map_err(|_| failed("generate"))?
+        .map_err(|_| failed("generate"))?;
+        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|_| failed("encode"))?;
+        let pkcs8 = key.to_pkcs8_der().map_err(|_| failed("encode"))?;
+        let decrypting = PrivateDecryptingKey::from_pkcs8(pkcs8.as_bytes())
+            .ok()
+            .and_then(|key| OaepPrivateDecryptingKey::new(key).ok())
+            .ok_or_else(|| failed("load"))?;
+        let pair = Arc::new(ClientKeyPair { public_pem, decrypting });
+        keys.insert(workspace.as_str().to_owned(), pair.clone());
+        Ok(pair)
     }
 }
 
@@ -146,12 +161,8 @@ impl Keyring for LocalKeyring {
     }
 
     async fn client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
-        let key = self.private_key(workspace).await?;
-        let pem = key
-            .to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|_| KeyringError::Failed("cannot encode the workspace public key".into()))?;
-        ClientKey::from_pem(&format!("aimc-local-rsa-{workspace}"), 1, &pem)
+        let pair = self.key_pair(workspace).await?;
+        ClientKey::from_pem(&format!("aimc-local-rsa-{workspace}"), 1, &pair.public_pem)
     }
 
     async fn decrypt_from_client(
@@ -159,7 +170,7 @@ impl Keyring for LocalKeyring {
         workspace: &WorkspaceId,
         ciphertexts: Vec<String>,
     ) -> Result<Vec<Option<SecretString>>, KeyringError> {
-        let key = self.private_key(workspace).await?;
+        let pair = self.key_pair(workspace).await?;
         Ok(ciphertexts
             .iter()
             .map(|raw| {
@@ -170,8 +181,9 @@ impl Keyring for LocalKeyring {
                     None => raw,
                 };
                 let sealed = STANDARD.decode(payload).ok()?;
-                let plain = Zeroizing::new(key.decrypt(Oaep::new::<Sha256>(), &sealed).ok()?);
-                let text = std::str::from_utf8(&plain).ok().filter(|text| !text.is_empty())?;
+                let mut buffer = Zeroizing::new(vec![0u8; pair.decrypting.min_output_size()]);
+                let plain = pair.decrypting.decrypt(&OAEP_SHA256_MGF1SHA256, &sealed, &mut buffer, None).ok()?;
+                let text = std::str::from_utf8(plain).ok().filter(|text| !text.is_empty())?;
                 Some(SecretString::from(text))
             })
             .collect())
@@ -189,7 +201,7 @@ impl Keyring for LocalKeyring {
 #[cfg(test)]
 mod tests {
     use rsa::pkcs8::DecodePublicKey;
-    use rsa::RsaPublicKey;
+    use rsa::{Oaep, RsaPublicKey};
 
     use super::*;
     use aimc_domain::CredentialId;
