@@ -124,3 +124,37 @@ async fn claims_that_no_credential_took_are_freed_after_a_while_and_real_names_a
     assert_eq!(names, ["kept"]);
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn rebuilding_the_read_model_from_the_log_gives_back_the_same_reads() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    let admin = app.token("ada", Role::Admin);
+    create_seed_config(&app, &token).await;
+    put_prompt_and_models(&app, &token, 3).await;
+    app.remember_secret("sk-ant-rebuild-key-000000000077");
+    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": "sk-ant-rebuild-key-000000000077"})).await;
+    let reads = ["/api/v1/get/ai-model-config", "/api/v1/history?limit=500", "/api/keys"];
+    let mut before = Vec::new();
+    for path in reads {
+        before.push(app.get(path, &token).await.body);
+    }
+    let workspace_before = app.get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin).await.body;
+
+    let replayed = aimc_store::Projector::new(app.pool.clone()).rebuild().await.unwrap();
+
+    let events = app.event_count().await as usize;
+    assert_eq!(replayed, events);
+    for (path, expected) in reads.iter().zip(before) {
+        let mut after = app.get(path, &token).await.body;
+        if path.contains("history") {
+            // Audit positions are renumbered by the replay; everything else must match.
+            for entry in after["events"].as_array_mut().unwrap() {
+                entry.as_object_mut().unwrap().remove("position");
+            }
+        }
+        assert_eq!(after, expected, "{path}");
+    }
+    assert_eq!(app.get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin).await.body, workspace_before);
+    app.assert_no_plain_key_anywhere().await;
+}

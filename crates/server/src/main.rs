@@ -31,6 +31,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Maintain the read model.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
     /// Print a development token signed with AIMC_JWT_HS256_SECRET.
     Token {
         /// The user (`sub` claim).
@@ -49,6 +54,12 @@ enum Command {
         #[arg(long, default_value_t = 8 * 3600)]
         ttl: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Empty the read model and replay every event into it.
+    Rebuild,
 }
 
 #[tokio::main]
@@ -70,6 +81,19 @@ async fn main() -> anyhow::Result<()> {
             })?;
             aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
             println!("migrations applied");
+        }
+        Command::Projections { action: ProjectionsAction::Rebuild } => {
+            let settings = Settings::load()?;
+            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
+                url: settings.database_url()?.clone(),
+                max_connections: 4,
+                acquire_timeout: std::time::Duration::from_secs(10),
+            })?;
+            aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+            let started = std::time::Instant::now();
+            let events = aimc_store::Projector::new(pool).rebuild().await.context("Failed to rebuild the read model")?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!("replayed {events} events in {seconds:.2} s ({:.0} events/s)", events as f64 / seconds.max(1e-9));
         }
         Command::Openapi { output, check } => {
             let spec = format!("{}\n", aimc_api::openapi_json());

@@ -154,6 +154,18 @@ impl Projector {
         Ok(applied)
     }
 
+    /// Rebuilds the read model from the event log: empties every projection and replays all
+    /// events. Returns how many events were applied. Meant for maintenance windows: until it
+    /// finishes, reads see a partial read model. The name registry is kept (it holds claims of
+    /// requests in flight); replaying re-registers every name anyway.
+    #[tracing::instrument(skip(self))]
+    pub async fn rebuild(&self) -> Result<usize, StoreError> {
+        sqlx::query("TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets")
+            .execute(&self.pool)
+            .await?;
+        self.catch_up_all().await
+    }
+
     /// Names claimed by commands that never completed (the process died in between, or the
     /// outcome was unknown) would block the name for good; free those no credential holds.
     /// Only meaningful once the read model has caught up with the log.
