@@ -25,15 +25,26 @@ fn claims(app: &TestApp, exp_offset: i64) -> Claims {
 }
 
 async fn status_with(app: &TestApp, token: Option<&str>) -> TestResponse {
-    app.request(Method::GET, "/api/v1/get/ai-model-config", token, None).await
+    app.request(Method::GET, "/api/v1/get/ai-model-config", token, None)
+        .await
 }
 
 #[tokio::test]
 async fn requests_without_a_valid_token_are_unauthorized() {
     let app = spawn_app().await;
     let secret = "jwt-secret-for-this-test-only-000000";
-    let expired = encode(&Header::new(Algorithm::HS256), &claims(&app, -3600), &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
-    let wrongly_signed = encode(&Header::new(Algorithm::HS256), &claims(&app, 600), &EncodingKey::from_secret(secret.as_bytes())).unwrap();
+    let expired = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&app, -3600),
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
+    let wrongly_signed = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&app, 600),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
@@ -41,13 +52,28 @@ async fn requests_without_a_valid_token_are_unauthorized() {
     );
     let mut foreign_audience = claims(&app, 600);
     foreign_audience.aud = Audience::Many(vec!["someone-else".into(), "another".into()]);
-    let foreign_audience = encode(&Header::new(Algorithm::HS256), &foreign_audience, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    let foreign_audience = encode(
+        &Header::new(Algorithm::HS256),
+        &foreign_audience,
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
     let mut with_unknown_kid = Header::new(Algorithm::HS256);
     with_unknown_kid.kid = Some("zzz".into());
-    let unknown_kid = encode(&with_unknown_kid, &claims(&app, 600), &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    let unknown_kid = encode(
+        &with_unknown_kid,
+        &claims(&app, 600),
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
     let mut foreign_issuer = claims(&app, 600);
     foreign_issuer.iss = "evil".into();
-    let foreign_issuer = encode(&Header::new(Algorithm::HS256), &foreign_issuer, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
+    let foreign_issuer = encode(
+        &Header::new(Algorithm::HS256),
+        &foreign_issuer,
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
 
     for (case, token) in [
         ("missing", None),
@@ -60,25 +86,56 @@ async fn requests_without_a_valid_token_are_unauthorized() {
         ("unknown kid", Some(unknown_kid.as_str())),
     ] {
         let response = status_with(&app, token).await;
-        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{case}: {}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::UNAUTHORIZED,
+            "{case}: {}",
+            response.text
+        );
         assert_eq!(response.body["status"], 401, "{case}");
         assert_eq!(response.headers["www-authenticate"], "Bearer", "{case}");
     }
     let valid = app.token("mallory", Role::Owner);
-    assert_eq!(status_with(&app, Some(&valid)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status_with(&app, Some(&valid)).await.status,
+        StatusCode::NOT_FOUND
+    );
     let mut listed_audience = claims(&app, 600);
     listed_audience.aud = Audience::Many(vec!["other-api".into(), "aimc".into()]);
-    let listed_audience = encode(&Header::new(Algorithm::HS256), &listed_audience, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
-    assert_eq!(status_with(&app, Some(&listed_audience)).await.status, StatusCode::NOT_FOUND, "aimc among several audiences");
+    let listed_audience = encode(
+        &Header::new(Algorithm::HS256),
+        &listed_audience,
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        status_with(&app, Some(&listed_audience)).await.status,
+        StatusCode::NOT_FOUND,
+        "aimc among several audiences"
+    );
     let mut not_yet = serde_json::to_value(claims(&app, 600)).unwrap();
     not_yet["nbf"] = serde_json::json!(chrono::Utc::now().timestamp() + 3600);
-    let not_yet = encode(&Header::new(Algorithm::HS256), &not_yet, &EncodingKey::from_secret(app_secret(&app).as_bytes())).unwrap();
-    assert_eq!(status_with(&app, Some(&not_yet)).await.status, StatusCode::UNAUTHORIZED, "nbf in the future");
+    let not_yet = encode(
+        &Header::new(Algorithm::HS256),
+        &not_yet,
+        &EncodingKey::from_secret(app_secret(&app).as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        status_with(&app, Some(&not_yet)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "nbf in the future"
+    );
 }
 
 fn app_secret(app: &TestApp) -> String {
     use secrecy::ExposeSecret;
-    app.settings.jwt_hs256_secret.as_ref().unwrap().expose_secret().to_owned()
+    app.settings
+        .jwt_hs256_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -86,10 +143,16 @@ async fn rs256_and_es256_tokens_verify_against_configured_public_keys() {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
     let rsa_key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-    let rsa_public = rsa_key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let rsa_public = rsa_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let rsa_private = rsa_key.to_pkcs8_pem(LineEnding::LF).unwrap();
     let ec_key = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    let ec_public = ec_key.public_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap();
+    let ec_public = ec_key
+        .public_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
     let ec_private = ec_key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
 
     let dir = std::env::temp_dir().join(uuid::Uuid::new_v4().to_string());
@@ -97,16 +160,38 @@ async fn rs256_and_es256_tokens_verify_against_configured_public_keys() {
     for (name, public) in [("rsa", &rsa_public), ("ec", &ec_public)] {
         let path = dir.join(format!("{name}.pem"));
         std::fs::write(&path, public).unwrap();
-        let app = spawn_app_with(|settings| settings.jwt_public_key_file = Some(path.clone())).await;
+        let app =
+            spawn_app_with(|settings| settings.jwt_public_key_file = Some(path.clone())).await;
         let token = match name {
-            "rsa" => encode(&Header::new(Algorithm::RS256), &claims(&app, 600), &EncodingKey::from_rsa_pem(rsa_private.as_bytes()).unwrap()),
-            _ => encode(&Header::new(Algorithm::ES256), &claims(&app, 600), &EncodingKey::from_ec_pem(ec_private.as_bytes()).unwrap()),
+            "rsa" => encode(
+                &Header::new(Algorithm::RS256),
+                &claims(&app, 600),
+                &EncodingKey::from_rsa_pem(rsa_private.as_bytes()).unwrap(),
+            ),
+            _ => encode(
+                &Header::new(Algorithm::ES256),
+                &claims(&app, 600),
+                &EncodingKey::from_ec_pem(ec_private.as_bytes()).unwrap(),
+            ),
         }
         .unwrap();
         // A token signed with the public key as an HMAC secret: the algorithm-confusion attack.
-        let confused = encode(&Header::new(Algorithm::HS256), &claims(&app, 600), &EncodingKey::from_secret(public.as_bytes())).unwrap();
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(&app, 600),
+            &EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
 
-        assert_eq!(status_with(&app, Some(&token)).await.status, StatusCode::NOT_FOUND, "{name} token accepted");
-        assert_eq!(status_with(&app, Some(&confused)).await.status, StatusCode::UNAUTHORIZED, "{name}: HS256 with the public key refused");
+        assert_eq!(
+            status_with(&app, Some(&token)).await.status,
+            StatusCode::NOT_FOUND,
+            "{name} token accepted"
+        );
+        assert_eq!(
+            status_with(&app, Some(&confused)).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{name}: HS256 with the public key refused"
+        );
     }
 }

@@ -47,18 +47,34 @@ async fn twenty_concurrent_updates_of_one_configuration_all_land() {
     .unwrap();
     assert_eq!(prompts.len(), 21, "the create's prompt and one per update");
     for n in 0..20 {
-        assert!(prompts.contains(&json!(format!("prompt from writer {n}"))), "writer {n} lost");
+        assert!(
+            prompts.contains(&json!(format!("prompt from writer {n}"))),
+            "writer {n} lost"
+        );
     }
     // The audit trail lists them newest first, in the order they were appended.
-    let history = app.get("/api/v1/history?type=SystemPromptChanged&limit=100", &token).await;
-    let sequences: Vec<i64> = history.body["events"].as_array().unwrap().iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+    let history = app
+        .get("/api/v1/history?type=SystemPromptChanged&limit=100", &token)
+        .await;
+    let sequences: Vec<i64> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
     assert_eq!(sequences.len(), 21);
-    assert!(sequences.windows(2).all(|pair| pair[0] > pair[1]), "{sequences:?}");
+    assert!(
+        sequences.windows(2).all(|pair| pair[0] > pair[1]),
+        "{sequences:?}"
+    );
     // The read model shows the last one applied, and agrees with the log.
     let read = app.get("/api/v1/get/ai-model-config", &token).await;
     assert_eq!(read.body["system_prompt"], prompts.last().unwrap().clone());
     let store = SnapshotEventStore::<AiModelConfig>::new(app.pool.clone(), 20);
-    let (replayed, sequence) = store.replay_from_scratch(&app.aggregate_id("alice")).await.unwrap();
+    let (replayed, sequence) = store
+        .replay_from_scratch(&app.aggregate_id("alice"))
+        .await
+        .unwrap();
     let (loaded, loaded_sequence) = store.load(&app.aggregate_id("alice")).await.unwrap();
     assert_eq!((loaded, loaded_sequence), (replayed, sequence));
     app.assert_no_plain_key_anywhere().await;

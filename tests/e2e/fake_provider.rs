@@ -20,9 +20,12 @@ impl FakeProvider {
         let (key, counter) = (accepted_key.to_owned(), calls.clone());
         let models = handler_for(key.clone(), counter.clone(), |request, key| {
             let bearer = format!("Bearer {key}");
-            header(request, "authorization") == Some(bearer.as_str()) || header(request, "x-api-key") == Some(key)
+            header(request, "authorization") == Some(bearer.as_str())
+                || header(request, "x-api-key") == Some(key)
         });
-        let gemini = handler_for(key.clone(), counter.clone(), |request, key| header(request, "x-goog-api-key") == Some(key));
+        let gemini = handler_for(key.clone(), counter.clone(), |request, key| {
+            header(request, "x-goog-api-key") == Some(key)
+        });
         let openrouter = handler_for(key.clone(), counter.clone(), |request, key| {
             header(request, "authorization") == Some(format!("Bearer {key}").as_str())
         });
@@ -31,7 +34,10 @@ impl FakeProvider {
             let counter = calls.clone();
             poem::endpoint::make_sync(move |_: Request| {
                 counter.fetch_add(1, Ordering::SeqCst);
-                Response::builder().status(StatusCode::FOUND).header("location", "/v1/models").finish()
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header("location", "/v1/models")
+                    .finish()
             })
         };
         let app = Route::new()
@@ -40,12 +46,19 @@ impl FakeProvider {
             .at("/v1beta/models", gemini)
             .at("/api/v1/key", openrouter)
             .at("/api/tags", ollama);
-        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
         let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(app).await;
         });
-        FakeProvider { address: format!("http://127.0.0.1:{port}"), calls, _server: server }
+        FakeProvider {
+            address: format!("http://127.0.0.1:{port}"),
+            calls,
+            _server: server,
+        }
     }
 
     pub fn calls(&self) -> usize {
@@ -54,7 +67,10 @@ impl FakeProvider {
 }
 
 fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|value| value.to_str().ok())
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 fn handler_for(
@@ -65,9 +81,13 @@ fn handler_for(
     poem::endpoint::make_sync(move |request: Request| {
         calls.fetch_add(1, Ordering::SeqCst);
         if accepts(&request, &key) {
-            Response::builder().content_type("application/json").body(r#"{"data":[{"id":"model-1"}],"models":[]}"#)
+            Response::builder()
+                .content_type("application/json")
+                .body(r#"{"data":[{"id":"model-1"}],"models":[]}"#)
         } else {
-            Response::builder().status(StatusCode::UNAUTHORIZED).body(r#"{"error":"invalid api key"}"#)
+            Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .body(r#"{"error":"invalid api key"}"#)
         }
     })
 }

@@ -35,10 +35,21 @@ async fn seed_000_requests_get_the_seed_responses() {
     assert!(!got.text.contains("apiKeyEncrypted"));
 
     // The optional response including encrypted keys.
-    let with_keys = app.get("/api/v1/get/ai-model-config?includeEncryptedKeys=true", &token).await;
+    let with_keys = app
+        .get(
+            "/api/v1/get/ai-model-config?includeEncryptedKeys=true",
+            &token,
+        )
+        .await;
     assert_eq!(with_keys.status, StatusCode::OK);
-    let openai_ciphertext = with_keys.body["models"][0]["apiKeyEncrypted"].as_str().unwrap().to_owned();
-    assert!(openai_ciphertext.starts_with("vault:v1:"), "{openai_ciphertext}");
+    let openai_ciphertext = with_keys.body["models"][0]["apiKeyEncrypted"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        openai_ciphertext.starts_with("vault:v1:"),
+        "{openai_ciphertext}"
+    );
     assert!(with_keys.body["models"][2].get("apiKeyEncrypted").is_none());
 
     // 3. Update, with seed 000's body: the existing ciphertext for OpenAI, Anthropic dropped.
@@ -67,7 +78,10 @@ async fn seed_000_requests_get_the_seed_responses() {
             "system_prompt": "You are a helpful AI assistant."
         })
     );
-    assert_eq!(after.body["models"][0]["keyHint"], "sk-...cdef", "the existing ciphertext keeps the key");
+    assert_eq!(
+        after.body["models"][0]["keyHint"], "sk-...cdef",
+        "the existing ciphertext keeps the key"
+    );
 
     // Only the differences were recorded: Anthropic's model and key went, nothing else.
     let types = app.event_types(&app.aggregate_id("alice")).await;
@@ -88,7 +102,13 @@ async fn creating_a_second_configuration_is_a_conflict_and_appends_nothing() {
     create_seed_config(&app, &token).await;
     let before = app.event_count().await;
 
-    let again = app.post("/api/v1/create/ai-model-config", &token, json!({"models": [], "system_prompt": "x"})).await;
+    let again = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &token,
+            json!({"models": [], "system_prompt": "x"}),
+        )
+        .await;
 
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.headers["content-type"], "application/problem+json");
@@ -103,7 +123,13 @@ async fn getting_or_updating_before_creating_is_not_found() {
     let token = app.token("alice", Role::Member);
 
     let got = app.get("/api/v1/get/ai-model-config", &token).await;
-    let updated = app.put("/api/v1/update/ai-model-config", &token, json!({"models": []})).await;
+    let updated = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            &token,
+            json!({"models": []}),
+        )
+        .await;
 
     assert_eq!(got.status, StatusCode::NOT_FOUND);
     assert_eq!(updated.status, StatusCode::NOT_FOUND);
@@ -116,7 +142,9 @@ async fn an_absent_key_keeps_it_null_removes_it_and_a_new_one_replaces_it() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
     create_seed_config(&app, &token).await;
-    let rotated = app.encrypt_key(&token, "sk-rotated-OPENAI-key-000000009999").await;
+    let rotated = app
+        .encrypt_key(&token, "sk-rotated-OPENAI-key-000000009999")
+        .await;
 
     let response = app
         .put(
@@ -133,8 +161,14 @@ async fn an_absent_key_keeps_it_null_removes_it_and_a_new_one_replaces_it() {
         .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     assert_eq!(response.body["models"][0]["keyHint"], "sk-...9999");
-    assert_eq!(response.body["models"][1]["keyHint"], "sk-...wxyz", "absent apiKeyEncrypted keeps the key");
-    assert_eq!(response.body["system_prompt"], "You are a helpful AI assistant.", "absent system_prompt keeps it");
+    assert_eq!(
+        response.body["models"][1]["keyHint"], "sk-...wxyz",
+        "absent apiKeyEncrypted keeps the key"
+    );
+    assert_eq!(
+        response.body["system_prompt"], "You are a helpful AI assistant.",
+        "absent system_prompt keeps it"
+    );
 
     let removed = app
         .put(
@@ -151,12 +185,23 @@ async fn an_absent_key_keeps_it_null_removes_it_and_a_new_one_replaces_it() {
         )
         .await;
     assert_eq!(removed.status, StatusCode::OK);
-    assert!(removed.body["models"][1].get("keyHint").is_none(), "null removes the key");
+    assert!(
+        removed.body["models"][1].get("keyHint").is_none(),
+        "null removes the key"
+    );
     assert_eq!(removed.body["system_prompt"], serde_json::Value::Null);
 
     let types = app.event_types(&app.aggregate_id("alice")).await;
     let tail: Vec<&str> = types.iter().map(String::as_str).rev().take(4).collect();
-    assert_eq!(tail, ["SystemPromptChanged", "CredentialRemoved", "ModelCredentialDetached", "CredentialSecretReplaced"]);
+    assert_eq!(
+        tail,
+        [
+            "SystemPromptChanged",
+            "CredentialRemoved",
+            "ModelCredentialDetached",
+            "CredentialSecretReplaced"
+        ]
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -199,7 +244,10 @@ async fn a_write_is_visible_at_once_on_every_replica() {
         let read = reader.get("/api/v1/get/ai-model-config", &token).await;
 
         assert_eq!(read.body["system_prompt"], prompt.as_str());
-        assert_eq!(read.body["models"][0]["model"], format!("llama{round}").as_str());
+        assert_eq!(
+            read.body["models"][0]["model"],
+            format!("llama{round}").as_str()
+        );
     }
     app.assert_no_plain_key_anywhere().await;
 }
@@ -210,10 +258,18 @@ async fn encrypted_keys_are_only_returned_with_the_ciphertext_scope() {
     let token = app.token("alice", Role::Member);
     create_seed_config(&app, &token).await;
 
-    let refused = app.get("/api/v1/get/ai-model-config?includeEncryptedKeys=true", &token).await;
+    let refused = app
+        .get(
+            "/api/v1/get/ai-model-config?includeEncryptedKeys=true",
+            &token,
+        )
+        .await;
 
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert!(refused.body["detail"].as_str().unwrap().contains("keys:ciphertext"));
+    assert!(refused.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("keys:ciphertext"));
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -225,7 +281,12 @@ async fn another_workspace_is_forbidden_and_another_user_sees_nothing_of_alice()
 
     // A workspace the token does not grant.
     let foreign = app
-        .request_with(reqwest::Method::GET, "/api/v1/get/ai-model-config", Some(&alice), |r| r.header("X-Workspace-Id", "someone-elses"))
+        .request_with(
+            reqwest::Method::GET,
+            "/api/v1/get/ai-model-config",
+            Some(&alice),
+            |r| r.header("X-Workspace-Id", "someone-elses"),
+        )
         .await;
     assert_eq!(foreign.status, StatusCode::FORBIDDEN);
 
@@ -236,15 +297,26 @@ async fn another_workspace_is_forbidden_and_another_user_sees_nothing_of_alice()
     assert!(!bobs.text.contains("gpt-4"));
 
     // Carol from another tenant cannot reach this workspace at all, whatever she names.
-    let carol = app.token_for("alice", &[("other-tenant", Role::Owner)], Some("keys:ciphertext"));
+    let carol = app.token_for(
+        "alice",
+        &[("other-tenant", Role::Owner)],
+        Some("keys:ciphertext"),
+    );
     let carols = app
-        .request_with(reqwest::Method::GET, "/api/v1/get/ai-model-config?includeEncryptedKeys=true", Some(&carol), |r| {
-            r.header("X-Workspace-Id", app.workspace.as_str())
-        })
+        .request_with(
+            reqwest::Method::GET,
+            "/api/v1/get/ai-model-config?includeEncryptedKeys=true",
+            Some(&carol),
+            |r| r.header("X-Workspace-Id", app.workspace.as_str()),
+        )
         .await;
     assert_eq!(carols.status, StatusCode::FORBIDDEN);
     let own = app.get("/api/v1/get/ai-model-config", &carol).await;
-    assert_eq!(own.status, StatusCode::NOT_FOUND, "same sub, other tenant: a different configuration");
+    assert_eq!(
+        own.status,
+        StatusCode::NOT_FOUND,
+        "same sub, other tenant: a different configuration"
+    );
     assert!(!own.text.contains("gpt-4") && !carols.text.contains("gpt-4"));
     app.assert_no_plain_key_anywhere().await;
 }
@@ -254,7 +326,13 @@ async fn a_viewer_reads_but_cannot_write() {
     let app = spawn_app().await;
     let viewer = app.token("vera", Role::Viewer);
 
-    let created = app.post("/api/v1/create/ai-model-config", &viewer, json!({"models": []})).await;
+    let created = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &viewer,
+            json!({"models": []}),
+        )
+        .await;
 
     assert_eq!(created.status, StatusCode::FORBIDDEN);
     assert_eq!(app.event_count().await, 0);
@@ -263,19 +341,38 @@ async fn a_viewer_reads_but_cannot_write() {
 #[tokio::test]
 async fn a_token_with_several_workspaces_must_name_one() {
     let app = spawn_app().await;
-    let token = app.token_for("alice", &[(&app.workspace, Role::Member), ("second", Role::Member)], None);
+    let token = app.token_for(
+        "alice",
+        &[(&app.workspace, Role::Member), ("second", Role::Member)],
+        None,
+    );
 
-    let unnamed = app.post("/api/v1/create/ai-model-config", &token, json!({"models": []})).await;
+    let unnamed = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &token,
+            json!({"models": []}),
+        )
+        .await;
     let named = app
-        .request_with(reqwest::Method::POST, "/api/v1/create/ai-model-config", Some(&token), |r| {
-            r.header("X-Workspace-Id", "second").json(&json!({"models": []}))
-        })
+        .request_with(
+            reqwest::Method::POST,
+            "/api/v1/create/ai-model-config",
+            Some(&token),
+            |r| {
+                r.header("X-Workspace-Id", "second")
+                    .json(&json!({"models": []}))
+            },
+        )
         .await;
 
     assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
     assert_eq!(unnamed.body["errors"][0]["field"], "X-Workspace-Id");
     assert_eq!(named.status, StatusCode::CREATED);
-    let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events").fetch_all(&app.pool).await.unwrap();
+    let owners: Vec<String> = sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(owners, ["second/user:alice"]);
 }
 
@@ -303,7 +400,9 @@ async fn switching_to_another_model_of_the_same_provider_keeps_its_key() {
 async fn whitespace_around_a_client_encrypted_key_is_not_part_of_the_key() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
-    let padded = app.encrypt_key(&token, "sk-echoed-with-newline-1234\n").await;
+    let padded = app
+        .encrypt_key(&token, "sk-echoed-with-newline-1234\n")
+        .await;
     app.remember_secret("sk-echoed-with-newline-1234");
 
     let created = app
@@ -325,5 +424,8 @@ async fn whitespace_around_a_client_encrypted_key_is_not_part_of_the_key() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(created.body["models"][0]["keyHint"], "sk-...1234");
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert_eq!(refused.body["errors"][0]["field"], "models[0].apiKeyEncrypted");
+    assert_eq!(
+        refused.body["errors"][0]["field"],
+        "models[0].apiKeyEncrypted"
+    );
 }

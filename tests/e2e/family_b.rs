@@ -32,11 +32,16 @@ async fn seed_001_create_and_list_with_credentials_masked() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
 
-    let created = app.post("/ai/llm", &admin, seed_001_body(&app, "My OpenAI Config")).await;
+    let created = app
+        .post("/ai/llm", &admin, seed_001_body(&app, "My OpenAI Config"))
+        .await;
 
     assert_eq!(created.status, StatusCode::OK, "{}", created.text);
     assert_eq!(created.body["success"], true);
-    assert_eq!(created.body["message"], "AI LLM configuration created successfully");
+    assert_eq!(
+        created.body["message"],
+        "AI LLM configuration created successfully"
+    );
     let id = created.body["aiLlmId"].as_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok());
 
@@ -55,7 +60,13 @@ async fn seed_001_create_and_list_with_credentials_masked() {
     assert!(llm["createdAt"].is_string());
     assert!(llm.get("secret").is_none());
     let viewer = app.token("vic", Role::Viewer);
-    assert_eq!(app.get(&list_path(&app), &viewer).await.body["aiLlms"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get(&list_path(&app), &viewer).await.body["aiLlms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -75,16 +86,32 @@ async fn invalid_input_is_a_400_in_flashbacks_shape_and_appends_nothing() {
         let mut body = seed_001_body(&app, "Config");
         body[field] = value;
         let response = app.post("/ai/llm", &admin, body).await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{field}: {}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{field}: {}",
+            response.text
+        );
         assert_eq!(response.body["success"], false, "{field}");
-        assert!(response.body["message"].as_str().unwrap().contains(field), "{field}: {}", response.text);
+        assert!(
+            response.body["message"].as_str().unwrap().contains(field),
+            "{field}: {}",
+            response.text
+        );
     }
     let mut missing = seed_001_body(&app, "Config");
     missing.as_object_mut().unwrap().remove("secret");
     let response = app.post("/ai/llm", &admin, missing).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.body["success"], false);
-    assert!(response.body["message"].as_str().unwrap().contains("secret"), "{}", response.text);
+    assert!(
+        response.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret"),
+        "{}",
+        response.text
+    );
     assert_eq!(app.event_count().await, 0);
 }
 
@@ -94,8 +121,12 @@ async fn only_admins_of_the_workspace_may_write() {
     let member = app.token("mem", Role::Member);
     let outsider = app.token_for("eve", &[("elsewhere", Role::Owner)], None);
 
-    let by_member = app.post("/ai/llm", &member, seed_001_body(&app, "Config")).await;
-    let by_outsider = app.post("/ai/llm", &outsider, seed_001_body(&app, "Config")).await;
+    let by_member = app
+        .post("/ai/llm", &member, seed_001_body(&app, "Config"))
+        .await;
+    let by_outsider = app
+        .post("/ai/llm", &outsider, seed_001_body(&app, "Config"))
+        .await;
 
     assert_eq!(by_member.status, StatusCode::FORBIDDEN);
     assert_eq!(by_member.body["success"], false);
@@ -107,29 +138,73 @@ async fn only_admins_of_the_workspace_may_write() {
 async fn names_are_unique_per_workspace_regardless_of_case_until_renamed_or_deleted() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    let available = |name: &str| format!("/api/v1/names/available?workspaceId={}&name={}", app.workspace, name.replace(' ', "%20"));
-    let first = app.post("/ai/llm", &admin, seed_001_body(&app, "Prod Key")).await;
+    let available = |name: &str| {
+        format!(
+            "/api/v1/names/available?workspaceId={}&name={}",
+            app.workspace,
+            name.replace(' ', "%20")
+        )
+    };
+    let first = app
+        .post("/ai/llm", &admin, seed_001_body(&app, "Prod Key"))
+        .await;
     let id = first.body["aiLlmId"].as_str().unwrap().to_owned();
 
-    let duplicate = app.post("/ai/llm", &admin, seed_001_body(&app, "prod key")).await;
+    let duplicate = app
+        .post("/ai/llm", &admin, seed_001_body(&app, "prod key"))
+        .await;
     assert_eq!(duplicate.status, StatusCode::BAD_REQUEST);
-    assert!(duplicate.body["message"].as_str().unwrap().contains("already exists"));
-    assert_eq!(app.get(&available("PROD KEY"), &admin).await.body["available"], false);
+    assert!(duplicate.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("already exists"));
+    assert_eq!(
+        app.get(&available("PROD KEY"), &admin).await.body["available"],
+        false
+    );
 
-    let renamed = app.put(&format!("/ai/llm/{id}"), &admin, json!({"name": "Staging Key"})).await;
+    let renamed = app
+        .put(
+            &format!("/ai/llm/{id}"),
+            &admin,
+            json!({"name": "Staging Key"}),
+        )
+        .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
-    assert_eq!(renamed.body["message"], "AI LLM configuration updated successfully");
-    assert_eq!(app.get(&available("Prod Key"), &admin).await.body["available"], true);
-    assert_eq!(app.get(&available("Staging Key"), &admin).await.body["available"], false);
+    assert_eq!(
+        renamed.body["message"],
+        "AI LLM configuration updated successfully"
+    );
+    assert_eq!(
+        app.get(&available("Prod Key"), &admin).await.body["available"],
+        true
+    );
+    assert_eq!(
+        app.get(&available("Staging Key"), &admin).await.body["available"],
+        false
+    );
 
-    let deleted = app.request(Method::DELETE, &format!("/ai/llm/{id}"), Some(&admin), None).await;
+    let deleted = app
+        .request(Method::DELETE, &format!("/ai/llm/{id}"), Some(&admin), None)
+        .await;
     assert_eq!(deleted.status, StatusCode::OK);
-    assert_eq!(deleted.body, json!({"success": true, "message": "AI LLM configuration deleted successfully"}));
-    assert_eq!(app.get(&available("Staging Key"), &admin).await.body["available"], true);
-    let again = app.request(Method::DELETE, &format!("/ai/llm/{id}"), Some(&admin), None).await;
+    assert_eq!(
+        deleted.body,
+        json!({"success": true, "message": "AI LLM configuration deleted successfully"})
+    );
+    assert_eq!(
+        app.get(&available("Staging Key"), &admin).await.body["available"],
+        true
+    );
+    let again = app
+        .request(Method::DELETE, &format!("/ai/llm/{id}"), Some(&admin), None)
+        .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.body["success"], false);
-    assert!(app.get(&list_path(&app), &admin).await.body["aiLlms"].as_array().unwrap().is_empty());
+    assert!(app.get(&list_path(&app), &admin).await.body["aiLlms"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -137,7 +212,9 @@ async fn names_are_unique_per_workspace_regardless_of_case_until_renamed_or_dele
 async fn updating_rotates_the_secret_without_showing_it_and_other_tenants_get_404() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    let created = app.post("/ai/llm", &admin, seed_001_body(&app, "Config")).await;
+    let created = app
+        .post("/ai/llm", &admin, seed_001_body(&app, "Config"))
+        .await;
     let id = created.body["aiLlmId"].as_str().unwrap().to_owned();
     app.remember_secret("sk-rotated-secret-000000000042");
 
@@ -147,16 +224,41 @@ async fn updating_rotates_the_secret_without_showing_it_and_other_tenants_get_40
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
     let listed = app.get(&list_path(&app), &admin).await;
     assert_eq!(listed.body["aiLlms"][0]["aiType"], "ANTHROPIC");
-    assert_eq!(listed.body["aiLlms"][0]["endpoint"], "https://api.anthropic.com/");
-    let types = app.event_types(&format!("{}/workspace", app.workspace)).await;
-    assert_eq!(&types[types.len() - 3..], ["CredentialProviderChanged", "CredentialEndpointChanged", "CredentialSecretReplaced"]);
+    assert_eq!(
+        listed.body["aiLlms"][0]["endpoint"],
+        "https://api.anthropic.com/"
+    );
+    let types = app
+        .event_types(&format!("{}/workspace", app.workspace))
+        .await;
+    assert_eq!(
+        &types[types.len() - 3..],
+        [
+            "CredentialProviderChanged",
+            "CredentialEndpointChanged",
+            "CredentialSecretReplaced"
+        ]
+    );
 
     let stranger = app.token_for("eve", &[("other-tenant", Role::Owner)], None);
     for method in [Method::PUT, Method::DELETE] {
-        let response = app.request(method.clone(), &format!("/ai/llm/{id}"), Some(&stranger), Some(json!({"name": "mine"}))).await;
+        let response = app
+            .request(
+                method.clone(),
+                &format!("/ai/llm/{id}"),
+                Some(&stranger),
+                Some(json!({"name": "mine"})),
+            )
+            .await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{method}");
     }
-    let unknown = app.put("/ai/llm/00000000-0000-0000-0000-000000000000", &admin, json!({"name": "x"})).await;
+    let unknown = app
+        .put(
+            "/ai/llm/00000000-0000-0000-0000-000000000000",
+            &admin,
+            json!({"name": "x"}),
+        )
+        .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     app.assert_no_plain_key_anywhere().await;
 }
@@ -169,15 +271,40 @@ async fn fifty_concurrent_creates_of_one_name_on_two_replicas_give_exactly_one_s
 
     let creates = (0..50).map(|n| {
         let instance = if n % 2 == 0 { &app } else { &replica };
-        let body = seed_001_body(&app, if n % 3 == 0 { "Shared Name" } else { "shared name" });
+        let body = seed_001_body(
+            &app,
+            if n % 3 == 0 {
+                "Shared Name"
+            } else {
+                "shared name"
+            },
+        );
         let admin = admin.clone();
         async move { instance.post("/ai/llm", &admin, body).await.status }
     });
     let statuses = futures::future::join_all(creates).await;
 
-    assert_eq!(statuses.iter().filter(|status| **status == StatusCode::OK).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|status| *status == StatusCode::OK || *status == StatusCode::BAD_REQUEST), "{statuses:?}");
-    assert_eq!(app.get(&list_path(&app), &admin).await.body["aiLlms"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == StatusCode::OK || *status == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.get(&list_path(&app), &admin).await.body["aiLlms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -185,16 +312,24 @@ async fn fifty_concurrent_creates_of_one_name_on_two_replicas_give_exactly_one_s
 async fn a_workspace_configuration_shows_in_the_audit_history_with_hints_only() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    app.post("/ai/llm", &admin, seed_001_body(&app, "Audited")).await;
+    app.post("/ai/llm", &admin, seed_001_body(&app, "Audited"))
+        .await;
 
-    let history = app.get("/api/v1/history?owner=workspace&type=CredentialAdded", &admin).await;
+    let history = app
+        .get(
+            "/api/v1/history?owner=workspace&type=CredentialAdded",
+            &admin,
+        )
+        .await;
 
     let added = &history.body["events"][0];
     assert_eq!(added["owner"], "workspace");
     assert_eq!(added["details"]["name"], "Audited");
     assert_eq!(added["details"]["hint"], "sk-...6789");
     assert_eq!(added["details"]["access_key_hint"], "AKI...9876");
-    assert!(added["details"].get("access_key").is_none() && added["details"].get("secret").is_none());
+    assert!(
+        added["details"].get("access_key").is_none() && added["details"].get("secret").is_none()
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -213,23 +348,72 @@ async fn validating_calls_the_provider_with_the_stored_key_and_records_the_outco
     let provider = FakeProvider::start("sk-the-one-good-key-000000001").await;
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    let good = create_at(&app, &admin, "Good", &format!("{}/v1", provider.address), "sk-the-one-good-key-000000001").await;
-    let bad = create_at(&app, &admin, "Bad", &provider.address, "sk-a-revoked-key-0000000000002").await;
+    let good = create_at(
+        &app,
+        &admin,
+        "Good",
+        &format!("{}/v1", provider.address),
+        "sk-the-one-good-key-000000001",
+    )
+    .await;
+    let bad = create_at(
+        &app,
+        &admin,
+        "Bad",
+        &provider.address,
+        "sk-a-revoked-key-0000000000002",
+    )
+    .await;
 
-    let accepted = app.request(Method::POST, &format!("/ai/llm/{good}/validate"), Some(&admin), None).await;
-    let refused = app.request(Method::POST, &format!("/ai/llm/{bad}/validate"), Some(&admin), None).await;
+    let accepted = app
+        .request(
+            Method::POST,
+            &format!("/ai/llm/{good}/validate"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let refused = app
+        .request(
+            Method::POST,
+            &format!("/ai/llm/{bad}/validate"),
+            Some(&admin),
+            None,
+        )
+        .await;
 
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
     assert_eq!(accepted.body["success"], true);
     assert_eq!(refused.status, StatusCode::OK);
     assert_eq!(refused.body["success"], false);
-    assert!(refused.body["message"].as_str().unwrap().contains("401"), "{}", refused.text);
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("401"),
+        "{}",
+        refused.text
+    );
     assert_eq!(provider.calls(), 2);
-    let available = app.get(&format!("/ai/llm/available?workspaceId={}", app.workspace), &admin).await;
-    let names: Vec<&str> = available.body["aiLlms"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let available = app
+        .get(
+            &format!("/ai/llm/available?workspaceId={}", app.workspace),
+            &admin,
+        )
+        .await;
+    let names: Vec<&str> = available.body["aiLlms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Good"]);
-    let history = app.get("/api/v1/history?type=CredentialValidated", &admin).await;
-    let outcomes: Vec<bool> = history.body["events"].as_array().unwrap().iter().map(|e| e["details"]["ok"].as_bool().unwrap()).collect();
+    let history = app
+        .get("/api/v1/history?type=CredentialValidated", &admin)
+        .await;
+    let outcomes: Vec<bool> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["ok"].as_bool().unwrap())
+        .collect();
     assert_eq!(outcomes, [false, true]);
     app.assert_no_plain_key_anywhere().await;
 }
@@ -249,13 +433,39 @@ async fn validation_refuses_private_loopback_and_link_local_targets_by_default()
         format!("http://[::1]:{port}"),
     ];
     for (n, target) in targets.iter().enumerate() {
-        let id = create_at(&app, &admin, &format!("Target {n}"), target, "sk-never-sent-anywhere-0000001").await;
+        let id = create_at(
+            &app,
+            &admin,
+            &format!("Target {n}"),
+            target,
+            "sk-never-sent-anywhere-0000001",
+        )
+        .await;
 
-        let validated = app.request(Method::POST, &format!("/ai/llm/{id}/validate"), Some(&admin), None).await;
+        let validated = app
+            .request(
+                Method::POST,
+                &format!("/ai/llm/{id}/validate"),
+                Some(&admin),
+                None,
+            )
+            .await;
 
-        assert_eq!(validated.status, StatusCode::OK, "{target}: {}", validated.text);
+        assert_eq!(
+            validated.status,
+            StatusCode::OK,
+            "{target}: {}",
+            validated.text
+        );
         assert_eq!(validated.body["success"], false, "{target}");
-        assert!(validated.body["message"].as_str().unwrap().contains("refused to call"), "{target}: {}", validated.text);
+        assert!(
+            validated.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused to call"),
+            "{target}: {}",
+            validated.text
+        );
     }
     assert_eq!(provider.calls(), 0, "nothing may reach a private address");
     app.assert_no_plain_key_anywhere().await;
@@ -266,10 +476,25 @@ async fn names_the_service_gave_other_families_keys_are_taken_too() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
     app.remember_secret("sk-ant-settings-key-000000000042");
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": "sk-ant-settings-key-000000000042"})).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": "sk-ant-settings-key-000000000042"}),
+    )
+    .await;
 
-    let clash = app.post("/ai/llm", &admin, seed_001_body(&app, "ANTHROPIC KEY")).await;
-    let available = app.get(&format!("/api/v1/names/available?workspaceId={}&name=anthropic%20key", app.workspace), &admin).await;
+    let clash = app
+        .post("/ai/llm", &admin, seed_001_body(&app, "ANTHROPIC KEY"))
+        .await;
+    let available = app
+        .get(
+            &format!(
+                "/api/v1/names/available?workspaceId={}&name=anthropic%20key",
+                app.workspace
+            ),
+            &admin,
+        )
+        .await;
 
     assert_eq!(clash.status, StatusCode::BAD_REQUEST, "{}", clash.text);
     assert_eq!(available.body["available"], false);
@@ -278,9 +503,19 @@ async fn names_the_service_gave_other_families_keys_are_taken_too() {
     let alice = app.token("alice", Role::Member);
     create_seed_config(&app, &alice).await;
     let family_a_name = app
-        .get(&format!("/api/v1/names/available?workspaceId={}&name=user:alice%20openai%20gpt-4", app.workspace), &admin)
+        .get(
+            &format!(
+                "/api/v1/names/available?workspaceId={}&name=user:alice%20openai%20gpt-4",
+                app.workspace
+            ),
+            &admin,
+        )
         .await;
-    assert_eq!(family_a_name.body["available"], false, "{}", family_a_name.text);
+    assert_eq!(
+        family_a_name.body["available"], false,
+        "{}",
+        family_a_name.text
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -289,12 +524,30 @@ async fn validation_does_not_follow_redirects() {
     let provider = FakeProvider::start("sk-redirect-target-key-0000001").await;
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    let id = create_at(&app, &admin, "Moved", &format!("{}/moved", provider.address), "sk-redirect-target-key-0000001").await;
+    let id = create_at(
+        &app,
+        &admin,
+        "Moved",
+        &format!("{}/moved", provider.address),
+        "sk-redirect-target-key-0000001",
+    )
+    .await;
 
-    let validated = app.request(Method::POST, &format!("/ai/llm/{id}/validate"), Some(&admin), None).await;
+    let validated = app
+        .request(
+            Method::POST,
+            &format!("/ai/llm/{id}/validate"),
+            Some(&admin),
+            None,
+        )
+        .await;
 
     assert_eq!(validated.body["success"], false, "{}", validated.text);
-    assert!(validated.body["message"].as_str().unwrap().contains("302"), "{}", validated.text);
+    assert!(
+        validated.body["message"].as_str().unwrap().contains("302"),
+        "{}",
+        validated.text
+    );
     assert_eq!(provider.calls(), 1, "the redirect target was never called");
     app.assert_no_plain_key_anywhere().await;
 }
@@ -303,12 +556,18 @@ async fn validation_does_not_follow_redirects() {
 async fn endpoints_may_not_carry_credentials_or_query_strings() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
-    for endpoint in ["https://user:pass@api.openai.com/v1", "https://generativelanguage.googleapis.com/v1beta?key=AIzaSECRET"] {
+    for endpoint in [
+        "https://user:pass@api.openai.com/v1",
+        "https://generativelanguage.googleapis.com/v1beta?key=AIzaSECRET",
+    ] {
         let mut body = seed_001_body(&app, "Config");
         body["endpoint"] = json!(endpoint);
         let refused = app.post("/ai/llm", &admin, body).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{endpoint}");
-        assert!(refused.body["message"].as_str().unwrap().contains("endpoint"));
+        assert!(refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint"));
     }
     assert_eq!(app.event_count().await, 0);
 }

@@ -16,14 +16,37 @@ async fn saving_a_key_answers_the_provider_status_with_its_hint() {
     app.remember_secret(KEY);
 
     let before = app.get("/api/v1/settings/providers", &admin).await;
-    let saved = app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": KEY})).await;
+    let saved = app
+        .post(
+            "/api/v1/settings/providers/anthropic",
+            &admin,
+            json!({"api_key": KEY}),
+        )
+        .await;
     let after = app.get("/api/v1/settings/providers", &admin).await;
 
-    let providers: Vec<&str> = before.body.as_array().unwrap().iter().map(|p| p["provider"].as_str().unwrap()).collect();
-    assert_eq!(providers, ["openai", "gemini", "anthropic", "openrouter", "ollama"]);
-    assert!(before.body.as_array().unwrap().iter().all(|p| p["is_configured"] == false && p["key_hint"].is_null()));
+    let providers: Vec<&str> = before
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        providers,
+        ["openai", "gemini", "anthropic", "openrouter", "ollama"]
+    );
+    assert!(before
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["is_configured"] == false && p["key_hint"].is_null()));
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
-    assert_eq!(saved.body, json!({"provider": "anthropic", "is_configured": true, "is_active": true, "key_hint": "sk-...cdef"}));
+    assert_eq!(
+        saved.body,
+        json!({"provider": "anthropic", "is_configured": true, "is_active": true, "key_hint": "sk-...cdef"})
+    );
     assert_eq!(after.body[2], saved.body);
     app.assert_no_plain_key_anywhere().await;
 }
@@ -33,15 +56,39 @@ async fn an_invalid_provider_is_400_and_an_empty_key_is_422_in_fastapis_shapes()
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
 
-    let invalid = app.post("/api/v1/settings/providers/xyz", &admin, json!({"api_key": "sk-whatever-123456"})).await;
-    let empty = app.post("/api/v1/settings/providers/openai", &admin, json!({"api_key": ""})).await;
-    let missing = app.post("/api/v1/settings/providers/openai", &admin, json!({})).await;
+    let invalid = app
+        .post(
+            "/api/v1/settings/providers/xyz",
+            &admin,
+            json!({"api_key": "sk-whatever-123456"}),
+        )
+        .await;
+    let empty = app
+        .post(
+            "/api/v1/settings/providers/openai",
+            &admin,
+            json!({"api_key": ""}),
+        )
+        .await;
+    let missing = app
+        .post("/api/v1/settings/providers/openai", &admin, json!({}))
+        .await;
 
     assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
     assert_eq!(invalid.body, json!({"detail": "Invalid provider: xyz"}));
     for response in [&empty, &missing] {
-        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text);
-        assert_eq!(response.body["detail"][0]["loc"], json!(["body", "api_key"]), "{}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            response.text
+        );
+        assert_eq!(
+            response.body["detail"][0]["loc"],
+            json!(["body", "api_key"]),
+            "{}",
+            response.text
+        );
         assert!(response.body["detail"][0]["msg"].is_string());
     }
     assert_eq!(app.event_count().await, 0);
@@ -53,37 +100,97 @@ async fn testing_a_provider_uses_the_stored_key_and_a_key_saved_here_is_a_family
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
     app.remember_secret(KEY);
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": KEY})).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": KEY}),
+    )
+    .await;
 
     // The same credential, seen and edited through family B.
-    let listed = app.get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin).await;
+    let listed = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await;
     let llm = &listed.body["aiLlms"][0];
     assert_eq!(llm["aiType"], "ANTHROPIC");
     assert_eq!(llm["name"], "Anthropic key");
     let id = llm["id"].as_str().unwrap();
-    let moved_without_secret = app.put(&format!("/ai/llm/{id}"), &admin, json!({"endpoint": provider.address})).await;
-    assert_eq!(moved_without_secret.status, StatusCode::BAD_REQUEST, "the stored key must not follow a new host unasked");
-    let pointed = app.put(&format!("/ai/llm/{id}"), &admin, json!({"endpoint": provider.address, "secret": KEY})).await;
+    let moved_without_secret = app
+        .put(
+            &format!("/ai/llm/{id}"),
+            &admin,
+            json!({"endpoint": provider.address}),
+        )
+        .await;
+    assert_eq!(
+        moved_without_secret.status,
+        StatusCode::BAD_REQUEST,
+        "the stored key must not follow a new host unasked"
+    );
+    let pointed = app
+        .put(
+            &format!("/ai/llm/{id}"),
+            &admin,
+            json!({"endpoint": provider.address, "secret": KEY}),
+        )
+        .await;
     assert_eq!(pointed.status, StatusCode::OK, "{}", pointed.text);
 
-    let tested = app.request(Method::POST, "/api/v1/settings/providers/anthropic/test", Some(&admin), None).await;
+    let tested = app
+        .request(
+            Method::POST,
+            "/api/v1/settings/providers/anthropic/test",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(tested.status, StatusCode::OK, "{}", tested.text);
     assert_eq!(tested.body["success"], true);
     assert_eq!(tested.body["status_code"], 200);
 
     app.remember_secret("sk-ant-replaced-but-wrong-0000");
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": "sk-ant-replaced-but-wrong-0000"})).await;
-    let failed = app.request(Method::POST, "/api/v1/settings/providers/anthropic/test", Some(&admin), None).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": "sk-ant-replaced-but-wrong-0000"}),
+    )
+    .await;
+    let failed = app
+        .request(
+            Method::POST,
+            "/api/v1/settings/providers/anthropic/test",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(failed.body["success"], false);
     assert_eq!(failed.body["status_code"], 401);
     let statuses = app.get("/api/v1/settings/providers", &admin).await;
-    assert_eq!(statuses.body[2]["is_active"], false, "a key that failed its test is not active");
+    assert_eq!(
+        statuses.body[2]["is_active"], false,
+        "a key that failed its test is not active"
+    );
     assert_eq!(provider.calls(), 2);
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": KEY})).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": KEY}),
+    )
+    .await;
     let replaced = app.get("/api/v1/settings/providers", &admin).await;
-    assert_eq!(replaced.body[2]["is_active"], true, "the failed test was of the key just replaced");
+    assert_eq!(
+        replaced.body[2]["is_active"], true,
+        "the failed test was of the key just replaced"
+    );
 
-    let untested = app.request(Method::POST, "/api/v1/settings/providers/openai/test", Some(&admin), None).await;
+    let untested = app
+        .request(
+            Method::POST,
+            "/api/v1/settings/providers/openai/test",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(untested.status, StatusCode::NOT_FOUND);
     assert_eq!(untested.body["detail"], "No API key configured for openai");
     app.assert_no_plain_key_anywhere().await;
@@ -94,7 +201,12 @@ async fn tasks_can_only_be_assigned_to_configured_providers() {
     let app = spawn_app().await;
     let admin = app.token("ada", Role::Admin);
     app.remember_secret(KEY);
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": KEY})).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": KEY}),
+    )
+    .await;
 
     let saved = app
         .post(
@@ -104,17 +216,40 @@ async fn tasks_can_only_be_assigned_to_configured_providers() {
         )
         .await;
     let unconfigured = app
-        .post("/api/v1/settings/task-assignments", &admin, json!({"assignments": [{"task": "chat", "provider": "openai", "model": "gpt-4o"}]}))
+        .post(
+            "/api/v1/settings/task-assignments",
+            &admin,
+            json!({"assignments": [{"task": "chat", "provider": "openai", "model": "gpt-4o"}]}),
+        )
         .await;
     let unknown = app
-        .post("/api/v1/settings/task-assignments", &admin, json!({"assignments": [{"task": "chat", "provider": "xyz", "model": "m"}]}))
+        .post(
+            "/api/v1/settings/task-assignments",
+            &admin,
+            json!({"assignments": [{"task": "chat", "provider": "xyz", "model": "m"}]}),
+        )
         .await;
-    let read = app.get("/api/v1/settings/task-assignments", &app.token("vic", Role::Viewer)).await;
+    let read = app
+        .get(
+            "/api/v1/settings/task-assignments",
+            &app.token("vic", Role::Viewer),
+        )
+        .await;
 
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
-    assert_eq!(saved.body, json!({"assignments": [{"task": "summarize", "provider": "anthropic", "model": "claude-sonnet-4-20250514"}]}));
+    assert_eq!(
+        saved.body,
+        json!({"assignments": [{"task": "summarize", "provider": "anthropic", "model": "claude-sonnet-4-20250514"}]})
+    );
     assert_eq!(unconfigured.status, StatusCode::BAD_REQUEST);
-    assert!(unconfigured.body["detail"].as_str().unwrap().contains("openai"), "{}", unconfigured.text);
+    assert!(
+        unconfigured.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("openai"),
+        "{}",
+        unconfigured.text
+    );
     assert_eq!(unknown.body, json!({"detail": "Invalid provider: xyz"}));
     assert_eq!(read.body, saved.body);
     app.assert_no_plain_key_anywhere().await;
@@ -125,7 +260,13 @@ async fn only_admins_change_workspace_settings() {
     let app = spawn_app().await;
     let member = app.token("mem", Role::Member);
 
-    let refused = app.post("/api/v1/settings/providers/openai", &member, json!({"api_key": "sk-member-key-00000001"})).await;
+    let refused = app
+        .post(
+            "/api/v1/settings/providers/openai",
+            &member,
+            json!({"api_key": "sk-member-key-00000001"}),
+        )
+        .await;
 
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.body["detail"].is_string());

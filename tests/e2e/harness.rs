@@ -100,7 +100,9 @@ pub async fn test_settings() -> Settings {
     captured_logs();
     let admin_url = required_env("AIMC_TEST_DATABASE_URL");
     let database = random_name("aimc_test_");
-    let mut admin = PgConnection::connect(&admin_url).await.expect("Failed to connect to the test Postgres");
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("Failed to connect to the test Postgres");
     // The name is generated above from hex digits, so it needs no quoting beyond this.
     sqlx::query(&format!("CREATE DATABASE \"{database}\""))
         .execute(&mut admin)
@@ -121,7 +123,9 @@ pub async fn test_settings() -> Settings {
         vault_key_prefix: random_name("t"),
         vault_timeout_seconds: 5,
         encryption_key: None,
-        jwt_hs256_secret: Some(SecretString::from(random_name("jwt-secret-for-this-test-only-"))),
+        jwt_hs256_secret: Some(SecretString::from(random_name(
+            "jwt-secret-for-this-test-only-",
+        ))),
         jwt_public_key_file: None,
         jwt_public_key_id: None,
         jwt_jwks_file: None,
@@ -157,17 +161,29 @@ pub async fn spawn_replica(app: &TestApp) -> TestApp {
 }
 
 async fn start(settings: Settings, workspace: String) -> TestApp {
-    let application = Application::build(settings.clone()).await.expect("Failed to build the application");
+    let application = Application::build(settings.clone())
+        .await
+        .expect("Failed to build the application");
     let address = format!("http://127.0.0.1:{}", application.port());
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async {
         let _ = stop.await;
     }));
-    let database_url = settings.database_url.as_ref().unwrap().expose_secret().to_owned();
+    let database_url = settings
+        .database_url
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
     TestApp {
         address,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-        pool: PgPool::connect(&database_url).await.expect("Failed to connect to the test database"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        pool: PgPool::connect(&database_url)
+            .await
+            .expect("Failed to connect to the test database"),
         settings,
         workspace,
         shutdown: Some(shutdown),
@@ -193,14 +209,23 @@ impl TestApp {
             &self.settings.jwt_issuer,
             &self.settings.jwt_audience,
             sub,
-            workspaces.iter().map(|(ws, role)| (ws.to_string(), *role)).collect::<HashMap<_, _>>(),
+            workspaces
+                .iter()
+                .map(|(ws, role)| (ws.to_string(), *role))
+                .collect::<HashMap<_, _>>(),
             scope,
             600,
         )
         .unwrap()
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         self.request_with(method, path, token, |request| match body {
             Some(body) => request.json(&body),
             None => request,
@@ -215,7 +240,9 @@ impl TestApp {
         token: Option<&str>,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> TestResponse {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -225,7 +252,12 @@ impl TestApp {
         let text = response.text().await.unwrap();
         self.responses.lock().unwrap().push(text.clone());
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse { status, headers, body, text }
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> TestResponse {
@@ -233,11 +265,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> TestResponse {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> TestResponse {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     /// Encrypts `plain` as a client would: with the workspace's published RSA key, using an RSA
@@ -248,7 +282,13 @@ impl TestApp {
         assert_eq!(key.status, StatusCode::OK, "{}", key.text);
         assert_eq!(key.body["algorithm"], "RSA-OAEP-256");
         let public = RsaPublicKey::from_public_key_pem(key.body["pem"].as_str().unwrap()).unwrap();
-        let sealed = public.encrypt(&mut rand::thread_rng(), Oaep::new::<Sha256>(), plain.as_bytes()).unwrap();
+        let sealed = public
+            .encrypt(
+                &mut rand::thread_rng(),
+                Oaep::new::<Sha256>(),
+                plain.as_bytes(),
+            )
+            .unwrap();
         STANDARD.encode(sealed)
     }
 
@@ -257,15 +297,20 @@ impl TestApp {
     }
 
     pub async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn event_types(&self, aggregate_id: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence")
-            .bind(aggregate_id)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+        )
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
     }
 
     pub fn aggregate_id(&self, sub: &str) -> String {
@@ -287,10 +332,15 @@ impl TestApp {
         assert!(!logs.is_empty(), "no logs were captured");
         let responses = self.responses.lock().unwrap().join("\n");
         // Transit receives plain text as base64: a leak could take that form too.
-        let forms: Vec<String> = secrets.iter().flat_map(|secret| [secret.clone(), STANDARD.encode(secret)]).collect();
+        let forms: Vec<String> = secrets
+            .iter()
+            .flat_map(|secret| [secret.clone(), STANDARD.encode(secret)])
+            .collect();
         for secret in &forms {
             for table in &tables {
-                assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
+                assert!(table
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
                 let hits: i64 = sqlx::query_scalar(&format!(
                     "SELECT count(*) FROM \"{table}\" AS r WHERE strpos(r::text, $1) > 0"
                 ))
@@ -300,8 +350,14 @@ impl TestApp {
                 .unwrap();
                 assert_eq!(hits, 0, "a plain key was found in table {table}");
             }
-            assert!(!logs.contains(secret.as_str()), "a plain key was found in the logs");
-            assert!(!responses.contains(secret.as_str()), "a plain key was found in a response");
+            assert!(
+                !logs.contains(secret.as_str()),
+                "a plain key was found in the logs"
+            );
+            assert!(
+                !responses.contains(secret.as_str()),
+                "a plain key was found in a response"
+            );
         }
     }
 
@@ -351,7 +407,13 @@ pub const ANTHROPIC_KEY: &str = "sk-ant-api03-e2e-ANTHROPIC-9876543210wxyz";
 pub async fn create_seed_config(app: &TestApp, token: &str) -> TestResponse {
     let openai = app.encrypt_key(token, OPENAI_KEY).await;
     let anthropic = app.encrypt_key(token, ANTHROPIC_KEY).await;
-    let response = app.post("/api/v1/create/ai-model-config", token, seed_000_create_body(&openai, &anthropic)).await;
+    let response = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            token,
+            seed_000_create_body(&openai, &anthropic),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
     response
 }

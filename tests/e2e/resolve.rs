@@ -12,7 +12,10 @@ const USER_KEY: &str = "sk-ant-user-own-key-000000004444";
 const WORKSPACE_KEY: &str = "sk-ant-workspace-key-00000005555";
 
 async fn app_with_system_key() -> TestApp {
-    let path = std::env::temp_dir().join(format!("aimc-system-keys-{}.toml", uuid::Uuid::new_v4().simple()));
+    let path = std::env::temp_dir().join(format!(
+        "aimc-system-keys-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::write(&path, format!("[openai]\napi_key = \"{SYSTEM_KEY}\"\n")).unwrap();
     let app = spawn_app_with(|settings| settings.system_keys_file = Some(path.clone())).await;
     app.remember_secret(SYSTEM_KEY);
@@ -37,7 +40,12 @@ async fn the_callers_key_wins_over_the_workspaces_which_wins_over_the_systems() 
     assert!(system.body.get("key").is_none() && system.body.get("keyHint").is_none());
 
     // The workspace's Anthropic key, assigned to the task.
-    app.post("/api/v1/settings/providers/anthropic", &admin, json!({"api_key": WORKSPACE_KEY})).await;
+    app.post(
+        "/api/v1/settings/providers/anthropic",
+        &admin,
+        json!({"api_key": WORKSPACE_KEY}),
+    )
+    .await;
     app.post(
         "/api/v1/settings/task-assignments",
         &admin,
@@ -48,17 +56,28 @@ async fn the_callers_key_wins_over_the_workspaces_which_wins_over_the_systems() 
     assert_eq!(workspace.body["source"], "workspace");
     assert_eq!(workspace.body["provider"], "anthropic");
     assert_eq!(workspace.body["keyHint"], "sk-...5555");
-    assert!(workspace.body.get("key").is_none(), "no ciphertext without the scope");
+    assert!(
+        workspace.body.get("key").is_none(),
+        "no ciphertext without the scope"
+    );
 
     // Alice's own Anthropic key takes precedence, and she may have its ciphertext.
-    app.put("/api/user/api-keys", &alice, json!({"anthropic": {"apiKey": USER_KEY}})).await;
+    app.put(
+        "/api/user/api-keys",
+        &alice,
+        json!({"anthropic": {"apiKey": USER_KEY}}),
+    )
+    .await;
     let own = app.get("/api/v1/resolve?task=chat", &alice).await;
     assert_eq!(own.body["source"], "user");
     assert_eq!(own.body["keyHint"], "sk-...4444");
     let key = &own.body["key"];
     assert!(key["ciphertext"].as_str().unwrap().starts_with("vault:v1:"));
     assert_eq!(key["mount"], "transit");
-    assert!(key["keyName"].as_str().unwrap().ends_with(&format!("-aes-{}", app.workspace)));
+    assert!(key["keyName"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("-aes-{}", app.workspace)));
     assert!(key["context"].is_string());
     app.assert_no_plain_key_anywhere().await;
 }
@@ -78,16 +97,26 @@ async fn free_only_skips_paid_models_and_nothing_free_is_a_404() {
     .await;
 
     let any = app.get("/api/v1/resolve?task=chat", &alice).await;
-    let free = app.get("/api/v1/resolve?task=chat&freeOnly=true", &alice).await;
+    let free = app
+        .get("/api/v1/resolve?task=chat&freeOnly=true", &alice)
+        .await;
 
     assert_eq!(any.body["provider"], "openai");
-    assert_eq!(any.body["source"], "system", "alice's gpt-4 has no key of hers: the system's serves it");
+    assert_eq!(
+        any.body["source"], "system",
+        "alice's gpt-4 has no key of hers: the system's serves it"
+    );
     assert_eq!(free.body["provider"], "ollama");
     assert_eq!(free.body["isPaid"], false);
     assert_eq!(free.body["source"], "none");
 
     let stranger = spawn_app().await;
-    let nothing = stranger.get("/api/v1/resolve?task=chat&freeOnly=true", &stranger.token("x", Role::Viewer)).await;
+    let nothing = stranger
+        .get(
+            "/api/v1/resolve?task=chat&freeOnly=true",
+            &stranger.token("x", Role::Viewer),
+        )
+        .await;
     assert_eq!(nothing.status, StatusCode::NOT_FOUND);
     app.assert_no_plain_key_anywhere().await;
 }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Owner, Provider, WorkspaceId};
+use aimc_domain::{
+    AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Owner, Provider, WorkspaceId,
+};
 use aimc_store::CredentialRow;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -15,8 +17,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::auth::{BearerAuth, Principal, Role};
-use crate::problem::ApiError;
 use crate::credentials::{add_credential, NewCredential};
+use crate::problem::ApiError;
 use crate::request_body::Checked;
 use crate::request_context::RequestContext;
 use crate::state::AppState;
@@ -110,11 +112,21 @@ pub struct Envelope {
 
 impl Envelope {
     fn failure(message: impl Into<String>) -> Json<Envelope> {
-        Json(Envelope { success: false, ai_llm_id: None, message: Some(message.into()), ai_llms: None })
+        Json(Envelope {
+            success: false,
+            ai_llm_id: None,
+            message: Some(message.into()),
+            ai_llms: None,
+        })
     }
 
     fn done(id: CredentialId, message: &str) -> Json<Envelope> {
-        Json(Envelope { success: true, ai_llm_id: Some(id.to_string()), message: Some(message.into()), ai_llms: None })
+        Json(Envelope {
+            success: true,
+            ai_llm_id: Some(id.to_string()),
+            message: Some(message.into()),
+            ai_llms: None,
+        })
     }
 }
 
@@ -156,12 +168,16 @@ impl From<ApiError> for AiLlmResponse {
     fn from(error: ApiError) -> Self {
         let message = Envelope::failure(error.detail());
         match error {
-            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => AiLlmResponse::BadRequest(message),
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => {
+                AiLlmResponse::BadRequest(message)
+            }
             ApiError::Unauthorized(problem, _) => AiLlmResponse::Unauthorized(problem),
             ApiError::Forbidden(_) => AiLlmResponse::Forbidden(message),
             ApiError::NotFound(_) => AiLlmResponse::NotFound(message),
             ApiError::Internal(_) => AiLlmResponse::Internal(message),
-            ApiError::Unavailable(_, retry_after) => AiLlmResponse::Unavailable(message, retry_after),
+            ApiError::Unavailable(_, retry_after) => {
+                AiLlmResponse::Unavailable(message, retry_after)
+            }
         }
     }
 }
@@ -175,7 +191,10 @@ fn parse_ai_type(raw: &str) -> Result<Provider, ApiError> {
         "ANTHROPIC" => Ok(Provider::Anthropic),
         "AWS" => Ok(Provider::Aws),
         "OTHER" => Ok(Provider::Other),
-        _ => Err(ApiError::invalid_field("aiType", format!("must be one of {AI_TYPES}"))),
+        _ => Err(ApiError::invalid_field(
+            "aiType",
+            format!("must be one of {AI_TYPES}"),
+        )),
     }
 }
 
@@ -191,21 +210,37 @@ fn ai_type_of(provider: &str) -> &'static str {
 
 fn parse_endpoint(raw: &str) -> Result<String, ApiError> {
     if raw.len() > 2048 {
-        return Err(ApiError::invalid_field("endpoint", "must be at most 2048 characters"));
+        return Err(ApiError::invalid_field(
+            "endpoint",
+            "must be at most 2048 characters",
+        ));
     }
-    let url = url::Url::parse(raw.trim()).map_err(|_| ApiError::invalid_field("endpoint", "must be an http(s) URL"))?;
+    let url = url::Url::parse(raw.trim())
+        .map_err(|_| ApiError::invalid_field("endpoint", "must be an http(s) URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_field("endpoint", "must be an http(s) URL"));
+        return Err(ApiError::invalid_field(
+            "endpoint",
+            "must be an http(s) URL",
+        ));
     }
     // Endpoints are shown and audited in plain text: credentials belong in key and secret.
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
-        return Err(ApiError::invalid_field("endpoint", "must not carry credentials, a query string or a fragment"));
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(ApiError::invalid_field(
+            "endpoint",
+            "must not carry credentials, a query string or a fragment",
+        ));
     }
     Ok(url.to_string())
 }
 
 fn host_of(endpoint: Option<&str>) -> Option<String> {
-    endpoint.and_then(|endpoint| url::Url::parse(endpoint).ok()).and_then(|url| url.host_str().map(str::to_owned))
+    endpoint
+        .and_then(|endpoint| url::Url::parse(endpoint).ok())
+        .and_then(|url| url.host_str().map(str::to_owned))
 }
 
 fn parse_name(raw: &str) -> Result<CredentialName, ApiError> {
@@ -217,13 +252,22 @@ fn parse_key(field: &str, raw: String) -> Result<SecretString, ApiError> {
         return Err(ApiError::invalid_field(field, "must not be empty"));
     }
     if raw.len() > 4096 {
-        return Err(ApiError::invalid_field(field, "must be at most 4096 characters"));
+        return Err(ApiError::invalid_field(
+            field,
+            "must be at most 4096 characters",
+        ));
     }
     Ok(SecretString::from(raw))
 }
 
 fn name_taken(name: &CredentialName) -> ApiError {
-    ApiError::invalid_field("name", format!("a configuration named \"{}\" already exists in this workspace", name.as_str()))
+    ApiError::invalid_field(
+        "name",
+        format!(
+            "a configuration named \"{}\" already exists in this workspace",
+            name.as_str()
+        ),
+    )
 }
 
 impl From<CredentialRow> for AiLlm {
@@ -247,49 +291,97 @@ pub struct AiLlmApi;
 impl AiLlmApi {
     /// A workspace-wide credential the caller may act on. Ids of other tenants' credentials
     /// answer 404, exactly like ids that do not exist.
-    async fn find(state: &AppState, principal: &Principal, id: &str, at_least: Role) -> Result<(WorkspaceId, CredentialRow), ApiError> {
+    async fn find(
+        state: &AppState,
+        principal: &Principal,
+        id: &str,
+        at_least: Role,
+    ) -> Result<(WorkspaceId, CredentialRow), ApiError> {
         let not_found = || ApiError::not_found("no AI LLM configuration with this id");
         let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-        let row = state.credentials.by_id(CredentialId(id)).await?.ok_or_else(not_found)?;
-        if row.owner != Owner::Workspace.to_string() || !principal.workspaces.contains_key(&row.workspace_id) {
+        let row = state
+            .credentials
+            .by_id(CredentialId(id))
+            .await?
+            .ok_or_else(not_found)?;
+        if row.owner != Owner::Workspace.to_string()
+            || !principal.workspaces.contains_key(&row.workspace_id)
+        {
             return Err(not_found());
         }
         let (workspace, _) = principal.workspace(Some(&row.workspace_id), at_least)?;
         Ok((workspace, row))
     }
 
-    async fn create_configuration(state: &AppState, principal: &Principal, context: &RequestContext, body: CreateRequest) -> Result<AiLlmResponse, ApiError> {
+    async fn create_configuration(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        body: CreateRequest,
+    ) -> Result<AiLlmResponse, ApiError> {
         let (workspace, _) = principal.workspace(Some(&body.workspace_id), Role::Admin)?;
         let name = parse_name(&body.name)?;
         let provider = parse_ai_type(&body.ai_type)?;
         let endpoint = parse_endpoint(&body.endpoint)?;
         let secret = parse_key("secret", body.secret)?;
-        let access_key = body.key.filter(|key| !key.trim().is_empty()).map(|key| parse_key("key", key)).transpose()?;
+        let access_key = body
+            .key
+            .filter(|key| !key.trim().is_empty())
+            .map(|key| parse_key("key", key))
+            .transpose()?;
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
         let number = Some(state.credentials.next_number().await?);
-        let credential = NewCredential { name, name_is_generated: false, provider, endpoint: Some(endpoint), access_key, secret, number };
-        let credential_id = add_credential(state, principal, context, &aggregate, credential).await?;
-        Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration created successfully")))
+        let credential = NewCredential {
+            name,
+            name_is_generated: false,
+            provider,
+            endpoint: Some(endpoint),
+            access_key,
+            secret,
+            number,
+        };
+        let credential_id =
+            add_credential(state, principal, context, &aggregate, credential).await?;
+        Ok(AiLlmResponse::Ok(Envelope::done(
+            credential_id,
+            "AI LLM configuration created successfully",
+        )))
     }
 
-    async fn update_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str, body: UpdateRequest) -> Result<AiLlmResponse, ApiError> {
+    async fn update_configuration(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        id: &str,
+        body: UpdateRequest,
+    ) -> Result<AiLlmResponse, ApiError> {
         let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
         let credential_id = CredentialId(row.credential_id);
         let name = body.name.as_deref().map(parse_name).transpose()?;
         let provider = body.ai_type.as_deref().map(parse_ai_type).transpose()?;
         let endpoint = body.endpoint.as_deref().map(parse_endpoint).transpose()?;
-        let secret = body.secret.map(|secret| parse_key("secret", secret)).transpose()?;
+        let secret = body
+            .secret
+            .map(|secret| parse_key("secret", secret))
+            .transpose()?;
         let access_key = body.key.map(|key| parse_key("key", key)).transpose()?;
         // The stored secret must not be sent to a host its owner did not choose.
         if let Some(new_endpoint) = &endpoint {
             if secret.is_none() && host_of(Some(new_endpoint)) != host_of(row.endpoint.as_deref()) {
-                return Err(ApiError::invalid_field("secret", "send the secret again when moving the endpoint to another host"));
+                return Err(ApiError::invalid_field(
+                    "secret",
+                    "send the secret again when moving the endpoint to another host",
+                ));
             }
         }
         let old_key = row.name.to_lowercase();
         let renamed = name.as_ref().filter(|name| name.key() != old_key);
         if let Some(name) = renamed {
-            if !state.credentials.claim_name(&workspace, name, credential_id).await? {
+            if !state
+                .credentials
+                .claim_name(&workspace, name, credential_id)
+                .await?
+            {
                 return Err(name_taken(name));
             }
         }
@@ -302,40 +394,85 @@ impl AiLlmApi {
             secret,
         };
         let aggregate = AggregateId::new(workspace.clone(), Owner::Workspace);
-        let outcome = state.commands.execute(&aggregate, command, &command_metadata(principal, context)).await;
+        let outcome = state
+            .commands
+            .execute(&aggregate, command, &command_metadata(principal, context))
+            .await;
         match (outcome, renamed) {
-            (Ok(()), Some(_)) => state.credentials.release_name(&workspace, &old_key, credential_id).await?,
+            (Ok(()), Some(_)) => {
+                state
+                    .credentials
+                    .release_name(&workspace, &old_key, credential_id)
+                    .await?
+            }
             (Err(error), Some(name)) => {
                 if error.appended_nothing() {
-                    state.credentials.release_name(&workspace, &name.key(), credential_id).await?;
+                    state
+                        .credentials
+                        .release_name(&workspace, &name.key(), credential_id)
+                        .await?;
                 }
                 return Err(error.into());
             }
             (Err(error), None) => return Err(error.into()),
             (Ok(()), None) => {}
         }
-        Ok(AiLlmResponse::Ok(Envelope::done(credential_id, "AI LLM configuration updated successfully")))
+        Ok(AiLlmResponse::Ok(Envelope::done(
+            credential_id,
+            "AI LLM configuration updated successfully",
+        )))
     }
 
-    async fn validate_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str) -> Result<AiLlmResponse, ApiError> {
+    async fn validate_configuration(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        id: &str,
+    ) -> Result<AiLlmResponse, ApiError> {
         let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
-        let outcome = crate::credentials::test_credential(state, principal, context, &aggregate, CredentialId(row.credential_id)).await?;
+        let outcome = crate::credentials::test_credential(
+            state,
+            principal,
+            context,
+            &aggregate,
+            CredentialId(row.credential_id),
+        )
+        .await?;
         let message = if outcome.ok {
-            format!("AI LLM configuration validated successfully: {}", outcome.reason)
+            format!(
+                "AI LLM configuration validated successfully: {}",
+                outcome.reason
+            )
         } else {
             format!("Validation failed: {}", outcome.reason)
         };
-        Ok(AiLlmResponse::Ok(Json(Envelope { success: outcome.ok, ai_llm_id: None, message: Some(message), ai_llms: None })))
+        Ok(AiLlmResponse::Ok(Json(Envelope {
+            success: outcome.ok,
+            ai_llm_id: None,
+            message: Some(message),
+            ai_llms: None,
+        })))
     }
 
-    async fn delete_configuration(state: &AppState, principal: &Principal, context: &RequestContext, id: &str) -> Result<AiLlmResponse, ApiError> {
+    async fn delete_configuration(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        id: &str,
+    ) -> Result<AiLlmResponse, ApiError> {
         let (workspace, row) = Self::find(state, principal, id, Role::Admin).await?;
         let credential_id = CredentialId(row.credential_id);
         let aggregate = AggregateId::new(workspace.clone(), Owner::Workspace);
         let command = AiModelConfigCommand::RemoveCredential { credential_id };
-        state.commands.execute(&aggregate, command, &command_metadata(principal, context)).await?;
-        state.credentials.release_name(&workspace, &row.name.to_lowercase(), credential_id).await?;
+        state
+            .commands
+            .execute(&aggregate, command, &command_metadata(principal, context))
+            .await?;
+        state
+            .credentials
+            .release_name(&workspace, &row.name.to_lowercase(), credential_id)
+            .await?;
         Ok(AiLlmResponse::Ok(Json(Envelope {
             success: true,
             ai_llm_id: None,
@@ -360,7 +497,9 @@ impl AiLlmApi {
         context: Data<&RequestContext>,
         body: Json<Checked<CreateRequest>>,
     ) -> AiLlmResponse {
-        Self::create_configuration(&state, &auth.0, &context, body.0 .0).await.unwrap_or_else(Into::into)
+        Self::create_configuration(&state, &auth.0, &context, body.0 .0)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// List AI LLM configurations
@@ -378,7 +517,10 @@ impl AiLlmApi {
     ) -> AiLlmResponse {
         let listed = async {
             let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
-            let rows = state.credentials.of_owner(&workspace, &Owner::Workspace.to_string()).await?;
+            let rows = state
+                .credentials
+                .of_owner(&workspace, &Owner::Workspace.to_string())
+                .await?;
             Ok::<_, ApiError>(AiLlmResponse::Ok(Json(Envelope {
                 success: true,
                 ai_llm_id: None,
@@ -392,7 +534,11 @@ impl AiLlmApi {
     /// List validated AI LLM configurations
     ///
     /// Only configurations whose last validation succeeded, newest first. Needs the viewer role.
-    #[oai(path = "/available", method = "get", operation_id = "listAvailableAiLlms")]
+    #[oai(
+        path = "/available",
+        method = "get",
+        operation_id = "listAvailableAiLlms"
+    )]
     #[tracing::instrument(skip_all)]
     async fn available(
         &self,
@@ -404,7 +550,10 @@ impl AiLlmApi {
     ) -> AiLlmResponse {
         let listed = async {
             let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
-            let rows = state.credentials.validated_of_owner(&workspace, &Owner::Workspace.to_string()).await?;
+            let rows = state
+                .credentials
+                .validated_of_owner(&workspace, &Owner::Workspace.to_string())
+                .await?;
             Ok::<_, ApiError>(AiLlmResponse::Ok(Json(Envelope {
                 success: true,
                 ai_llm_id: None,
@@ -421,7 +570,11 @@ impl AiLlmApi {
     /// redirects, private addresses refused unless allowed) and records the outcome. A failed
     /// check is still a 200, with `success: false` and the provider's status in `message`.
     /// Needs the admin role.
-    #[oai(path = "/:id/validate", method = "post", operation_id = "validateAiLlm")]
+    #[oai(
+        path = "/:id/validate",
+        method = "post",
+        operation_id = "validateAiLlm"
+    )]
     #[tracing::instrument(skip_all)]
     async fn validate(
         &self,
@@ -431,7 +584,9 @@ impl AiLlmApi {
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
     ) -> AiLlmResponse {
-        Self::validate_configuration(&state, &auth.0, &context, &id.0).await.unwrap_or_else(Into::into)
+        Self::validate_configuration(&state, &auth.0, &context, &id.0)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// Update AI LLM configuration
@@ -448,7 +603,9 @@ impl AiLlmApi {
         id: Path<String>,
         body: Json<Checked<UpdateRequest>>,
     ) -> AiLlmResponse {
-        Self::update_configuration(&state, &auth.0, &context, &id.0, body.0 .0).await.unwrap_or_else(Into::into)
+        Self::update_configuration(&state, &auth.0, &context, &id.0, body.0 .0)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// Delete AI LLM configuration
@@ -465,6 +622,8 @@ impl AiLlmApi {
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
     ) -> AiLlmResponse {
-        Self::delete_configuration(&state, &auth.0, &context, &id.0).await.unwrap_or_else(Into::into)
+        Self::delete_configuration(&state, &auth.0, &context, &id.0)
+            .await
+            .unwrap_or_else(Into::into)
     }
 }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use aimc_domain::{
-    AggregateId, AiModelConfigCommand, KeyInput, ModelName, ModelSpec, ModelType, Owner, Provider, SystemPrompt,
+    AggregateId, AiModelConfigCommand, KeyInput, ModelName, ModelSpec, ModelType, Owner, Provider,
+    SystemPrompt,
 };
 use aimc_store::ConfigView;
 use poem::web::Data;
@@ -113,7 +114,10 @@ impl ConfigResponse {
                     }
                 })
                 .collect(),
-            system_prompt: config.system_prompt.as_ref().map(|prompt| prompt.as_str().to_owned()),
+            system_prompt: config
+                .system_prompt
+                .as_ref()
+                .map(|prompt| prompt.as_str().to_owned()),
         }
     }
 }
@@ -140,7 +144,10 @@ const MAX_CIPHERTEXT_CHARS: usize = 8192;
 /// Parses the request into domain values, naming the first field that is wrong.
 fn parse_models(models: Vec<ModelInput>) -> Result<Vec<ModelSpec>, ApiError> {
     if models.len() > MAX_MODELS {
-        return Err(ApiError::invalid_field("models", format!("must hold at most {MAX_MODELS} models")));
+        return Err(ApiError::invalid_field(
+            "models",
+            format!("must hold at most {MAX_MODELS} models"),
+        ));
     }
     models
         .into_iter()
@@ -148,14 +155,19 @@ fn parse_models(models: Vec<ModelInput>) -> Result<Vec<ModelSpec>, ApiError> {
         .map(|(index, input)| {
             let field = |name: &str| format!("models[{index}].{name}");
             Ok(ModelSpec {
-                provider: Provider::parse(&input.provider).map_err(|e| ApiError::invalid_value(field("provider"), e))?,
-                model_type: ModelType::parse(&input.model_type).map_err(|e| ApiError::invalid_value(field("type"), e))?,
-                model: ModelName::parse(&input.model).map_err(|e| ApiError::invalid_value(field("model"), e))?,
+                provider: Provider::parse(&input.provider)
+                    .map_err(|e| ApiError::invalid_value(field("provider"), e))?,
+                model_type: ModelType::parse(&input.model_type)
+                    .map_err(|e| ApiError::invalid_value(field("type"), e))?,
+                model: ModelName::parse(&input.model)
+                    .map_err(|e| ApiError::invalid_value(field("model"), e))?,
                 is_paid: input.is_paid,
                 key: match input.api_key_encrypted {
                     MaybeUndefined::Undefined => KeyInput::Keep,
                     MaybeUndefined::Null => KeyInput::Remove,
-                    MaybeUndefined::Value(ciphertext) if ciphertext.len() > MAX_CIPHERTEXT_CHARS => {
+                    MaybeUndefined::Value(ciphertext)
+                        if ciphertext.len() > MAX_CIPHERTEXT_CHARS =>
+                    {
                         return Err(ApiError::invalid_field(
                             field("apiKeyEncrypted"),
                             format!("must be at most {MAX_CIPHERTEXT_CHARS} characters"),
@@ -182,9 +194,16 @@ pub struct AiModelConfigApi;
 
 impl AiModelConfigApi {
     /// The caller's own configuration in the workspace the request names, if the role allows.
-    fn own_config(principal: &Principal, requested: Option<&str>, at_least: Role) -> Result<AggregateId, ApiError> {
+    fn own_config(
+        principal: &Principal,
+        requested: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
         let (workspace, _) = principal.workspace(requested, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::User(principal.sub.clone())))
+        Ok(AggregateId::new(
+            workspace,
+            Owner::User(principal.sub.clone()),
+        ))
     }
 
     /// Runs the command, then answers with what the read model now holds.
@@ -195,13 +214,22 @@ impl AiModelConfigApi {
         principal: &Principal,
         context: &RequestContext,
     ) -> Result<ConfigResponse, ApiError> {
-        state.commands.execute(id, command, &command_metadata(principal, context)).await?;
-        Ok(ConfigResponse::from_view(&Self::read(state, id).await?, false))
+        state
+            .commands
+            .execute(id, command, &command_metadata(principal, context))
+            .await?;
+        Ok(ConfigResponse::from_view(
+            &Self::read(state, id).await?,
+            false,
+        ))
     }
 
     /// Integer ids (family D's) for every credential the command might create: one per key sent.
     async fn numbers_for(state: &AppState, models: &[ModelSpec]) -> Result<Vec<i64>, ApiError> {
-        let keys = models.iter().filter(|model| matches!(model.key, KeyInput::Encrypted(_) | KeyInput::Plain(_))).count();
+        let keys = models
+            .iter()
+            .filter(|model| matches!(model.key, KeyInput::Encrypted(_) | KeyInput::Plain(_)))
+            .count();
         Ok(state.credentials.next_numbers(keys).await?)
     }
 
@@ -221,7 +249,11 @@ impl AiModelConfigApi {
     /// Saves the caller's providers, models, paid/free flags, client-encrypted API keys and
     /// system prompt. Each key is decrypted inside Vault, re-encrypted under the workspace key
     /// and stored only as ciphertext with a hint. Needs the member role.
-    #[oai(path = "/create/ai-model-config", method = "post", operation_id = "createAiModelConfig")]
+    #[oai(
+        path = "/create/ai-model-config",
+        method = "post",
+        operation_id = "createAiModelConfig"
+    )]
     #[tracing::instrument(skip_all)]
     async fn create(
         &self,
@@ -236,9 +268,18 @@ impl AiModelConfigApi {
         let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
-        let system_prompt = body.system_prompt.value().map(|raw| parse_prompt(raw)).transpose()?;
+        let system_prompt = body
+            .system_prompt
+            .value()
+            .map(|raw| parse_prompt(raw))
+            .transpose()?;
         let numbers = Self::numbers_for(&state, &models).await?;
-        let command = AiModelConfigCommand::CreateConfig { id: id.clone(), models, system_prompt, numbers };
+        let command = AiModelConfigCommand::CreateConfig {
+            id: id.clone(),
+            models,
+            system_prompt,
+            numbers,
+        };
         let created = Self::execute(&state, &id, command, &auth.0, &context).await?;
         Ok(CreateResponse::Created(Json(created)))
     }
@@ -248,7 +289,11 @@ impl AiModelConfigApi {
     /// Keys are never returned in plain text: each model shows its key hint, and with
     /// `includeEncryptedKeys=true` (scope `keys:ciphertext`) the stored ciphertext. Needs the
     /// viewer role.
-    #[oai(path = "/get/ai-model-config", method = "get", operation_id = "getAiModelConfig")]
+    #[oai(
+        path = "/get/ai-model-config",
+        method = "get",
+        operation_id = "getAiModelConfig"
+    )]
     #[tracing::instrument(skip_all)]
     async fn get(
         &self,
@@ -269,7 +314,10 @@ impl AiModelConfigApi {
             )));
         }
         let view = Self::read(&state, &id).await?;
-        Ok(ConfigFound::Ok(Json(ConfigResponse::from_view(&view, include_ciphertext))))
+        Ok(ConfigFound::Ok(Json(ConfigResponse::from_view(
+            &view,
+            include_ciphertext,
+        ))))
     }
 
     /// Replace the caller's AI model configuration
@@ -278,7 +326,11 @@ impl AiModelConfigApi {
     /// `apiKeyEncrypted` absent keeps its key, `null` removes it, and a string is either the
     /// stored ciphertext (kept) or a new client-encrypted key. Only the differences are
     /// recorded. Needs the member role.
-    #[oai(path = "/update/ai-model-config", method = "put", operation_id = "updateAiModelConfig")]
+    #[oai(
+        path = "/update/ai-model-config",
+        method = "put",
+        operation_id = "updateAiModelConfig"
+    )]
     #[tracing::instrument(skip_all)]
     async fn update(
         &self,
@@ -299,7 +351,11 @@ impl AiModelConfigApi {
             MaybeUndefined::Value(raw) => Some(Some(parse_prompt(&raw)?)),
         };
         let numbers = Self::numbers_for(&state, &models).await?;
-        let command = AiModelConfigCommand::ReplaceConfig { models, system_prompt, numbers };
+        let command = AiModelConfigCommand::ReplaceConfig {
+            models,
+            system_prompt,
+            numbers,
+        };
         let replaced = Self::execute(&state, &id, command, &auth.0, &context).await?;
         Ok(ConfigFound::Ok(Json(replaced)))
     }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Owner, Provider};
+use aimc_domain::{
+    AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Owner, Provider,
+};
 use aimc_store::CredentialRow;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -105,7 +107,10 @@ fn parse_key(raw: String) -> Result<SecretString, ApiError> {
         return Err(ApiError::invalid_field("api_key", "must not be empty"));
     }
     if raw.len() > 4096 {
-        return Err(ApiError::invalid_field("api_key", "must be at most 4096 characters"));
+        return Err(ApiError::invalid_field(
+            "api_key",
+            "must be at most 4096 characters",
+        ));
     }
     Ok(SecretString::from(raw.trim()))
 }
@@ -113,13 +118,24 @@ fn parse_key(raw: String) -> Result<SecretString, ApiError> {
 pub struct ApiKeysApi;
 
 impl ApiKeysApi {
-    fn own(principal: &Principal, workspace: Option<&str>, at_least: Role) -> Result<AggregateId, ApiError> {
+    fn own(
+        principal: &Principal,
+        workspace: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
         let (workspace, _) = principal.workspace(workspace, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::User(principal.sub.clone())))
+        Ok(AggregateId::new(
+            workspace,
+            Owner::User(principal.sub.clone()),
+        ))
     }
 
     /// One of the caller's own keys; anyone else's number answers 404 like a missing one.
-    async fn find(state: &AppState, owner: &AggregateId, key_id: i64) -> Result<CredentialRow, ApiError> {
+    async fn find(
+        state: &AppState,
+        owner: &AggregateId,
+        key_id: i64,
+    ) -> Result<CredentialRow, ApiError> {
         state
             .credentials
             .by_number(key_id)
@@ -148,15 +164,32 @@ impl ApiKeysApi {
     ) -> Result<CreateResponse, ApiError> {
         let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
-        let provider = Provider::parse(&body.service).map_err(|error| ApiError::invalid_value("service", error))?;
+        let provider = Provider::parse(&body.service)
+            .map_err(|error| ApiError::invalid_value("service", error))?;
         let secret = parse_key(body.api_key)?;
         let number = state.credentials.next_number().await?;
-        let name = CredentialName::parse(&format!("{} {} key #{number}", owner.owner, service_of(provider.as_str())))
-            .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
-        let credential = NewCredential { name, name_is_generated: true, provider, endpoint: None, access_key: None, secret, number: Some(number) };
+        let name = CredentialName::parse(&format!(
+            "{} {} key #{number}",
+            owner.owner,
+            service_of(provider.as_str())
+        ))
+        .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
+        let credential = NewCredential {
+            name,
+            name_is_generated: true,
+            provider,
+            endpoint: None,
+            access_key: None,
+            secret,
+            number: Some(number),
+        };
         add_credential(&state, &auth.0, &context, &owner, credential).await?;
         let row = Self::find(&state, &owner, number).await?;
-        Ok(CreateResponse::Created(Json(Created { id: number, service: service_of(&row.provider), created_at: row.created_at })))
+        Ok(CreateResponse::Created(Json(Created {
+            id: number,
+            service: service_of(&row.provider),
+            created_at: row.created_at,
+        })))
     }
 
     /// List the caller's API keys
@@ -173,11 +206,19 @@ impl ApiKeysApi {
         workspace: Header<Option<String>>,
     ) -> Result<ListResponse, ApiError> {
         let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
-        let rows = state.credentials.of_owner(&owner.workspace, &owner.owner.to_string()).await?;
+        let rows = state
+            .credentials
+            .of_owner(&owner.workspace, &owner.owner.to_string())
+            .await?;
         Ok(ListResponse::Ok(Json(
             rows.into_iter()
                 .filter_map(|row| {
-                    Some(Listed { id: row.number?, service: service_of(&row.provider), last_4_chars: row.hint, created_at: row.created_at })
+                    Some(Listed {
+                        id: row.number?,
+                        service: service_of(&row.provider),
+                        last_4_chars: row.hint,
+                        created_at: row.created_at,
+                    })
                 })
                 .collect(),
         )))
@@ -210,9 +251,16 @@ impl ApiKeysApi {
             access_key: None,
             secret: Some(parse_key(body.0 .0.api_key)?),
         };
-        state.commands.execute(&owner, command, &command_metadata(&auth.0, &context)).await?;
+        state
+            .commands
+            .execute(&owner, command, &command_metadata(&auth.0, &context))
+            .await?;
         let row = Self::find(&state, &owner, key_id.0).await?;
-        Ok(UpdateResponse::Ok(Json(Updated { id: key_id.0, service: service_of(&row.provider), updated_at: row.updated_at })))
+        Ok(UpdateResponse::Ok(Json(Updated {
+            id: key_id.0,
+            service: service_of(&row.provider),
+            updated_at: row.updated_at,
+        })))
     }
 
     /// Delete an API key
@@ -235,8 +283,14 @@ impl ApiKeysApi {
         let row = Self::find(&state, &owner, key_id.0).await?;
         let credential_id = CredentialId(row.credential_id);
         let command = AiModelConfigCommand::RemoveCredential { credential_id };
-        state.commands.execute(&owner, command, &command_metadata(&auth.0, &context)).await?;
-        state.credentials.release_name(&owner.workspace, &row.name.to_lowercase(), credential_id).await?;
+        state
+            .commands
+            .execute(&owner, command, &command_metadata(&auth.0, &context))
+            .await?;
+        state
+            .credentials
+            .release_name(&owner.workspace, &row.name.to_lowercase(), credential_id)
+            .await?;
         Ok(DeleteResponse::NoContent)
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use aimc_domain::WorkspaceId;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
@@ -89,7 +91,11 @@ impl Principal {
 
     /// The workspace a request acts on: the one it names, else the token's only one. A
     /// workspace the token does not list is refused with 403 whatever it is called.
-    pub fn workspace(&self, requested: Option<&str>, at_least: Role) -> Result<(WorkspaceId, Role), ApiError> {
+    pub fn workspace(
+        &self,
+        requested: Option<&str>,
+        at_least: Role,
+    ) -> Result<(WorkspaceId, Role), ApiError> {
         let name = match requested.map(str::trim).filter(|name| !name.is_empty()) {
             Some(name) => name.to_owned(),
             None => {
@@ -106,11 +112,11 @@ impl Principal {
                 }
             }
         };
-        let role = *self
-            .workspaces
-            .get(&name)
-            .ok_or_else(|| ApiError::forbidden("the token does not grant access to this workspace"))?;
-        let workspace = WorkspaceId::parse(&name).map_err(|error| ApiError::invalid_value("X-Workspace-Id", error))?;
+        let role = *self.workspaces.get(&name).ok_or_else(|| {
+            ApiError::forbidden("the token does not grant access to this workspace")
+        })?;
+        let workspace = WorkspaceId::parse(&name)
+            .map_err(|error| ApiError::invalid_value("X-Workspace-Id", error))?;
         if role < at_least {
             return Err(ApiError::forbidden(format!(
                 "this needs the {} role or higher in the workspace; the token grants {}",
@@ -166,7 +172,11 @@ fn pem_keys(pem: &str) -> Result<Vec<VerificationKey>, AuthConfigError> {
     let with = |algorithms: &[Algorithm], key: DecodingKey| {
         algorithms
             .iter()
-            .map(|algorithm| VerificationKey { kid: None, algorithm: *algorithm, key: key.clone() })
+            .map(|algorithm| VerificationKey {
+                kid: None,
+                algorithm: *algorithm,
+                key: key.clone(),
+            })
             .collect()
     };
     if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
@@ -180,7 +190,9 @@ fn pem_keys(pem: &str) -> Result<Vec<VerificationKey>, AuthConfigError> {
     if let Ok(key) = DecodingKey::from_ed_pem(pem.as_bytes()) {
         return Ok(with(&[Algorithm::EdDSA], key));
     }
-    Err(AuthConfigError::BadPublicKey("not an RSA, EC or Ed25519 public key in PEM".into()))
+    Err(AuthConfigError::BadPublicKey(
+        "not an RSA, EC or Ed25519 public key in PEM".into(),
+    ))
 }
 
 impl Authenticator {
@@ -203,7 +215,8 @@ impl Authenticator {
             }));
         }
         if let Some(jwks) = &settings.jwks_json {
-            let set: JwkSet = serde_json::from_str(jwks).map_err(|error| AuthConfigError::BadJwks(error.to_string()))?;
+            let set: JwkSet = serde_json::from_str(jwks)
+                .map_err(|error| AuthConfigError::BadJwks(error.to_string()))?;
             for jwk in &set.keys {
                 let algorithm = jwk
                     .common
@@ -213,7 +226,8 @@ impl Authenticator {
                 keys.push(VerificationKey {
                     kid: jwk.common.key_id.clone(),
                     algorithm,
-                    key: DecodingKey::from_jwk(jwk).map_err(|error| AuthConfigError::BadJwks(error.to_string()))?,
+                    key: DecodingKey::from_jwk(jwk)
+                        .map_err(|error| AuthConfigError::BadJwks(error.to_string()))?,
                 });
             }
         }
@@ -231,16 +245,26 @@ impl Authenticator {
     /// the token.
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such algorithm.
-        let header = decode_header(token).map_err(|_| ApiError::unauthorized("the bearer token is malformed or uses an unsupported algorithm"))?;
+        let header = decode_header(token).map_err(|_| {
+            ApiError::unauthorized("the bearer token is malformed or uses an unsupported algorithm")
+        })?;
         // A `kid` must name a configured key; without one, only keys that have no id apply.
         let candidates: Vec<&VerificationKey> = match &header.kid {
-            Some(kid) => self.keys.iter().filter(|key| key.kid.as_deref() == Some(kid)).collect(),
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|key| key.kid.as_deref() == Some(kid))
+                .collect(),
             None => self.keys.iter().filter(|key| key.kid.is_none()).collect(),
         };
         let key = candidates
             .into_iter()
             .find(|key| key.algorithm == header.alg)
-            .ok_or_else(|| ApiError::unauthorized("the bearer token is signed with an unknown key or algorithm"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the bearer token is signed with an unknown key or algorithm",
+                )
+            })?;
         let mut validation = Validation::new(key.algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
@@ -256,14 +280,18 @@ impl Authenticator {
                     ErrorKind::InvalidIssuer => "the bearer token was issued by someone else",
                     ErrorKind::InvalidAudience => "the bearer token is meant for another audience",
                     ErrorKind::InvalidSignature => "the bearer token's signature does not verify",
-                    ErrorKind::MissingRequiredClaim(_) => "the bearer token lacks a required claim (sub, exp, iss, aud)",
+                    ErrorKind::MissingRequiredClaim(_) => {
+                        "the bearer token lacks a required claim (sub, exp, iss, aud)"
+                    }
                     _ => "the bearer token is invalid",
                 };
                 ApiError::unauthorized(reason)
             })?
             .claims;
         if claims.sub.is_empty() {
-            return Err(ApiError::unauthorized("the bearer token has an empty subject"));
+            return Err(ApiError::unauthorized(
+                "the bearer token has an empty subject",
+            ));
         }
         Ok(Principal {
             sub: claims.sub,

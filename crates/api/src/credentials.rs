@@ -1,16 +1,18 @@
 //! Operations on credentials that several API families share: storing one under a claimed
 //! name, and testing one against its provider.
 
-use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, KeyContext, Provider};
-use secrecy::SecretString;
+use aimc_domain::{
+    AggregateId, AiModelConfigCommand, CredentialId, CredentialName, KeyContext, Provider,
+};
 use chrono::{SecondsFormat, Utc};
+use secrecy::SecretString;
 
 use crate::auth::Principal;
+use crate::command_metadata;
 use crate::problem::ApiError;
 use crate::provider_check::CheckOutcome;
 use crate::request_context::RequestContext;
 use crate::state::AppState;
-use crate::command_metadata;
 
 /// What a new credential is made of.
 pub struct NewCredential {
@@ -39,12 +41,19 @@ pub async fn add_credential(
     let workspace = &aggregate.workspace;
     let name = if credential.name_is_generated {
         claim_generated_name(state, aggregate, credential.name.as_str(), credential_id).await?
-    } else if state.credentials.claim_name(workspace, &credential.name, credential_id).await? {
+    } else if state
+        .credentials
+        .claim_name(workspace, &credential.name, credential_id)
+        .await?
+    {
         credential.name
     } else {
         return Err(ApiError::invalid_field(
             "name",
-            format!("a credential named \"{}\" already exists in this workspace", credential.name.as_str()),
+            format!(
+                "a credential named \"{}\" already exists in this workspace",
+                credential.name.as_str()
+            ),
         ));
     };
     let name_key = name.key();
@@ -58,11 +67,18 @@ pub async fn add_credential(
         secret: credential.secret,
         number: credential.number,
     };
-    if let Err(error) = state.commands.execute(aggregate, command, &command_metadata(principal, context)).await {
+    if let Err(error) = state
+        .commands
+        .execute(aggregate, command, &command_metadata(principal, context))
+        .await
+    {
         // A claim whose command may have been recorded stays; the periodic clean-up frees it
         // if no credential ever took the name.
         if error.appended_nothing() {
-            state.credentials.release_name(workspace, &name_key, credential_id).await?;
+            state
+                .credentials
+                .release_name(workspace, &name_key, credential_id)
+                .await?;
         }
         return Err(error.into());
     }
@@ -78,13 +94,23 @@ pub async fn claim_generated_name(
     credential_id: CredentialId,
 ) -> Result<CredentialName, ApiError> {
     let short = credential_id.0.simple().to_string();
-    for candidate in [base.to_owned(), format!("{base} ({})", &short[short.len() - 8..])] {
-        let name = CredentialName::parse(&candidate).map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
-        if state.credentials.claim_name(&aggregate.workspace, &name, credential_id).await? {
+    for candidate in [
+        base.to_owned(),
+        format!("{base} ({})", &short[short.len() - 8..]),
+    ] {
+        let name = CredentialName::parse(&candidate)
+            .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
+        if state
+            .credentials
+            .claim_name(&aggregate.workspace, &name, credential_id)
+            .await?
+        {
             return Ok(name);
         }
     }
-    Err(ApiError::conflict("could not find a free name for the credential; retry"))
+    Err(ApiError::conflict(
+        "could not find a free name for the credential; retry",
+    ))
 }
 
 #[tracing::instrument(skip(state, principal, context), fields(aggregate_id = %aggregate))]
@@ -96,20 +122,34 @@ pub async fn test_credential(
     credential_id: CredentialId,
 ) -> Result<CheckOutcome, ApiError> {
     let aggregate_id = aggregate.to_string();
-    let view = state.queries.config(&aggregate_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
-    let credential = view.config.credentials.get(&credential_id).ok_or_else(|| ApiError::not_found("no such credential"))?;
+    let view = state
+        .queries
+        .config(&aggregate_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such credential"))?;
+    let credential = view
+        .config
+        .credentials
+        .get(&credential_id)
+        .ok_or_else(|| ApiError::not_found("no such credential"))?;
     let provider: Provider = credential.provider;
     let tested = (credential.secret.clone(), credential.endpoint.clone());
     let secret = state
         .keyring
         .decrypt(
             &aggregate.workspace,
-            vec![(credential.secret.clone(), KeyContext::for_credential(&aggregate_id, credential_id))],
+            vec![(
+                credential.secret.clone(),
+                KeyContext::for_credential(&aggregate_id, credential_id),
+            )],
         )
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("the keyring returned no key"))?;
-    let outcome = state.checker.check(provider, credential.endpoint.as_deref(), &secret).await;
+    let outcome = state
+        .checker
+        .check(provider, credential.endpoint.as_deref(), &secret)
+        .await;
     drop(secret);
     let command = AiModelConfigCommand::RecordValidation {
         credential_id,
@@ -119,6 +159,9 @@ pub async fn test_credential(
         reason: outcome.reason.clone(),
         checked_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
     };
-    state.commands.execute(aggregate, command, &command_metadata(principal, context)).await?;
+    state
+        .commands
+        .execute(aggregate, command, &command_metadata(principal, context))
+        .await?;
     Ok(outcome)
 }

@@ -5,14 +5,14 @@
 #![allow(clippy::result_large_err)]
 
 mod ai_llm;
-mod api_keys;
 mod ai_model_config;
-mod metrics;
+mod api_keys;
 pub mod auth;
+mod credentials;
+mod metrics;
 mod operations;
 mod problem;
 mod provider_check;
-mod credentials;
 mod request_body;
 mod request_context;
 mod resolve;
@@ -27,8 +27,8 @@ use aimc_store::CommandMetadata;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-pub use metrics::Metrics;
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
+pub use metrics::Metrics;
 pub use problem::{ApiError, Problem};
 pub use provider_check::{is_private, CheckOutcome, ProviderChecker};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
@@ -57,11 +57,29 @@ pub enum ApiTags {
     Operations,
 }
 
-type Apis = (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, resolve::ResolveApi, shared::SharedApi, operations::OperationsApi);
+type Apis = (
+    ai_model_config::AiModelConfigApi,
+    ai_llm::AiLlmApi,
+    user_api_keys::UserApiKeysApi,
+    api_keys::ApiKeysApi,
+    settings::SettingsApi,
+    resolve::ResolveApi,
+    shared::SharedApi,
+    operations::OperationsApi,
+);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ai_model_config::AiModelConfigApi, ai_llm::AiLlmApi, user_api_keys::UserApiKeysApi, api_keys::ApiKeysApi, settings::SettingsApi, resolve::ResolveApi, shared::SharedApi, operations::OperationsApi),
+        (
+            ai_model_config::AiModelConfigApi,
+            ai_llm::AiLlmApi,
+            user_api_keys::UserApiKeysApi,
+            api_keys::ApiKeysApi,
+            settings::SettingsApi,
+            resolve::ResolveApi,
+            shared::SharedApi,
+            operations::OperationsApi,
+        ),
         "aimc",
         env!("CARGO_PKG_VERSION"),
     )
@@ -99,7 +117,10 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .with(request_context::RequestPlumbing(metrics))
 }
 
-pub(crate) fn command_metadata(principal: &auth::Principal, context: &RequestContext) -> CommandMetadata {
+pub(crate) fn command_metadata(
+    principal: &auth::Principal,
+    context: &RequestContext,
+) -> CommandMetadata {
     CommandMetadata {
         actor: principal.sub.clone(),
         request_id: context.request_id.clone(),

@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -17,34 +19,60 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("aimc".into()), None).expect("valid prefix");
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route and method")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["route", "method"],
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(latency.clone())).expect("registered once");
-        let spec: serde_json::Value = serde_json::from_str(&crate::openapi_json()).unwrap_or_default();
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        let spec: serde_json::Value =
+            serde_json::from_str(&crate::openapi_json()).unwrap_or_default();
         let routes = spec["paths"]
             .as_object()
             .map(|paths| paths.keys().cloned().collect())
             .unwrap_or_default();
-        Metrics { registry, requests, latency, routes }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            routes,
+        }
     }
 
     pub fn observe(&self, path: &str, method: &str, status: u16, seconds: f64) {
-        let route = if self.routes.contains(path) { path } else { "other" };
+        let route = if self.routes.contains(path) {
+            path
+        } else {
+            "other"
+        };
         let method = match method {
             "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
             _ => "other",
         };
-        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
-        self.latency.with_label_values(&[route, method]).observe(seconds);
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -44,7 +44,10 @@ impl OperationsApi {
     /// Answers while the process runs, whatever its dependencies do.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> HealthResponse {
-        HealthResponse::Ok(Json(Health { status: "ok".into(), checks: None }))
+        HealthResponse::Ok(Json(Health {
+            status: "ok".into(),
+            checks: None,
+        }))
     }
 
     /// Readiness
@@ -56,7 +59,13 @@ impl OperationsApi {
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ReadyResponse {
         let (database, keyring) = tokio::join!(state.queries.ping(), state.keyring.check());
-        let word = |ok: bool| if ok { "ok".to_owned() } else { "unavailable".to_owned() };
+        let word = |ok: bool| {
+            if ok {
+                "ok".to_owned()
+            } else {
+                "unavailable".to_owned()
+            }
+        };
         if let Err(error) = &database {
             tracing::warn!(%error, "readiness: database unavailable");
         }
@@ -69,10 +78,16 @@ impl OperationsApi {
         ]);
         if database.is_ok() {
             let status = if keyring.is_ok() { "ready" } else { "degraded" };
-            ReadyResponse::Ready(Json(Health { status: status.into(), checks: Some(checks) }))
+            ReadyResponse::Ready(Json(Health {
+                status: status.into(),
+                checks: Some(checks),
+            }))
         } else {
             ReadyResponse::Unavailable(
-                Json(Health { status: "unavailable".into(), checks: Some(checks) }),
+                Json(Health {
+                    status: "unavailable".into(),
+                    checks: Some(checks),
+                }),
                 crate::problem::RETRY_AFTER_SECONDS,
             )
         }

@@ -65,7 +65,13 @@ pub enum ApiError {
     Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
 }
 
-fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>, errors: Vec<FieldError>) -> Json<Problem> {
+fn problem(
+    status: StatusCode,
+    slug: &str,
+    title: &str,
+    detail: impl Into<String>,
+    errors: Vec<FieldError>,
+) -> Json<Problem> {
     Json(Problem {
         problem_type: format!("urn:aimc:problem:{slug}"),
         title: title.to_owned(),
@@ -77,7 +83,13 @@ fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String
 
 impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        ApiError::BadRequest(problem(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail, vec![]))
+        ApiError::BadRequest(problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+            vec![],
+        ))
     }
 
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -98,21 +110,45 @@ impl ApiError {
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         ApiError::Unauthorized(
-            problem(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail, vec![]),
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+                vec![],
+            ),
             "Bearer".to_owned(),
         )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        ApiError::Forbidden(problem(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail, vec![]))
+        ApiError::Forbidden(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            detail,
+            vec![],
+        ))
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        ApiError::NotFound(problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail, vec![]))
+        ApiError::NotFound(problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            detail,
+            vec![],
+        ))
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        ApiError::Conflict(problem(StatusCode::CONFLICT, "conflict", "Conflict", detail, vec![]))
+        ApiError::Conflict(problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Conflict",
+            detail,
+            vec![],
+        ))
     }
 
     pub fn payload_too_large() -> Self {
@@ -127,7 +163,13 @@ impl ApiError {
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError::Unavailable(
-            problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail, vec![]),
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                detail,
+                vec![],
+            ),
             RETRY_AFTER_SECONDS,
         )
     }
@@ -229,7 +271,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%reason, "database unavailable");
                 ApiError::unavailable("the database is unavailable, retry later")
             }
-            StoreError::InvalidCursor => ApiError::invalid_field("cursor", "is not a cursor this service issued"),
+            StoreError::InvalidCursor => {
+                ApiError::invalid_field("cursor", "is not a cursor this service issued")
+            }
             StoreError::Internal(reason) => ApiError::internal(reason),
         }
     }
@@ -240,7 +284,9 @@ impl From<KeyringError> for ApiError {
         match error {
             KeyringError::Unavailable(reason) => {
                 tracing::warn!(%reason, "keyring unavailable");
-                ApiError::unavailable("the keyring (Vault) is unavailable; nothing was changed, retry later")
+                ApiError::unavailable(
+                    "the keyring (Vault) is unavailable; nothing was changed, retry later",
+                )
             }
             other => ApiError::internal(other),
         }
@@ -258,8 +304,11 @@ pub fn framework_error_response(error: poem::Error) -> poem::Response {
         if let Some((field, message)) = crate::request_body::field_of(&payload.reason) {
             return ApiError::invalid_field(field, message).into_response();
         }
-        return ApiError::bad_request(format!("the body is not valid JSON for this operation: {}", payload.reason))
-            .into_response();
+        return ApiError::bad_request(format!(
+            "the body is not valid JSON for this operation: {}",
+            payload.reason
+        ))
+        .into_response();
     }
     let detail = error.to_string();
     let api_error = match status {
@@ -271,17 +320,25 @@ pub fn framework_error_response(error: poem::Error) -> poem::Response {
         status if status.is_server_error() => ApiError::internal(detail),
         status => {
             // 405, 406, 415 and the like: keep the status, speak problem details.
-            let body = problem(status, "http", status.canonical_reason().unwrap_or("Error"), detail, vec![]);
+            let body = problem(
+                status,
+                "http",
+                status.canonical_reason().unwrap_or("Error"),
+                detail,
+                vec![],
+            );
             return poem::Response::builder()
                 .status(status)
                 .content_type("application/problem+json")
-                .body(serde_json::to_vec(&serde_json::json!({
-                    "type": body.0.problem_type,
-                    "title": body.0.title,
-                    "status": body.0.status,
-                    "detail": body.0.detail,
-                }))
-                .unwrap_or_default());
+                .body(
+                    serde_json::to_vec(&serde_json::json!({
+                        "type": body.0.problem_type,
+                        "title": body.0.title,
+                        "status": body.0.status,
+                        "detail": body.0.detail,
+                    }))
+                    .unwrap_or_default(),
+                );
         }
     };
     api_error.into_response()

@@ -18,7 +18,11 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     fn failed(status: Option<u16>, reason: impl Into<String>) -> Self {
-        CheckOutcome { ok: false, status, reason: reason.into() }
+        CheckOutcome {
+            ok: false,
+            status,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -50,9 +54,11 @@ fn probe_url(provider: Provider, base: &str) -> String {
         }
     };
     match provider {
-        Provider::Openai | Provider::AzureOpenai | Provider::Other | Provider::Anthropic | Provider::Aws => {
-            under("/v1", "/models")
-        }
+        Provider::Openai
+        | Provider::AzureOpenai
+        | Provider::Other
+        | Provider::Anthropic
+        | Provider::Aws => under("/v1", "/models"),
         Provider::Google => under("/v1beta", "/models"),
         // OpenRouter's model list is public; its key endpoint is the authenticated one.
         Provider::Openrouter if base.ends_with("/api/v1") => format!("{base}/key"),
@@ -64,7 +70,9 @@ fn probe_url(provider: Provider, base: &str) -> String {
 fn auth_headers(provider: Provider, secret: &SecretString) -> Result<HeaderMap, CheckOutcome> {
     let mut headers = HeaderMap::new();
     let value = |raw: String| {
-        let mut value = HeaderValue::from_str(&raw).map_err(|_| CheckOutcome::failed(None, "the key contains characters a header cannot carry"))?;
+        let mut value = HeaderValue::from_str(&raw).map_err(|_| {
+            CheckOutcome::failed(None, "the key contains characters a header cannot carry")
+        })?;
         value.set_sensitive(true);
         Ok::<_, CheckOutcome>(value)
     };
@@ -78,7 +86,10 @@ fn auth_headers(provider: Provider, secret: &SecretString) -> Result<HeaderMap, 
         }
         Provider::Ollama => {}
         _ => {
-            headers.insert(AUTHORIZATION, value(format!("Bearer {}", secret.expose_secret()))?);
+            headers.insert(
+                AUTHORIZATION,
+                value(format!("Bearer {}", secret.expose_secret()))?,
+            );
         }
     }
     Ok(headers)
@@ -134,13 +145,22 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 impl ProviderChecker {
     pub fn new(allow_private: bool, timeout: Duration) -> Self {
-        ProviderChecker { allow_private, timeout }
+        ProviderChecker {
+            allow_private,
+            timeout,
+        }
     }
 
     /// Resolves the host once, refuses private targets, and pins the checked address so a
     /// second lookup cannot swap in another one (DNS rebinding).
-    async fn guarded_target(&self, url: &reqwest::Url) -> Result<(String, SocketAddr), CheckOutcome> {
-        let host = url.host_str().ok_or_else(|| CheckOutcome::failed(None, "the endpoint has no host"))?.to_owned();
+    async fn guarded_target(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<(String, SocketAddr), CheckOutcome> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| CheckOutcome::failed(None, "the endpoint has no host"))?
+            .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addresses: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
@@ -150,7 +170,9 @@ impl ProviderChecker {
                 .map_err(|_| CheckOutcome::failed(None, format!("cannot resolve {bare}")))?
                 .collect(),
         };
-        let first = *addresses.first().ok_or_else(|| CheckOutcome::failed(None, format!("{bare} has no address")))?;
+        let first = *addresses
+            .first()
+            .ok_or_else(|| CheckOutcome::failed(None, format!("{bare} has no address")))?;
         if !self.allow_private {
             if let Some(private) = addresses.iter().find(|address| is_private(address.ip())) {
                 return Err(CheckOutcome::failed(
@@ -167,16 +189,34 @@ impl ProviderChecker {
 
     /// The whole check, name resolution included, within the timeout.
     #[tracing::instrument(skip(self, secret), fields(provider = %provider))]
-    pub async fn check(&self, provider: Provider, endpoint: Option<&str>, secret: &SecretString) -> CheckOutcome {
-        match tokio::time::timeout(self.timeout, self.check_within(provider, endpoint, secret)).await {
+    pub async fn check(
+        &self,
+        provider: Provider,
+        endpoint: Option<&str>,
+        secret: &SecretString,
+    ) -> CheckOutcome {
+        match tokio::time::timeout(self.timeout, self.check_within(provider, endpoint, secret))
+            .await
+        {
             Ok(outcome) => outcome,
-            Err(_) => CheckOutcome::failed(None, format!("no answer within {} s", self.timeout.as_secs())),
+            Err(_) => CheckOutcome::failed(
+                None,
+                format!("no answer within {} s", self.timeout.as_secs()),
+            ),
         }
     }
 
-    async fn check_within(&self, provider: Provider, endpoint: Option<&str>, secret: &SecretString) -> CheckOutcome {
+    async fn check_within(
+        &self,
+        provider: Provider,
+        endpoint: Option<&str>,
+        secret: &SecretString,
+    ) -> CheckOutcome {
         if provider == Provider::Aws {
-            return CheckOutcome::failed(None, "AWS Bedrock credentials need SigV4 signing, which this check does not do yet");
+            return CheckOutcome::failed(
+                None,
+                "AWS Bedrock credentials need SigV4 signing, which this check does not do yet",
+            );
         }
         let raw = probe_url(provider, endpoint.unwrap_or(default_endpoint(provider)));
         let Ok(url) = reqwest::Url::parse(&raw) else {
@@ -212,9 +252,15 @@ impl ProviderChecker {
             },
             Ok(response) => {
                 let status = response.status();
-                CheckOutcome::failed(Some(status.as_u16()), format!("{} answered {status}", provider.display_name()))
+                CheckOutcome::failed(
+                    Some(status.as_u16()),
+                    format!("{} answered {status}", provider.display_name()),
+                )
             }
-            Err(error) if error.is_timeout() => CheckOutcome::failed(None, format!("no answer within {} s", self.timeout.as_secs())),
+            Err(error) if error.is_timeout() => CheckOutcome::failed(
+                None,
+                format!("no answer within {} s", self.timeout.as_secs()),
+            ),
             Err(_) => CheckOutcome::failed(None, "could not connect to the endpoint"),
         }
     }
@@ -226,21 +272,57 @@ mod tests {
 
     #[test]
     fn the_model_list_is_found_whether_or_not_the_endpoint_names_the_version() {
-        assert_eq!(probe_url(Provider::Openai, "https://api.openai.com/v1"), "https://api.openai.com/v1/models");
-        assert_eq!(probe_url(Provider::Openai, "http://h:1/"), "http://h:1/v1/models");
-        assert_eq!(probe_url(Provider::Anthropic, "https://api.anthropic.com"), "https://api.anthropic.com/v1/models");
-        assert_eq!(probe_url(Provider::Google, "https://g"), "https://g/v1beta/models");
-        assert_eq!(probe_url(Provider::Openrouter, "https://openrouter.ai/api/v1"), "https://openrouter.ai/api/v1/key");
-        assert_eq!(probe_url(Provider::Openrouter, "https://openrouter.ai"), "https://openrouter.ai/api/v1/key");
-        assert_eq!(probe_url(Provider::Ollama, "http://o:11434"), "http://o:11434/api/tags");
+        assert_eq!(
+            probe_url(Provider::Openai, "https://api.openai.com/v1"),
+            "https://api.openai.com/v1/models"
+        );
+        assert_eq!(
+            probe_url(Provider::Openai, "http://h:1/"),
+            "http://h:1/v1/models"
+        );
+        assert_eq!(
+            probe_url(Provider::Anthropic, "https://api.anthropic.com"),
+            "https://api.anthropic.com/v1/models"
+        );
+        assert_eq!(
+            probe_url(Provider::Google, "https://g"),
+            "https://g/v1beta/models"
+        );
+        assert_eq!(
+            probe_url(Provider::Openrouter, "https://openrouter.ai/api/v1"),
+            "https://openrouter.ai/api/v1/key"
+        );
+        assert_eq!(
+            probe_url(Provider::Openrouter, "https://openrouter.ai"),
+            "https://openrouter.ai/api/v1/key"
+        );
+        assert_eq!(
+            probe_url(Provider::Ollama, "http://o:11434"),
+            "http://o:11434/api/tags"
+        );
     }
 
     #[test]
     fn private_loopback_link_local_and_unique_local_addresses_are_private() {
         for ip in [
-            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "192.0.0.8", "198.18.0.1", "240.0.0.1", "::1", "fd00::1", "fe80::1", "fec0::1", "::ffff:10.0.0.1",
-            "::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "fec0::1",
+            "::ffff:10.0.0.1",
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }

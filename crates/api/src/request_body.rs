@@ -36,7 +36,9 @@ impl<T: Type> Type for Checked<T> {
         Some(self)
     }
 
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
         Box::new(self.as_raw_value().into_iter())
     }
 }
@@ -51,7 +53,9 @@ fn offending_field(path: &str, message: &str) -> String {
         (".", Some(name)) => name.to_owned(),
         (".", None) => "body".to_owned(),
         // serde_path_to_error already ends the path with an unknown field's name.
-        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
         (path, Some(name)) => format!("{path}.{name}"),
         (path, None) => path.to_owned(),
     }
@@ -73,7 +77,10 @@ impl<T: Type + DeserializeOwned> ParseFromJSON for Checked<T> {
 pub(crate) fn field_of(reason: &str) -> Option<(&str, &str)> {
     // poem-openapi prefixes the type name: `failed to parse "CreateApiKeyRequest": <ours>`.
     let reason = match reason.strip_prefix("failed to parse \"") {
-        Some(rest) => rest.split_once("\": ").map(|(_, ours)| ours).unwrap_or(rest),
+        Some(rest) => rest
+            .split_once("\": ")
+            .map(|(_, ours)| ours)
+            .unwrap_or(rest),
         None => reason,
     };
     let (field, message) = reason.split_once(FIELD_SEPARATOR)?;
@@ -86,11 +93,23 @@ mod tests {
 
     #[test]
     fn missing_and_unknown_fields_are_named_by_their_full_path() {
-        assert_eq!(offending_field("models[0]", "missing field `isPaid`"), "models[0].isPaid");
-        assert_eq!(offending_field(".", "unknown field `systemPrompt`, expected `models`"), "systemPrompt");
-        assert_eq!(offending_field("models[2].isPaid", "invalid type: string \"yes\""), "models[2].isPaid");
+        assert_eq!(
+            offending_field("models[0]", "missing field `isPaid`"),
+            "models[0].isPaid"
+        );
+        assert_eq!(
+            offending_field(".", "unknown field `systemPrompt`, expected `models`"),
+            "systemPrompt"
+        );
+        assert_eq!(
+            offending_field("models[2].isPaid", "invalid type: string \"yes\""),
+            "models[2].isPaid"
+        );
         assert_eq!(offending_field(".", "invalid type: sequence"), "body");
-        assert_eq!(offending_field("mistral", "unknown field `mistral`, expected one of"), "mistral");
+        assert_eq!(
+            offending_field("mistral", "unknown field `mistral`, expected one of"),
+            "mistral"
+        );
     }
 
     #[test]
@@ -99,6 +118,9 @@ mod tests {
             field_of("failed to parse \"CreateApiKeyRequest\": api_key: missing field `api_key`"),
             Some(("api_key", "missing field `api_key`"))
         );
-        assert_eq!(field_of("models[0].isPaid: invalid type"), Some(("models[0].isPaid", "invalid type")));
+        assert_eq!(
+            field_of("models[0].isPaid: invalid type"),
+            Some(("models[0].isPaid", "invalid type"))
+        );
     }
 }

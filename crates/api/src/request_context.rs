@@ -22,7 +22,10 @@ pub struct RequestContext {
 }
 
 fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|value| value.to_str().ok())
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 fn caller_request_id(request: &Request) -> Option<String> {
@@ -48,7 +51,10 @@ impl<E: Endpoint> Middleware<E> for RequestPlumbing {
     type Output = RequestPlumbingEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestPlumbingEndpoint { inner, metrics: self.0.clone() }
+        RequestPlumbingEndpoint {
+            inner,
+            metrics: self.0.clone(),
+        }
     }
 }
 
@@ -63,7 +69,8 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
     async fn call(&self, mut request: Request) -> poem::Result<Response> {
         let context = RequestContext {
             request_id: caller_request_id(&request).unwrap_or_else(|| Uuid::new_v4().to_string()),
-            trace_id: caller_trace_id(&request).unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            trace_id: caller_trace_id(&request)
+                .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
         };
         // The path only: query strings are the caller's business, not the log's.
         let span = tracing::info_span!(
@@ -77,7 +84,10 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         );
         let started = std::time::Instant::now();
         let request_id = context.request_id.clone();
-        let (path, method) = (request.uri().path().to_owned(), request.method().to_string());
+        let (path, method) = (
+            request.uri().path().to_owned(),
+            request.method().to_string(),
+        );
         let response = async {
             if let Err(too_large) = limit_body(&mut request).await {
                 return too_large.into_response();
@@ -91,10 +101,15 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         .instrument(span.clone())
         .await;
         let status = response.status().as_u16();
-        self.metrics.observe(&path, &method, status, started.elapsed().as_secs_f64());
+        self.metrics
+            .observe(&path, &method, status, started.elapsed().as_secs_f64());
         span.record("status", status);
         span.in_scope(|| {
-            tracing::info!(status, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished")
+            tracing::info!(
+                status,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request finished"
+            )
         });
         let mut response = response;
         if let Ok(value) = HeaderValue::from_str(&request_id) {

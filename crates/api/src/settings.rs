@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, ModelName, Owner, Provider, TaskName};
+use aimc_domain::{
+    AggregateId, AiModelConfigCommand, CredentialId, CredentialName, ModelName, Owner, Provider,
+    TaskName,
+};
 use aimc_store::CredentialRow;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
@@ -131,24 +134,46 @@ macro_rules! settings_response {
 
         impl From<ApiError> for $name {
             fn from(error: ApiError) -> Self {
-                let detail = Json(Detail { detail: error.detail().to_owned() });
+                let detail = Json(Detail {
+                    detail: error.detail().to_owned(),
+                });
                 match error {
-                    ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => $name::BadRequest(detail),
+                    ApiError::BadRequest(_)
+                    | ApiError::PayloadTooLarge(_)
+                    | ApiError::Conflict(_) => $name::BadRequest(detail),
                     ApiError::Unauthorized(problem, _) => $name::Unauthorized(problem),
                     ApiError::Forbidden(_) => $name::Forbidden(detail),
                     ApiError::NotFound(_) => $name::NotFound(detail),
                     ApiError::Internal(_) => $name::Internal(detail),
-                    ApiError::Unavailable(_, retry_after) => $name::Unavailable(detail, retry_after),
+                    ApiError::Unavailable(_, retry_after) => {
+                        $name::Unavailable(detail, retry_after)
+                    }
                 }
             }
         }
     };
 }
 
-settings_response!(ProvidersResponse, Vec<ProviderStatus>, "Every provider's status.");
-settings_response!(ProviderResponse, ProviderStatus, "The provider's status after the change.");
-settings_response!(TestResponse, ProviderTestResult, "The outcome of the test; a failed test is still a 200.");
-settings_response!(AssignmentsResponse, TaskAssignments, "The workspace's task assignments.");
+settings_response!(
+    ProvidersResponse,
+    Vec<ProviderStatus>,
+    "Every provider's status."
+);
+settings_response!(
+    ProviderResponse,
+    ProviderStatus,
+    "The provider's status after the change."
+);
+settings_response!(
+    TestResponse,
+    ProviderTestResult,
+    "The outcome of the test; a failed test is still a 200."
+);
+settings_response!(
+    AssignmentsResponse,
+    TaskAssignments,
+    "The workspace's task assignments."
+);
 
 fn validation_detail(error: poem::Error) -> ValidationDetail {
     let reason = match error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
@@ -159,13 +184,28 @@ fn validation_detail(error: poem::Error) -> ValidationDetail {
         .map(|(field, message)| (field.to_owned(), message.to_owned()))
         .unwrap_or_else(|| ("body".to_owned(), reason.clone()));
     let mut loc = vec!["body".to_owned()];
-    loc.extend(field.split('.').filter(|part| *part != "body").map(str::to_owned));
-    ValidationDetail { detail: vec![ValidationIssue { loc, msg: message, kind: "value_error".into() }] }
+    loc.extend(
+        field
+            .split('.')
+            .filter(|part| *part != "body")
+            .map(str::to_owned),
+    );
+    ValidationDetail {
+        detail: vec![ValidationIssue {
+            loc,
+            msg: message,
+            kind: "value_error".into(),
+        }],
+    }
 }
 
 fn unprocessable_field(field: &str, message: &str) -> ValidationDetail {
     ValidationDetail {
-        detail: vec![ValidationIssue { loc: vec!["body".into(), field.into()], msg: message.into(), kind: "value_error".into() }],
+        detail: vec![ValidationIssue {
+            loc: vec!["body".into(), field.into()],
+            msg: message.into(),
+            kind: "value_error".into(),
+        }],
     }
 }
 
@@ -182,13 +222,19 @@ fn parse_provider(raw: &str) -> Result<(&'static str, Provider), ApiError> {
     let folded = raw.trim().to_ascii_lowercase();
     PROVIDERS
         .iter()
-        .find(|(name, provider)| *name == folded || Provider::parse(&folded).ok() == Some(*provider))
+        .find(|(name, provider)| {
+            *name == folded || Provider::parse(&folded).ok() == Some(*provider)
+        })
         .copied()
         .ok_or_else(|| ApiError::bad_request(format!("Invalid provider: {raw}")))
 }
 
 fn spelling(provider: Provider) -> &'static str {
-    PROVIDERS.iter().find(|(_, p)| *p == provider).map(|(name, _)| *name).unwrap_or(provider.as_str())
+    PROVIDERS
+        .iter()
+        .find(|(_, p)| *p == provider)
+        .map(|(name, _)| *name)
+        .unwrap_or(provider.as_str())
 }
 
 fn status_of(name: &str, provider: Provider, rows: &[CredentialRow]) -> ProviderStatus {
@@ -205,23 +251,46 @@ fn status_of(name: &str, provider: Provider, rows: &[CredentialRow]) -> Provider
 pub struct SettingsApi;
 
 impl SettingsApi {
-    fn workspace_config(principal: &Principal, workspace: Option<&str>, at_least: Role) -> Result<AggregateId, ApiError> {
+    fn workspace_config(
+        principal: &Principal,
+        workspace: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
         let (workspace, _) = principal.workspace(workspace, at_least)?;
         Ok(AggregateId::new(workspace, Owner::Workspace))
     }
 
-    async fn rows(state: &AppState, aggregate: &AggregateId) -> Result<Vec<CredentialRow>, ApiError> {
-        Ok(state.credentials.of_owner(&aggregate.workspace, &Owner::Workspace.to_string()).await?)
+    async fn rows(
+        state: &AppState,
+        aggregate: &AggregateId,
+    ) -> Result<Vec<CredentialRow>, ApiError> {
+        Ok(state
+            .credentials
+            .of_owner(&aggregate.workspace, &Owner::Workspace.to_string())
+            .await?)
     }
 
-    async fn save(state: &AppState, principal: &Principal, context: &RequestContext, workspace: Option<&str>, provider: &str, api_key: String) -> Result<ProviderResponse, ApiError> {
+    async fn save(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        workspace: Option<&str>,
+        provider: &str,
+        api_key: String,
+    ) -> Result<ProviderResponse, ApiError> {
         let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
         let (name, provider) = parse_provider(provider)?;
         if api_key.trim().is_empty() {
-            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field("api_key", "the API key must not be empty"))));
+            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field(
+                "api_key",
+                "the API key must not be empty",
+            ))));
         }
         if api_key.len() > 4096 {
-            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field("api_key", "the API key must be at most 4096 characters"))));
+            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field(
+                "api_key",
+                "the API key must be at most 4096 characters",
+            ))));
         }
         let secret = SecretString::from(api_key);
         let rows = Self::rows(state, &aggregate).await?;
@@ -235,13 +304,26 @@ impl SettingsApi {
                     access_key: None,
                     secret: Some(secret),
                 };
-                state.commands.execute(&aggregate, command, &command_metadata(principal, context)).await?;
+                state
+                    .commands
+                    .execute(&aggregate, command, &command_metadata(principal, context))
+                    .await?;
             }
             None => {
                 let label = CredentialName::parse(&format!("{} key", provider.display_name()))
-                    .map_err(|error| ApiError::internal(format!("generated name refused: {error}")))?;
+                    .map_err(|error| {
+                        ApiError::internal(format!("generated name refused: {error}"))
+                    })?;
                 let number = Some(state.credentials.next_number().await?);
-                let credential = NewCredential { name: label, name_is_generated: true, provider, endpoint: None, access_key: None, secret, number };
+                let credential = NewCredential {
+                    name: label,
+                    name_is_generated: true,
+                    provider,
+                    endpoint: None,
+                    access_key: None,
+                    secret,
+                    number,
+                };
                 add_credential(state, principal, context, &aggregate, credential).await?;
             }
         }
@@ -249,7 +331,13 @@ impl SettingsApi {
         Ok(ProviderResponse::Ok(Json(status_of(name, provider, &rows))))
     }
 
-    async fn test(state: &AppState, principal: &Principal, context: &RequestContext, workspace: Option<&str>, provider: &str) -> Result<TestResponse, ApiError> {
+    async fn test(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        workspace: Option<&str>,
+        provider: &str,
+    ) -> Result<TestResponse, ApiError> {
         let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
         let (name, provider) = parse_provider(provider)?;
         let rows = Self::rows(state, &aggregate).await?;
@@ -257,7 +345,14 @@ impl SettingsApi {
             .iter()
             .find(|row| row.provider == provider.as_str())
             .ok_or_else(|| ApiError::not_found(format!("No API key configured for {name}")))?;
-        let outcome = test_credential(state, principal, context, &aggregate, CredentialId(current.credential_id)).await?;
+        let outcome = test_credential(
+            state,
+            principal,
+            context,
+            &aggregate,
+            CredentialId(current.credential_id),
+        )
+        .await?;
         Ok(TestResponse::Ok(Json(ProviderTestResult {
             provider: name.to_owned(),
             success: outcome.ok,
@@ -266,7 +361,13 @@ impl SettingsApi {
         })))
     }
 
-    async fn assign(state: &AppState, principal: &Principal, context: &RequestContext, workspace: Option<&str>, body: TaskAssignments) -> Result<AssignmentsResponse, ApiError> {
+    async fn assign(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        workspace: Option<&str>,
+        body: TaskAssignments,
+    ) -> Result<AssignmentsResponse, ApiError> {
         let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
         if body.assignments.len() > 100 {
             return Err(ApiError::invalid_field("assignments", "at most 100 tasks"));
@@ -274,20 +375,35 @@ impl SettingsApi {
         let mut assignments = Vec::with_capacity(body.assignments.len());
         for (index, assignment) in body.assignments.iter().enumerate() {
             let field = |name: &str| format!("assignments[{index}].{name}");
-            let task = TaskName::parse(&assignment.task).map_err(|error| ApiError::invalid_value(field("task"), error))?;
+            let task = TaskName::parse(&assignment.task)
+                .map_err(|error| ApiError::invalid_value(field("task"), error))?;
             let (_, provider) = parse_provider(&assignment.provider)?;
-            let model = ModelName::parse(&assignment.model).map_err(|error| ApiError::invalid_value(field("model"), error))?;
+            let model = ModelName::parse(&assignment.model)
+                .map_err(|error| ApiError::invalid_value(field("model"), error))?;
             assignments.push((task, provider, model));
         }
-        if state.queries.config(&aggregate.to_string()).await?.is_none() {
-            return Err(ApiError::bad_request("no provider is configured for this workspace yet"));
+        if state
+            .queries
+            .config(&aggregate.to_string())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::bad_request(
+                "no provider is configured for this workspace yet",
+            ));
         }
         let command = AiModelConfigCommand::AssignTasks { assignments };
-        state.commands.execute(&aggregate, command, &command_metadata(principal, context)).await?;
+        state
+            .commands
+            .execute(&aggregate, command, &command_metadata(principal, context))
+            .await?;
         Self::current_assignments(state, &aggregate).await
     }
 
-    async fn current_assignments(state: &AppState, aggregate: &AggregateId) -> Result<AssignmentsResponse, ApiError> {
+    async fn current_assignments(
+        state: &AppState,
+        aggregate: &AggregateId,
+    ) -> Result<AssignmentsResponse, ApiError> {
         let view = state.queries.config(&aggregate.to_string()).await?;
         let assignments = view
             .map(|view| {
@@ -302,7 +418,9 @@ impl SettingsApi {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(AssignmentsResponse::Ok(Json(TaskAssignments { assignments })))
+        Ok(AssignmentsResponse::Ok(Json(TaskAssignments {
+            assignments,
+        })))
     }
 }
 
@@ -311,7 +429,11 @@ impl SettingsApi {
     /// List all provider statuses
     ///
     /// Hints only, never keys. Needs the viewer role.
-    #[oai(path = "/providers", method = "get", operation_id = "listProviderStatuses")]
+    #[oai(
+        path = "/providers",
+        method = "get",
+        operation_id = "listProviderStatuses"
+    )]
     #[tracing::instrument(skip_all)]
     async fn providers(
         &self,
@@ -325,7 +447,10 @@ impl SettingsApi {
             let aggregate = Self::workspace_config(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
             let rows = Self::rows(&state, &aggregate).await?;
             Ok::<_, ApiError>(ProvidersResponse::Ok(Json(
-                PROVIDERS.iter().map(|(name, provider)| status_of(name, *provider, &rows)).collect(),
+                PROVIDERS
+                    .iter()
+                    .map(|(name, provider)| status_of(name, *provider, &rows))
+                    .collect(),
             )))
         };
         listed.await.unwrap_or_else(Into::into)
@@ -335,7 +460,11 @@ impl SettingsApi {
     ///
     /// Stores (or replaces) the workspace's key for the provider, encrypted, and returns the
     /// provider's status with the key's hint. Needs the admin role.
-    #[oai(path = "/providers/:provider", method = "post", operation_id = "saveProviderKey")]
+    #[oai(
+        path = "/providers/:provider",
+        method = "post",
+        operation_id = "saveProviderKey"
+    )]
     #[tracing::instrument(skip_all)]
     async fn save_provider(
         &self,
@@ -349,16 +478,27 @@ impl SettingsApi {
         provider: Path<String>,
         body: Json<Checked<SaveProviderRequest>>,
     ) -> ProviderResponse {
-        Self::save(&state, &auth.0, &context, workspace.0.as_deref(), &provider.0, body.0 .0.api_key)
-            .await
-            .unwrap_or_else(Into::into)
+        Self::save(
+            &state,
+            &auth.0,
+            &context,
+            workspace.0.as_deref(),
+            &provider.0,
+            body.0 .0.api_key,
+        )
+        .await
+        .unwrap_or_else(Into::into)
     }
 
     /// Test provider connection
     ///
     /// Calls the provider's model list with the stored key and records the outcome. Needs the
     /// admin role.
-    #[oai(path = "/providers/:provider/test", method = "post", operation_id = "testProvider")]
+    #[oai(
+        path = "/providers/:provider/test",
+        method = "post",
+        operation_id = "testProvider"
+    )]
     #[tracing::instrument(skip_all)]
     async fn test_provider(
         &self,
@@ -371,14 +511,26 @@ impl SettingsApi {
         /// openai, gemini, anthropic, openrouter or ollama.
         provider: Path<String>,
     ) -> TestResponse {
-        Self::test(&state, &auth.0, &context, workspace.0.as_deref(), &provider.0).await.unwrap_or_else(Into::into)
+        Self::test(
+            &state,
+            &auth.0,
+            &context,
+            workspace.0.as_deref(),
+            &provider.0,
+        )
+        .await
+        .unwrap_or_else(Into::into)
     }
 
     /// Save task assignments
     ///
     /// Replaces the task → provider/model mapping. Each provider must have a key in the
     /// workspace. Needs the admin role.
-    #[oai(path = "/task-assignments", method = "post", operation_id = "saveTaskAssignments")]
+    #[oai(
+        path = "/task-assignments",
+        method = "post",
+        operation_id = "saveTaskAssignments"
+    )]
     #[tracing::instrument(skip_all)]
     async fn save_assignments(
         &self,
@@ -390,13 +542,19 @@ impl SettingsApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<TaskAssignments>>,
     ) -> AssignmentsResponse {
-        Self::assign(&state, &auth.0, &context, workspace.0.as_deref(), body.0 .0).await.unwrap_or_else(Into::into)
+        Self::assign(&state, &auth.0, &context, workspace.0.as_deref(), body.0 .0)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// Get current task assignments
     ///
     /// Needs the viewer role.
-    #[oai(path = "/task-assignments", method = "get", operation_id = "getTaskAssignments")]
+    #[oai(
+        path = "/task-assignments",
+        method = "get",
+        operation_id = "getTaskAssignments"
+    )]
     #[tracing::instrument(skip_all)]
     async fn assignments(
         &self,

@@ -99,7 +99,12 @@ impl SharedApi {
     ///
     /// The RSA public key clients encrypt API keys with before sending them
     /// (`apiKeyEncrypted`). Needs the viewer role.
-    #[oai(path = "/encryption-key", method = "get", operation_id = "getEncryptionKey", tag = "ApiTags::Encryption")]
+    #[oai(
+        path = "/encryption-key",
+        method = "get",
+        operation_id = "getEncryptionKey",
+        tag = "ApiTags::Encryption"
+    )]
     #[tracing::instrument(skip_all)]
     async fn encryption_key(
         &self,
@@ -112,7 +117,9 @@ impl SharedApi {
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
     ) -> Result<EncryptionKeyResponse, ApiError> {
-        let (workspace, _) = auth.0.workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
+        let (workspace, _) = auth
+            .0
+            .workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
         let key = state.keyring.client_key(&workspace).await?;
         Ok(EncryptionKeyResponse::Ok(Json(EncryptionKey {
             key_version: key.key_version,
@@ -127,7 +134,12 @@ impl SharedApi {
     /// Credential names are unique per workspace, regardless of case and of who owns the
     /// credential. Answered from the name registry; a create can still lose a race for the name.
     /// Needs the viewer role.
-    #[oai(path = "/names/available", method = "get", operation_id = "getNameAvailability", tag = "ApiTags::AiLlm")]
+    #[oai(
+        path = "/names/available",
+        method = "get",
+        operation_id = "getNameAvailability",
+        tag = "ApiTags::AiLlm"
+    )]
     #[tracing::instrument(skip_all)]
     async fn name_available(
         &self,
@@ -140,16 +152,25 @@ impl SharedApi {
         name: Query<String>,
     ) -> Result<NameAvailabilityResponse, ApiError> {
         let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
-        let name = CredentialName::parse(&name.0).map_err(|error| ApiError::invalid_value("name", error))?;
+        let name = CredentialName::parse(&name.0)
+            .map_err(|error| ApiError::invalid_value("name", error))?;
         let available = state.credentials.name_available(&workspace, &name).await?;
-        Ok(NameAvailabilityResponse::Ok(Json(NameAvailability { name: name.as_str().to_owned(), available })))
+        Ok(NameAvailabilityResponse::Ok(Json(NameAvailability {
+            name: name.as_str().to_owned(),
+            available,
+        })))
     }
 
     /// List the workspace's history of changes
     ///
     /// Every recorded change, newest first, with who made it and when; keys appear only as
     /// hints. Admins and owners see the whole workspace; others see their own settings only.
-    #[oai(path = "/history", method = "get", operation_id = "getHistory", tag = "ApiTags::Audit")]
+    #[oai(
+        path = "/history",
+        method = "get",
+        operation_id = "getHistory",
+        tag = "ApiTags::Audit"
+    )]
     #[tracing::instrument(skip_all)]
     #[allow(clippy::too_many_arguments)]
     async fn history(
@@ -177,14 +198,21 @@ impl SharedApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
     ) -> Result<HistoryResponse, ApiError> {
-        let (workspace, role) = auth.0.workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
+        let (workspace, role) = auth
+            .0
+            .workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
         let own = Owner::User(auth.0.sub.clone()).to_string();
         let owner = match owner.0 {
             Some(owner) if Owner::parse(&owner).is_none() => {
-                return Err(ApiError::invalid_field("owner", "must be user:<sub> or workspace"))
+                return Err(ApiError::invalid_field(
+                    "owner",
+                    "must be user:<sub> or workspace",
+                ))
             }
             Some(owner) if role < Role::Admin && owner != own => {
-                return Err(ApiError::forbidden("only admins and owners may read other owners' history"))
+                return Err(ApiError::forbidden(
+                    "only admins and owners may read other owners' history",
+                ))
             }
             Some(owner) => Some(owner),
             None if role < Role::Admin => Some(own),
@@ -192,12 +220,23 @@ impl SharedApi {
         };
         let event_types: Vec<String> = event_type
             .0
-            .map(|raw| raw.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect())
+            .map(|raw| {
+                raw.split(',')
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
-        if let Some(unknown) = event_types.iter().find(|t| !AiModelConfigEvent::NAMES.contains(&t.as_str())) {
+        if let Some(unknown) = event_types
+            .iter()
+            .find(|t| !AiModelConfigEvent::NAMES.contains(&t.as_str()))
+        {
             return Err(ApiError::invalid_field(
                 "type",
-                format!("unknown event type \"{unknown}\"; known types: {}", AiModelConfigEvent::NAMES.join(", ")),
+                format!(
+                    "unknown event type \"{unknown}\"; known types: {}",
+                    AiModelConfigEvent::NAMES.join(", ")
+                ),
             ));
         }
         let page = state

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner, Provider, ProviderKeyChange};
+use aimc_domain::{
+    AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner,
+    Provider, ProviderKeyChange,
+};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -23,8 +26,16 @@ use crate::{command_metadata, ApiTags};
 pub const SEED_002_PROVIDERS: [(&str, Provider, &str); 4] = [
     ("anthropic", Provider::Anthropic, "claude-sonnet-4-20250514"),
     ("openai", Provider::Openai, "gpt-4o"),
-    ("openrouter", Provider::Openrouter, "anthropic/claude-sonnet-4-20250514"),
-    ("bedrock", Provider::Aws, "anthropic.claude-3-sonnet-20240229-v1:0"),
+    (
+        "openrouter",
+        Provider::Openrouter,
+        "anthropic/claude-sonnet-4-20250514",
+    ),
+    (
+        "bedrock",
+        Provider::Aws,
+        "anthropic.claude-3-sonnet-20240229-v1:0",
+    ),
 ];
 
 /// What the caller has configured for one provider.
@@ -117,24 +128,41 @@ struct ProviderChange {
 
 fn key(field: String, raw: Option<String>) -> Result<Option<SecretString>, ApiError> {
     match raw {
-        Some(raw) if raw.trim().is_empty() => Err(ApiError::invalid_field(field, "must not be empty")),
-        Some(raw) if raw.len() > 4096 => Err(ApiError::invalid_field(field, "must be at most 4096 characters")),
+        Some(raw) if raw.trim().is_empty() => {
+            Err(ApiError::invalid_field(field, "must not be empty"))
+        }
+        Some(raw) if raw.len() > 4096 => Err(ApiError::invalid_field(
+            field,
+            "must be at most 4096 characters",
+        )),
         Some(raw) => Ok(Some(SecretString::from(raw.trim()))),
         None => Ok(None),
     }
 }
 
 fn model(provider: &str, raw: Option<String>) -> Result<Option<ModelName>, ApiError> {
-    raw.map(|raw| ModelName::parse(&raw).map_err(|error| ApiError::invalid_value(format!("{provider}.modelId"), error)))
-        .transpose()
+    raw.map(|raw| {
+        ModelName::parse(&raw)
+            .map_err(|error| ApiError::invalid_value(format!("{provider}.modelId"), error))
+    })
+    .transpose()
 }
 
-fn status(config: Option<&AiModelConfig>, provider: Provider, default_model: &str) -> ProviderKeyStatus {
+fn status(
+    config: Option<&AiModelConfig>,
+    provider: Provider,
+    default_model: &str,
+) -> ProviderKeyStatus {
     let model = config.and_then(|config| {
-        config.models.iter().find(|model| model.provider == provider && model.model_type == ModelType::Chat)
+        config
+            .models
+            .iter()
+            .find(|model| model.provider == provider && model.model_type == ModelType::Chat)
     });
     let credential = model.and_then(|model| config.and_then(|config| config.credential_of(model)));
-    let model_id = model.map(|model| model.model.as_str().to_owned()).unwrap_or_else(|| default_model.to_owned());
+    let model_id = model
+        .map(|model| model.model.as_str().to_owned())
+        .unwrap_or_else(|| default_model.to_owned());
     ProviderKeyStatus {
         configured: credential.is_some(),
         key_hint: credential.map(|credential| credential.hint.as_str().to_owned()),
@@ -146,25 +174,45 @@ fn status(config: Option<&AiModelConfig>, provider: Provider, default_model: &st
 pub struct UserApiKeysApi;
 
 impl UserApiKeysApi {
-    fn own(principal: &Principal, workspace: Option<&str>, at_least: Role) -> Result<AggregateId, ApiError> {
+    fn own(
+        principal: &Principal,
+        workspace: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
         let (workspace, _) = principal.workspace(workspace, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::User(principal.sub.clone())))
+        Ok(AggregateId::new(
+            workspace,
+            Owner::User(principal.sub.clone()),
+        ))
     }
 
     async fn current(state: &AppState, owner: &AggregateId) -> Result<KeysResponse, ApiError> {
         let view = state.queries.config(&owner.to_string()).await?;
         let config = view.as_ref().map(|view| &view.config);
-        let [anthropic, openai, openrouter, bedrock] =
-            SEED_002_PROVIDERS.map(|(_, provider, default_model)| status(config, provider, default_model));
-        Ok(KeysResponse::Ok(Json(UserApiKeys { anthropic, openai, openrouter, bedrock })))
+        let [anthropic, openai, openrouter, bedrock] = SEED_002_PROVIDERS
+            .map(|(_, provider, default_model)| status(config, provider, default_model));
+        Ok(KeysResponse::Ok(Json(UserApiKeys {
+            anthropic,
+            openai,
+            openrouter,
+            bedrock,
+        })))
     }
 
     fn changes(body: UpdateRequest) -> Result<Vec<ProviderChange>, ApiError> {
         let mut changes = Vec::new();
-        let simple = [("anthropic", body.anthropic), ("openai", body.openai), ("openrouter", body.openrouter)];
+        let simple = [
+            ("anthropic", body.anthropic),
+            ("openai", body.openai),
+            ("openrouter", body.openrouter),
+        ];
         for (name, input) in simple {
             let Some(input) = input else { continue };
-            let (_, provider, default_model) = SEED_002_PROVIDERS.iter().find(|(n, ..)| *n == name).copied().expect("listed");
+            let (_, provider, default_model) = SEED_002_PROVIDERS
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .copied()
+                .expect("listed");
             changes.push(ProviderChange {
                 provider,
                 name,
@@ -179,10 +227,19 @@ impl UserApiKeysApi {
             let region = bedrock
                 .region
                 .map(|region| {
-                    let valid = !region.is_empty() && region.len() <= 32 && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-                    valid.then(|| format!("https://bedrock-runtime.{region}.amazonaws.com")).ok_or_else(|| {
-                        ApiError::invalid_field("bedrock.region", "must be an AWS region such as us-east-1")
-                    })
+                    let valid = !region.is_empty()
+                        && region.len() <= 32
+                        && region
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                    valid
+                        .then(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
+                        .ok_or_else(|| {
+                            ApiError::invalid_field(
+                                "bedrock.region",
+                                "must be an AWS region such as us-east-1",
+                            )
+                        })
                 })
                 .transpose()?;
             changes.push(ProviderChange {
@@ -199,7 +256,13 @@ impl UserApiKeysApi {
     }
 
     /// All providers in one command, so a request is stored whole or not at all.
-    async fn apply(state: &AppState, principal: &Principal, context: &RequestContext, owner: &AggregateId, changes: Vec<ProviderChange>) -> Result<(), ApiError> {
+    async fn apply(
+        state: &AppState,
+        principal: &Principal,
+        context: &RequestContext,
+        owner: &AggregateId,
+        changes: Vec<ProviderChange>,
+    ) -> Result<(), ApiError> {
         let mut commands = Vec::with_capacity(changes.len());
         // Names are claimed up front in case a credential gets created; given back below for
         // those that were not (the provider already had one, or the command surely failed).
@@ -207,12 +270,15 @@ impl UserApiKeysApi {
         for change in changes {
             let new_credential = CredentialId(uuid::Uuid::now_v7());
             let base = format!("{} {} key", owner.owner, change.name);
-            let new_name = crate::credentials::claim_generated_name(state, owner, &base, new_credential).await?;
+            let new_name =
+                crate::credentials::claim_generated_name(state, owner, &base, new_credential)
+                    .await?;
             claims.push((new_credential, new_name.key()));
             commands.push(ProviderKeyChange {
                 provider: change.provider,
                 model: change.model,
-                default_model: ModelName::parse(change.default_model).map_err(ApiError::internal)?,
+                default_model: ModelName::parse(change.default_model)
+                    .map_err(ApiError::internal)?,
                 secret: change.secret,
                 access_key: change.access_key,
                 endpoint: change.endpoint,
@@ -221,12 +287,24 @@ impl UserApiKeysApi {
                 new_number: Some(state.credentials.next_number().await?),
             });
         }
-        let command = AiModelConfigCommand::SetProviderKeys { id: owner.clone(), changes: commands };
-        let outcome = state.commands.execute(owner, command, &command_metadata(principal, context)).await;
-        if outcome.as_ref().map_or_else(|error| error.appended_nothing(), |_| true) {
+        let command = AiModelConfigCommand::SetProviderKeys {
+            id: owner.clone(),
+            changes: commands,
+        };
+        let outcome = state
+            .commands
+            .execute(owner, command, &command_metadata(principal, context))
+            .await;
+        if outcome
+            .as_ref()
+            .map_or_else(|error| error.appended_nothing(), |_| true)
+        {
             for (credential, name_key) in claims {
                 if !matches!(state.credentials.by_id(credential).await, Ok(Some(_))) {
-                    state.credentials.release_name(&owner.workspace, &name_key, credential).await?;
+                    state
+                        .credentials
+                        .release_name(&owner.workspace, &name_key, credential)
+                        .await?;
                 }
             }
         }
@@ -283,7 +361,11 @@ impl UserApiKeysApi {
     ///
     /// The model id stays; the provider falls back to the workspace's or the system's key.
     /// Needs the member role.
-    #[oai(path = "/:provider", method = "delete", operation_id = "deleteUserApiKey")]
+    #[oai(
+        path = "/:provider",
+        method = "delete",
+        operation_id = "deleteUserApiKey"
+    )]
     #[tracing::instrument(skip_all)]
     async fn delete(
         &self,
@@ -301,7 +383,12 @@ impl UserApiKeysApi {
             .iter()
             .find(|(name, ..)| *name == provider.0.to_ascii_lowercase())
             .copied()
-            .ok_or_else(|| ApiError::invalid_field("provider", "must be one of anthropic, openai, openrouter, bedrock"))?;
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "provider",
+                    "must be one of anthropic, openai, openrouter, bedrock",
+                )
+            })?;
         let view = state.queries.config(&owner.to_string()).await?;
         let credential = view
             .as_ref()
@@ -315,9 +402,17 @@ impl UserApiKeysApi {
             })
             .map(|credential| (credential.id, credential.name.to_lowercase()))
             .ok_or_else(|| ApiError::not_found(format!("no key is stored for {name}")))?;
-        let command = AiModelConfigCommand::RemoveCredential { credential_id: credential.0 };
-        state.commands.execute(&owner, command, &command_metadata(&auth.0, &context)).await?;
-        state.credentials.release_name(&owner.workspace, &credential.1, credential.0).await?;
+        let command = AiModelConfigCommand::RemoveCredential {
+            credential_id: credential.0,
+        };
+        state
+            .commands
+            .execute(&owner, command, &command_metadata(&auth.0, &context))
+            .await?;
+        state
+            .credentials
+            .release_name(&owner.workspace, &credential.1, credential.0)
+            .await?;
         Self::current(&state, &owner).await
     }
 }

@@ -11,7 +11,8 @@ use secrecy::SecretString;
 
 use crate::services::{ConfigServices, KeyContext, SealError, SealRequest, SealedKey};
 use crate::values::{
-    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt, TaskName,
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+    TaskName,
 };
 
 /// One model the owner uses.
@@ -176,7 +177,8 @@ impl Aggregate for AiModelConfig {
             credential_command => {
                 let creates = matches!(
                     credential_command,
-                    AiModelConfigCommand::AddCredential { .. } | AiModelConfigCommand::SetProviderKeys { .. }
+                    AiModelConfigCommand::AddCredential { .. }
+                        | AiModelConfigCommand::SetProviderKeys { .. }
                 );
                 if !creates && !self.is_created() {
                     return Err(DomainError::CredentialNotFound);
@@ -207,22 +209,33 @@ impl AiModelConfig {
         let mut requests = Vec::new();
         let has_secret = secret.is_some();
         if let Some(plain) = secret {
-            requests.push(SealRequest::Plain { plain, context: KeyContext::for_credential(aggregate_id, credential_id) });
+            requests.push(SealRequest::Plain {
+                plain,
+                context: KeyContext::for_credential(aggregate_id, credential_id),
+            });
         }
         if let Some(plain) = access_key {
-            requests.push(SealRequest::Plain { plain, context: KeyContext::for_access_key(aggregate_id, credential_id) });
+            requests.push(SealRequest::Plain {
+                plain,
+                context: KeyContext::for_access_key(aggregate_id, credential_id),
+            });
         }
         if requests.is_empty() {
             return Ok((None, None));
         }
-        let workspace = aggregate_id.split_once('/').map(|(workspace, _)| workspace).unwrap_or_default();
+        let workspace = aggregate_id
+            .split_once('/')
+            .map(|(workspace, _)| workspace)
+            .unwrap_or_default();
         let mut sealed = services
             .sealer
             .seal(&workspace_id(workspace), requests)
             .await
             .map_err(|error| match error {
                 // Plain keys: position 0 is the secret when there is one, else the access key.
-                SealError::EmptyKey { .. } | SealError::Undecryptable { .. } => DomainError::EmptyCredentialKey,
+                SealError::EmptyKey { .. } | SealError::Undecryptable { .. } => {
+                    DomainError::EmptyCredentialKey
+                }
                 SealError::Unavailable(reason) => DomainError::KeyringUnavailable(reason),
                 SealError::Failed(reason) => DomainError::KeyringFailed(reason),
             })?
@@ -238,7 +251,16 @@ impl AiModelConfig {
     ) -> Result<Vec<AiModelConfigEvent>, DomainError> {
         let mut events = Vec::new();
         match command {
-            AiModelConfigCommand::AddCredential { id, credential_id, name, provider, endpoint, access_key, secret, number } => {
+            AiModelConfigCommand::AddCredential {
+                id,
+                credential_id,
+                name,
+                provider,
+                endpoint,
+                access_key,
+                secret,
+                number,
+            } => {
                 if self.credentials.contains_key(&credential_id) {
                     return Err(DomainError::CredentialExists);
                 }
@@ -250,9 +272,17 @@ impl AiModelConfig {
                     });
                 }
                 let (secret, access_key) = self
-                    .seal_credential_keys(&aggregate_id, credential_id, access_key, Some(secret), services)
+                    .seal_credential_keys(
+                        &aggregate_id,
+                        credential_id,
+                        access_key,
+                        Some(secret),
+                        services,
+                    )
                     .await?;
-                let secret = secret.ok_or_else(|| DomainError::KeyringFailed("no ciphertext for the secret".into()))?;
+                let secret = secret.ok_or_else(|| {
+                    DomainError::KeyringFailed("no ciphertext for the secret".into())
+                })?;
                 events.push(AiModelConfigEvent::CredentialAdded {
                     credential_id,
                     name: name.as_str().to_owned(),
@@ -265,20 +295,45 @@ impl AiModelConfig {
                     number,
                 });
             }
-            AiModelConfigCommand::ChangeCredential { credential_id, name, provider, endpoint, access_key, secret } => {
-                let current = self.credentials.get(&credential_id).ok_or(DomainError::CredentialNotFound)?;
+            AiModelConfigCommand::ChangeCredential {
+                credential_id,
+                name,
+                provider,
+                endpoint,
+                access_key,
+                secret,
+            } => {
+                let current = self
+                    .credentials
+                    .get(&credential_id)
+                    .ok_or(DomainError::CredentialNotFound)?;
                 let aggregate_id = self.id.clone().unwrap_or_default();
                 if let Some(name) = name.filter(|name| name.as_str() != current.name) {
-                    events.push(AiModelConfigEvent::CredentialRenamed { credential_id, name: name.as_str().to_owned() });
+                    events.push(AiModelConfigEvent::CredentialRenamed {
+                        credential_id,
+                        name: name.as_str().to_owned(),
+                    });
                 }
                 if let Some(provider) = provider.filter(|provider| *provider != current.provider) {
-                    events.push(AiModelConfigEvent::CredentialProviderChanged { credential_id, provider });
+                    events.push(AiModelConfigEvent::CredentialProviderChanged {
+                        credential_id,
+                        provider,
+                    });
                 }
                 if let Some(endpoint) = endpoint.filter(|endpoint| *endpoint != current.endpoint) {
-                    events.push(AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint });
+                    events.push(AiModelConfigEvent::CredentialEndpointChanged {
+                        credential_id,
+                        endpoint,
+                    });
                 }
                 let (secret, access_key) = self
-                    .seal_credential_keys(&aggregate_id, credential_id, access_key, secret, services)
+                    .seal_credential_keys(
+                        &aggregate_id,
+                        credential_id,
+                        access_key,
+                        secret,
+                        services,
+                    )
                     .await?;
                 if let Some(key) = access_key {
                     events.push(AiModelConfigEvent::CredentialAccessKeyReplaced {
@@ -299,7 +354,11 @@ impl AiModelConfig {
                 if !self.credentials.contains_key(&credential_id) {
                     return Err(DomainError::CredentialNotFound);
                 }
-                for model in self.models.iter().filter(|model| model.credential == Some(credential_id)) {
+                for model in self
+                    .models
+                    .iter()
+                    .filter(|model| model.credential == Some(credential_id))
+                {
                     events.push(AiModelConfigEvent::ModelCredentialDetached { model_id: model.id });
                 }
                 events.push(AiModelConfigEvent::CredentialRemoved { credential_id });
@@ -328,14 +387,16 @@ impl AiModelConfig {
                         new_name,
                         new_number,
                     } = change;
-                    let current = self
-                        .models
-                        .iter()
-                        .find(|existing| existing.provider == provider && existing.model_type == ModelType::Chat);
+                    let current = self.models.iter().find(|existing| {
+                        existing.provider == provider && existing.model_type == ModelType::Chat
+                    });
                     let model_id = match current {
                         Some(existing) => {
                             if let Some(model) = model.filter(|model| *model != existing.model) {
-                                events.push(AiModelConfigEvent::ModelIdChanged { model_id: existing.id, model });
+                                events.push(AiModelConfigEvent::ModelIdChanged {
+                                    model_id: existing.id,
+                                    model,
+                                });
                             }
                             existing.id
                         }
@@ -355,11 +416,22 @@ impl AiModelConfig {
                     let keys_given = secret.is_some() || access_key.is_some();
                     match credential {
                         Some(credential) => {
-                            if let Some(endpoint) = endpoint.filter(|endpoint| Some(endpoint) != credential.endpoint.as_ref()) {
-                                events.push(AiModelConfigEvent::CredentialEndpointChanged { credential_id: credential.id, endpoint: Some(endpoint) });
+                            if let Some(endpoint) = endpoint
+                                .filter(|endpoint| Some(endpoint) != credential.endpoint.as_ref())
+                            {
+                                events.push(AiModelConfigEvent::CredentialEndpointChanged {
+                                    credential_id: credential.id,
+                                    endpoint: Some(endpoint),
+                                });
                             }
                             let (secret, access_key) = self
-                                .seal_credential_keys(&aggregate_id, credential.id, access_key, secret, services)
+                                .seal_credential_keys(
+                                    &aggregate_id,
+                                    credential.id,
+                                    access_key,
+                                    secret,
+                                    services,
+                                )
                                 .await?;
                             if let Some(key) = access_key {
                                 events.push(AiModelConfigEvent::CredentialAccessKeyReplaced {
@@ -378,12 +450,22 @@ impl AiModelConfig {
                         }
                         None if keys_given => {
                             let Some(secret) = secret else {
-                                return Err(DomainError::KeyRequired { provider: provider.as_str().to_owned() });
+                                return Err(DomainError::KeyRequired {
+                                    provider: provider.as_str().to_owned(),
+                                });
                             };
                             let (secret, access_key) = self
-                                .seal_credential_keys(&aggregate_id, new_credential, access_key, Some(secret), services)
+                                .seal_credential_keys(
+                                    &aggregate_id,
+                                    new_credential,
+                                    access_key,
+                                    Some(secret),
+                                    services,
+                                )
                                 .await?;
-                            let secret = secret.ok_or_else(|| DomainError::KeyringFailed("no ciphertext for the secret".into()))?;
+                            let secret = secret.ok_or_else(|| {
+                                DomainError::KeyringFailed("no ciphertext for the secret".into())
+                            })?;
                             events.push(AiModelConfigEvent::CredentialAdded {
                                 credential_id: new_credential,
                                 name: new_name.as_str().to_owned(),
@@ -395,7 +477,10 @@ impl AiModelConfig {
                                 hint: secret.hint,
                                 number: new_number,
                             });
-                            events.push(AiModelConfigEvent::ModelCredentialAttached { model_id, credential_id: new_credential });
+                            events.push(AiModelConfigEvent::ModelCredentialAttached {
+                                model_id,
+                                credential_id: new_credential,
+                            });
                         }
                         // Only the model id: it is recorded, and the provider keeps falling back to
                         // the workspace's or the system's key.
@@ -407,34 +492,65 @@ impl AiModelConfig {
                 let mut seen = HashSet::new();
                 for (task, provider, _) in &assignments {
                     if !seen.insert(task.clone()) {
-                        return Err(DomainError::DuplicateTask { task: task.as_str().to_owned() });
+                        return Err(DomainError::DuplicateTask {
+                            task: task.as_str().to_owned(),
+                        });
                     }
-                    if !self.credentials.values().any(|credential| credential.provider == *provider) {
+                    if !self
+                        .credentials
+                        .values()
+                        .any(|credential| credential.provider == *provider)
+                    {
                         return Err(DomainError::ProviderNotConfigured {
                             task: task.as_str().to_owned(),
                             provider: provider.as_str().to_owned(),
                         });
                     }
                 }
-                for task in self.task_assignments.keys().filter(|task| !seen.contains(*task)) {
+                for task in self
+                    .task_assignments
+                    .keys()
+                    .filter(|task| !seen.contains(*task))
+                {
                     events.push(AiModelConfigEvent::TaskUnassigned { task: task.clone() });
                 }
                 for (task, provider, model) in assignments {
                     if self.task_assignments.get(&task) != Some(&(provider, model.clone())) {
-                        events.push(AiModelConfigEvent::TaskAssigned { task, provider, model });
+                        events.push(AiModelConfigEvent::TaskAssigned {
+                            task,
+                            provider,
+                            model,
+                        });
                     }
                 }
             }
-            AiModelConfigCommand::RecordValidation { credential_id, tested, ok, status, reason, checked_at } => {
-                let credential = self.credentials.get(&credential_id).ok_or(DomainError::CredentialNotFound)?;
+            AiModelConfigCommand::RecordValidation {
+                credential_id,
+                tested,
+                ok,
+                status,
+                reason,
+                checked_at,
+            } => {
+                let credential = self
+                    .credentials
+                    .get(&credential_id)
+                    .ok_or(DomainError::CredentialNotFound)?;
                 // The credential changed while it was being tested: the outcome is about a
                 // key or endpoint that no longer applies.
                 if credential.secret != tested.0 || credential.endpoint != tested.1 {
                     return Err(DomainError::CredentialChangedDuringTest);
                 }
-                events.push(AiModelConfigEvent::CredentialValidated { credential_id, ok, status, reason, checked_at });
+                events.push(AiModelConfigEvent::CredentialValidated {
+                    credential_id,
+                    ok,
+                    status,
+                    reason,
+                    checked_at,
+                });
             }
-            AiModelConfigCommand::CreateConfig { .. } | AiModelConfigCommand::ReplaceConfig { .. } => {
+            AiModelConfigCommand::CreateConfig { .. }
+            | AiModelConfigCommand::ReplaceConfig { .. } => {
                 unreachable!("configuration commands are handled in `handle`")
             }
         }
@@ -508,23 +624,43 @@ impl AiModelConfig {
                     },
                 );
             }
-            AiModelConfigEvent::CredentialValidated { credential_id, ok, status, reason, checked_at } => {
+            AiModelConfigEvent::CredentialValidated {
+                credential_id,
+                ok,
+                status,
+                reason,
+                checked_at,
+            } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
-                    credential.last_validation = Some(Validation { ok, status, reason, checked_at });
+                    credential.last_validation = Some(Validation {
+                        ok,
+                        status,
+                        reason,
+                        checked_at,
+                    });
                 }
             }
-            AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
+            AiModelConfigEvent::CredentialRenamed {
+                credential_id,
+                name,
+            } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.name = name;
                 }
             }
-            AiModelConfigEvent::CredentialProviderChanged { credential_id, provider } => {
+            AiModelConfigEvent::CredentialProviderChanged {
+                credential_id,
+                provider,
+            } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.provider = provider;
                     credential.last_validation = None;
                 }
             }
-            AiModelConfigEvent::CredentialEndpointChanged { credential_id, endpoint } => {
+            AiModelConfigEvent::CredentialEndpointChanged {
+                credential_id,
+                endpoint,
+            } => {
                 if let Some(credential) = self.credentials.get_mut(&credential_id) {
                     credential.endpoint = endpoint;
                     credential.last_validation = None;
@@ -577,7 +713,11 @@ impl AiModelConfig {
             AiModelConfigEvent::SystemPromptChanged { system_prompt } => {
                 self.system_prompt = system_prompt;
             }
-            AiModelConfigEvent::TaskAssigned { task, provider, model } => {
+            AiModelConfigEvent::TaskAssigned {
+                task,
+                provider,
+                model,
+            } => {
                 self.task_assignments.insert(task, (provider, model));
             }
             AiModelConfigEvent::TaskUnassigned { task } => {
@@ -609,7 +749,11 @@ impl AiModelConfig {
 
         let mut seen = HashSet::new();
         for (index, spec) in desired.iter().enumerate() {
-            if !seen.insert((spec.provider, spec.model_type, spec.model.as_str().to_owned())) {
+            if !seen.insert((
+                spec.provider,
+                spec.model_type,
+                spec.model.as_str().to_owned(),
+            )) {
                 return Err(DomainError::DuplicateModel {
                     index,
                     provider: spec.provider.to_string(),
@@ -625,7 +769,10 @@ impl AiModelConfig {
         let mut queue_seal = |key: KeyInput, credential: CredentialId, index: usize| {
             let context = KeyContext::for_credential(&aggregate_id, credential);
             let request = match key {
-                KeyInput::Encrypted(ciphertext) => SealRequest::ClientEncrypted { ciphertext, context },
+                KeyInput::Encrypted(ciphertext) => SealRequest::ClientEncrypted {
+                    ciphertext,
+                    context,
+                },
                 KeyInput::Plain(plain) => SealRequest::Plain { plain, context },
                 KeyInput::Keep | KeyInput::Remove => unreachable!("only new keys are sealed"),
             };
@@ -650,7 +797,11 @@ impl AiModelConfig {
                             .iter()
                             .filter(|model| model.provider == spec.provider)
                             .filter(|model| {
-                                !seen.contains(&(model.provider, model.model_type, model.model.as_str().to_owned()))
+                                !seen.contains(&(
+                                    model.provider,
+                                    model.model_type,
+                                    model.model.as_str().to_owned(),
+                                ))
                             })
                             .filter_map(|model| self.credential_of(model))
                             .find(|credential| credential.secret.as_str() == ciphertext)
@@ -725,7 +876,10 @@ impl AiModelConfig {
             })
         };
 
-        let owner = aggregate_id.split_once('/').map(|(_, owner)| owner).unwrap_or("");
+        let owner = aggregate_id
+            .split_once('/')
+            .map(|(_, owner)| owner)
+            .unwrap_or("");
         let credential_added = |credential_id: CredentialId, spec: &ModelSpec, key: SealedKey| {
             AiModelConfigEvent::CredentialAdded {
                 credential_id,
@@ -757,14 +911,29 @@ impl AiModelConfig {
             .collect();
         let mut inherited: HashMap<ModelId, CredentialId> = HashMap::new();
         for plan in &plans {
-            if let ModelPlan::Add { model_id, reuse: Some(credential), .. } = plan {
+            if let ModelPlan::Add {
+                model_id,
+                reuse: Some(credential),
+                ..
+            } = plan
+            {
                 orphaned.retain(|(_, orphan)| orphan != credential);
                 inherited.insert(*model_id, *credential);
             }
         }
         for plan in &plans {
-            if let ModelPlan::Add { model_id, spec, new_key: None, may_inherit: true, .. } = plan {
-                if let Some(position) = orphaned.iter().position(|(provider, _)| *provider == spec.provider) {
+            if let ModelPlan::Add {
+                model_id,
+                spec,
+                new_key: None,
+                may_inherit: true,
+                ..
+            } = plan
+            {
+                if let Some(position) = orphaned
+                    .iter()
+                    .position(|(provider, _)| *provider == spec.provider)
+                {
                     inherited.insert(*model_id, orphaned.remove(position).1);
                 }
             }
@@ -842,7 +1011,11 @@ impl AiModelConfig {
                             });
                         }
                         KeyPlan::Add(credential_id, position) => {
-                            events.push(credential_added(credential_id, &spec, sealed_at(position)?));
+                            events.push(credential_added(
+                                credential_id,
+                                &spec,
+                                sealed_at(position)?,
+                            ));
                             events.push(AiModelConfigEvent::ModelCredentialAttached {
                                 model_id,
                                 credential_id,

@@ -1,6 +1,9 @@
 use secrecy::SecretString;
 
-use crate::values::{AggregateId, CredentialId, CredentialName, ModelName, ModelType, Provider, SystemPrompt, TaskName};
+use crate::values::{
+    AggregateId, CredentialId, CredentialName, ModelName, ModelType, Provider, SystemPrompt,
+    TaskName,
+};
 
 /// What the caller wants done with a model's key.
 #[derive(Debug, Clone)]

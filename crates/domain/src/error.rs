@@ -18,7 +18,9 @@ pub enum DomainError {
     EmptyKey { index: usize },
     #[error("a key is empty once surrounding whitespace is removed")]
     EmptyCredentialKey,
-    #[error("task \"{task}\" names provider \"{provider}\", for which this configuration has no key")]
+    #[error(
+        "task \"{task}\" names provider \"{provider}\", for which this configuration has no key"
+    )]
     ProviderNotConfigured { task: String, provider: String },
     #[error("task \"{task}\" is assigned twice")]
     DuplicateTask { task: String },

@@ -2,7 +2,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt, TaskName,
+    Ciphertext, CredentialId, KeyHint, ModelId, ModelName, ModelType, Provider, SystemPrompt,
+    TaskName,
 };
 
 /// What happened to a configuration, fine-grained so the history reads as what people did.
@@ -138,7 +139,9 @@ impl AiModelConfigEvent {
             | AiModelConfigEvent::CredentialSecretReplaced { credential_id, .. }
             | AiModelConfigEvent::CredentialRemoved { credential_id }
             | AiModelConfigEvent::CredentialValidated { credential_id, .. }
-            | AiModelConfigEvent::ModelCredentialAttached { credential_id, .. } => Some(*credential_id),
+            | AiModelConfigEvent::ModelCredentialAttached { credential_id, .. } => {
+                Some(*credential_id)
+            }
             _ => None,
         }
     }

@@ -15,9 +15,9 @@ pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec, ProviderKeyChange}
 pub use error::DomainError;
 pub use events::AiModelConfigEvent;
 pub use services::{
-    ConfigServices, IdSource, KeyContext, KeySealer, RandomIds, SealError, SealedKey, SealRequest,
+    ConfigServices, IdSource, KeyContext, KeySealer, RandomIds, SealError, SealRequest, SealedKey,
 };
 pub use values::{
-    AggregateId, Ciphertext, CredentialId, CredentialName, KeyHint, ModelId, ModelName, ModelType, Owner,
-    Provider, SystemPrompt, TaskName, ValueError, WorkspaceId,
+    AggregateId, Ciphertext, CredentialId, CredentialName, KeyHint, ModelId, ModelName, ModelType,
+    Owner, Provider, SystemPrompt, TaskName, ValueError, WorkspaceId,
 };

@@ -39,9 +39,15 @@ impl KeyContext {
 /// One key to seal under the workspace key.
 pub enum SealRequest {
     /// Encrypted by the client with the workspace's public key (RSA-OAEP-SHA256, base64).
-    ClientEncrypted { ciphertext: String, context: KeyContext },
+    ClientEncrypted {
+        ciphertext: String,
+        context: KeyContext,
+    },
     /// Received in plain text over TLS.
-    Plain { plain: SecretString, context: KeyContext },
+    Plain {
+        plain: SecretString,
+        context: KeyContext,
+    },
 }
 
 impl fmt::Debug for SealRequest {

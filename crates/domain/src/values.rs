@@ -217,9 +217,14 @@ impl TaskName {
             return Err(ValueError::Empty);
         }
         if raw.chars().count() > Self::MAX_CHARS {
-            return Err(ValueError::TooLong { max: Self::MAX_CHARS });
+            return Err(ValueError::TooLong {
+                max: Self::MAX_CHARS,
+            });
         }
-        if !raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')) {
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        {
             return Err(ValueError::InvalidCharacters);
         }
         Ok(TaskName(raw.to_owned()))
@@ -438,7 +443,8 @@ mod tests {
 
     #[test]
     fn hint_shows_three_leading_and_four_trailing_characters() {
-        let hint = KeyHint::from_plain(&SecretString::from("sk-abcdefghijklmnopqrstuvwxyz0123cdef"));
+        let hint =
+            KeyHint::from_plain(&SecretString::from("sk-abcdefghijklmnopqrstuvwxyz0123cdef"));
         assert_eq!(hint.as_str(), "sk-...cdef");
         assert_eq!(hint.last4(), Some("cdef"));
     }
@@ -446,7 +452,10 @@ mod tests {
     #[test]
     fn hint_of_a_short_key_reveals_nothing() {
         for short in ["", "a", "12345678"] {
-            assert_eq!(KeyHint::from_plain(&SecretString::from(short)).as_str(), "****");
+            assert_eq!(
+                KeyHint::from_plain(&SecretString::from(short)).as_str(),
+                "****"
+            );
         }
         assert_eq!(
             KeyHint::from_plain(&SecretString::from("123456789")).as_str(),
@@ -467,10 +476,19 @@ mod tests {
     #[test]
     fn workspace_ids_are_restricted_to_a_path_safe_alphabet() {
         assert!(WorkspaceId::parse("acme-prod_1.eu").is_ok());
-        assert_eq!(WorkspaceId::parse("a/b"), Err(ValueError::InvalidCharacters));
+        assert_eq!(
+            WorkspaceId::parse("a/b"),
+            Err(ValueError::InvalidCharacters)
+        );
         // Vault key names must start and end with a word character.
-        assert_eq!(WorkspaceId::parse("acme-"), Err(ValueError::InvalidCharacters));
-        assert_eq!(WorkspaceId::parse(".acme"), Err(ValueError::InvalidCharacters));
+        assert_eq!(
+            WorkspaceId::parse("acme-"),
+            Err(ValueError::InvalidCharacters)
+        );
+        assert_eq!(
+            WorkspaceId::parse(".acme"),
+            Err(ValueError::InvalidCharacters)
+        );
         assert_eq!(WorkspaceId::parse(""), Err(ValueError::Empty));
     }
 }

@@ -21,8 +21,9 @@ impl ClientKey {
     pub const ALGORITHM: &'static str = "RSA-OAEP-256";
 
     pub fn from_pem(key_id: &str, key_version: u64, pem: &str) -> Result<Self, KeyringError> {
-        let key = RsaPublicKey::from_public_key_pem(pem)
-            .map_err(|_| KeyringError::Failed("the workspace public key is not an RSA SPKI PEM".into()))?;
+        let key = RsaPublicKey::from_public_key_pem(pem).map_err(|_| {
+            KeyringError::Failed("the workspace public key is not an RSA SPKI PEM".into())
+        })?;
         let jwk = json!({
             "kty": "RSA",
             "use": "enc",

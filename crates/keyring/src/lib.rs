@@ -73,8 +73,11 @@ pub trait Keyring: Send + Sync {
     async fn check(&self) -> Result<(), KeyringError>;
 
     /// How a trusted service would decrypt this workspace's ciphertexts itself, if it can.
-    fn decryption_recipe(&self, workspace: &WorkspaceId, context: &KeyContext)
-        -> Option<DecryptionRecipe>;
+    fn decryption_recipe(
+        &self,
+        workspace: &WorkspaceId,
+        context: &KeyContext,
+    ) -> Option<DecryptionRecipe>;
 }
 
 /// Splits `vault:v3:BASE64` (or `local:v3:BASE64`) into version and payload.

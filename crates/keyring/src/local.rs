@@ -5,12 +5,12 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
 use async_trait::async_trait;
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hkdf::Hkdf;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::RsaPrivateKey;
 use secrecy::{ExposeSecret, SecretString};
@@ -66,7 +66,10 @@ impl LocalKeyring {
     }
 
     fn cipher(&self, workspace: &WorkspaceId, context: &KeyContext) -> Aes256Gcm {
-        let key = self.derive(&format!("aimc/v1/credential/{workspace}/{}", context.as_str()));
+        let key = self.derive(&format!(
+            "aimc/v1/credential/{workspace}/{}",
+            context.as_str()
+        ));
         Aes256Gcm::new_from_slice(key.as_slice()).expect("32-byte key")
     }
 
@@ -76,7 +79,8 @@ impl LocalKeyring {
             return Ok(key.clone());
         }
         let seed = self.derive(&format!("aimc/v1/client-key/{workspace}"));
-        let failed = |what: &str| KeyringError::Failed(format!("cannot {what} the workspace key pair"));
+        let failed =
+            |what: &str| KeyringError::Failed(format!("cannot {what} the workspace key pair"));
         let key = tokio::task::spawn_blocking(move || {
             let mut rng = ChaCha20Rng::from_seed(*seed);
             RsaPrivateKey::new(&mut rng, 2048)
@@ -84,13 +88,19 @@ impl LocalKeyring {
         .await
         .map_err(|_| failed("generate"))?
         .map_err(|_| failed("generate"))?;
-        let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|_| failed("encode"))?;
+        let public_pem = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|_| failed("encode"))?;
         let pkcs8 = key.to_pkcs8_der().map_err(|_| failed("encode"))?;
         let decrypting = PrivateDecryptingKey::from_pkcs8(pkcs8.as_bytes())
             .ok()
             .and_then(|key| OaepPrivateDecryptingKey::new(key).ok())
             .ok_or_else(|| failed("load"))?;
-        let pair = Arc::new(ClientKeyPair { public_pem, decrypting });
+        let pair = Arc::new(ClientKeyPair {
+            public_pem,
+            decrypting,
+        });
         keys.insert(workspace.as_str().to_owned(), pair.clone());
         Ok(pair)
     }
@@ -135,9 +145,13 @@ impl Keyring for LocalKeyring {
             .map(|(index, (ciphertext, context))| {
                 let undecryptable = KeyringError::Undecryptable { index };
                 let (_, payload) = split_versioned(ciphertext.as_str())
-                    .filter(|(version, _)| *version == 1 && ciphertext.as_str().starts_with("local:"))
+                    .filter(|(version, _)| {
+                        *version == 1 && ciphertext.as_str().starts_with("local:")
+                    })
                     .ok_or(undecryptable.clone())?;
-                let blob = STANDARD.decode(payload).map_err(|_| undecryptable.clone())?;
+                let blob = STANDARD
+                    .decode(payload)
+                    .map_err(|_| undecryptable.clone())?;
                 if blob.len() <= NONCE_LEN {
                     return Err(undecryptable);
                 }
@@ -182,8 +196,13 @@ impl Keyring for LocalKeyring {
                 };
                 let sealed = STANDARD.decode(payload).ok()?;
                 let mut buffer = Zeroizing::new(vec![0u8; pair.decrypting.min_output_size()]);
-                let plain = pair.decrypting.decrypt(&OAEP_SHA256_MGF1SHA256, &sealed, &mut buffer, None).ok()?;
-                let text = std::str::from_utf8(plain).ok().filter(|text| !text.is_empty())?;
+                let plain = pair
+                    .decrypting
+                    .decrypt(&OAEP_SHA256_MGF1SHA256, &sealed, &mut buffer, None)
+                    .ok()?;
+                let text = std::str::from_utf8(plain)
+                    .ok()
+                    .filter(|text| !text.is_empty())?;
                 Some(SecretString::from(text))
             })
             .collect())
@@ -220,15 +239,26 @@ mod tests {
         let w1 = WorkspaceId::parse("w1").unwrap();
         let w2 = WorkspaceId::parse("w2").unwrap();
         let sealed = keyring
-            .encrypt(&w1, vec![(SecretString::from("sk-secret-value-1234"), context(1))])
+            .encrypt(
+                &w1,
+                vec![(SecretString::from("sk-secret-value-1234"), context(1))],
+            )
             .await
             .unwrap();
         assert!(!sealed[0].as_str().contains("sk-secret"));
-        let opened = keyring.decrypt(&w1, vec![(sealed[0].clone(), context(1))]).await.unwrap();
+        let opened = keyring
+            .decrypt(&w1, vec![(sealed[0].clone(), context(1))])
+            .await
+            .unwrap();
         assert_eq!(opened[0].expose_secret(), "sk-secret-value-1234");
         for (workspace, context) in [(&w1, context(2)), (&w2, context(1))] {
-            let refused = keyring.decrypt(workspace, vec![(sealed[0].clone(), context)]).await;
-            assert_eq!(refused.unwrap_err(), KeyringError::Undecryptable { index: 0 });
+            let refused = keyring
+                .decrypt(workspace, vec![(sealed[0].clone(), context)])
+                .await;
+            assert_eq!(
+                refused.unwrap_err(),
+                KeyringError::Undecryptable { index: 0 }
+            );
         }
     }
 
@@ -239,15 +269,32 @@ mod tests {
         let published = keyring.client_key(&w1).await.unwrap();
         let public = RsaPublicKey::from_public_key_pem(&published.pem).unwrap();
         let sealed = public
-            .encrypt(&mut rand::thread_rng(), Oaep::new::<Sha256>(), b"sk-client-side-0001")
+            .encrypt(
+                &mut rand::thread_rng(),
+                Oaep::new::<Sha256>(),
+                b"sk-client-side-0001",
+            )
             .unwrap();
         let encoded = STANDARD.encode(sealed);
         let opened = keyring
-            .decrypt_from_client(&w1, vec![encoded.clone(), format!("vault:v1:{encoded}"), "nope".into()])
+            .decrypt_from_client(
+                &w1,
+                vec![
+                    encoded.clone(),
+                    format!("vault:v1:{encoded}"),
+                    "nope".into(),
+                ],
+            )
             .await
             .unwrap();
-        assert_eq!(opened[0].as_ref().unwrap().expose_secret(), "sk-client-side-0001");
-        assert_eq!(opened[1].as_ref().unwrap().expose_secret(), "sk-client-side-0001");
+        assert_eq!(
+            opened[0].as_ref().unwrap().expose_secret(),
+            "sk-client-side-0001"
+        );
+        assert_eq!(
+            opened[1].as_ref().unwrap().expose_secret(),
+            "sk-client-side-0001"
+        );
         assert!(opened[2].is_none());
     }
 }

@@ -61,11 +61,22 @@ impl KeySealer for KeyringSealer {
             if trimmed.is_empty() {
                 return Err(SealError::EmptyKey { index: position });
             }
-            let plain = if trimmed.len() == plain.expose_secret().len() { plain } else { SecretString::from(trimmed) };
+            let plain = if trimmed.len() == plain.expose_secret().len() {
+                plain
+            } else {
+                SecretString::from(trimmed)
+            };
             items.push((plain, context));
         }
-        let hints: Vec<KeyHint> = items.iter().map(|(plain, _)| KeyHint::from_plain(plain)).collect();
-        let ciphertexts = self.0.encrypt(workspace, items).await.map_err(to_seal_error)?;
+        let hints: Vec<KeyHint> = items
+            .iter()
+            .map(|(plain, _)| KeyHint::from_plain(plain))
+            .collect();
+        let ciphertexts = self
+            .0
+            .encrypt(workspace, items)
+            .await
+            .map_err(to_seal_error)?;
         Ok(ciphertexts
             .into_iter()
             .zip(hints)

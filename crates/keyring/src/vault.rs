@@ -53,8 +53,9 @@ impl VaultKeyring {
             .timeout(Some(settings.timeout))
             .build()
             .map_err(|error| KeyringError::Failed(format!("invalid Vault settings: {error}")))?;
-        let client = VaultClient::new(client_settings)
-            .map_err(|error| KeyringError::Failed(format!("cannot build the Vault client: {error}")))?;
+        let client = VaultClient::new(client_settings).map_err(|error| {
+            KeyringError::Failed(format!("cannot build the Vault client: {error}"))
+        })?;
         Ok(VaultKeyring {
             client,
             mount: settings.mount,
@@ -76,7 +77,12 @@ impl VaultKeyring {
 
     /// Creates the key on first use. Creating an existing transit key is a no-op, so replicas
     /// racing here are harmless.
-    async fn ensure_key(&self, name: &str, key_type: KeyType, derived: bool) -> Result<(), KeyringError> {
+    async fn ensure_key(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        derived: bool,
+    ) -> Result<(), KeyringError> {
         if self.created_keys.lock().await.contains(name) {
             return Ok(());
         }
@@ -99,7 +105,12 @@ impl VaultKeyring {
     /// own settings. vaultrs has no batch API, and Vault answers a batch in which some items
     /// failed with an error status whose body still holds the per-item results, so the body is
     /// read here rather than through vaultrs' error mapping.
-    async fn batch<T: Serialize>(&self, operation: &str, key: &str, items: &[T]) -> Result<Vec<BatchItem>, KeyringError> {
+    async fn batch<T: Serialize>(
+        &self,
+        operation: &str,
+        key: &str,
+        items: &[T],
+    ) -> Result<Vec<BatchItem>, KeyringError> {
         let count = items.len();
         // Sized up front so serialising never reallocates and leaves an unzeroized copy of
         // the plain text behind; rustify's own copy of the body is beyond our reach.
@@ -110,15 +121,20 @@ impl VaultKeyring {
             path: format!("{}/{operation}/{key}", self.mount),
             body,
         };
-        let response = endpoint.with_middleware(self.client.middle()).exec(self.client.http()).await;
+        let response = endpoint
+            .with_middleware(self.client.middle())
+            .exec(self.client.http())
+            .await;
         let (status, content) = match response {
             Ok(result) => (200, Zeroizing::new(result.raw())),
-            Err(rustify::errors::ClientError::ServerResponseError { code, content }) => {
-                (code, Zeroizing::new(content.unwrap_or_default().into_bytes()))
-            }
+            Err(rustify::errors::ClientError::ServerResponseError { code, content }) => (
+                code,
+                Zeroizing::new(content.unwrap_or_default().into_bytes()),
+            ),
             Err(error) => return Err(rest_error(&error)),
         };
-        let envelope: BatchEnvelope = serde_json::from_slice(&content).map_err(|_| status_error(status, &[]))?;
+        let envelope: BatchEnvelope =
+            serde_json::from_slice(&content).map_err(|_| status_error(status, &[]))?;
         match envelope.data {
             Some(data) if data.batch_results.len() == count => Ok(data.batch_results),
             _ => Err(status_error(status, &envelope.errors.unwrap_or_default())),
@@ -132,7 +148,9 @@ impl VaultKeyring {
             .await
             .map_err(vault_error)?;
         let ReadKeyData::Asymmetric(versions) = key.keys else {
-            return Err(KeyringError::Failed(format!("transit key {name} is not asymmetric")));
+            return Err(KeyringError::Failed(format!(
+                "transit key {name} is not asymmetric"
+            )));
         };
         let (version, entry) = versions
             .iter()
@@ -158,7 +176,10 @@ impl Keyring for VaultKeyring {
         let encoded: Vec<(Zeroizing<String>, String)> = items
             .iter()
             .map(|(plain, context)| {
-                (Zeroizing::new(STANDARD.encode(plain.expose_secret())), STANDARD.encode(context.as_str()))
+                (
+                    Zeroizing::new(STANDARD.encode(plain.expose_secret())),
+                    STANDARD.encode(context.as_str()),
+                )
             })
             .collect();
         drop(items);
@@ -202,7 +223,10 @@ impl Keyring for VaultKeyring {
         results
             .into_iter()
             .enumerate()
-            .map(|(index, item)| item.into_plain().ok_or(KeyringError::Undecryptable { index }))
+            .map(|(index, item)| {
+                item.into_plain()
+                    .ok_or(KeyringError::Undecryptable { index })
+            })
             .collect()
     }
 
@@ -247,7 +271,11 @@ impl Keyring for VaultKeyring {
         .into_iter();
         Ok(normalised
             .into_iter()
-            .map(|ciphertext| ciphertext.and_then(|_| results.next()).and_then(BatchItem::into_plain))
+            .map(|ciphertext| {
+                ciphertext
+                    .and_then(|_| results.next())
+                    .and_then(BatchItem::into_plain)
+            })
             .collect())
     }
 
@@ -255,16 +283,26 @@ impl Keyring for VaultKeyring {
     /// valid, which a health probe alone (it needs no token) would not show.
     async fn check(&self) -> Result<(), KeyringError> {
         let endpoint = TokenLookup;
-        match endpoint.with_middleware(self.client.middle()).exec(self.client.http()).await {
+        match endpoint
+            .with_middleware(self.client.middle())
+            .exec(self.client.http())
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(rustify::errors::ClientError::ServerResponseError { code: 401 | 403, .. }) => {
-                Err(KeyringError::Unavailable("Vault refuses the configured token".into()))
-            }
+            Err(rustify::errors::ClientError::ServerResponseError {
+                code: 401 | 403, ..
+            }) => Err(KeyringError::Unavailable(
+                "Vault refuses the configured token".into(),
+            )),
             Err(error) => Err(rest_error(&error)),
         }
     }
 
-    fn decryption_recipe(&self, workspace: &WorkspaceId, context: &KeyContext) -> Option<DecryptionRecipe> {
+    fn decryption_recipe(
+        &self,
+        workspace: &WorkspaceId,
+        context: &KeyContext,
+    ) -> Option<DecryptionRecipe> {
         Some(DecryptionRecipe {
             mount: self.mount.clone(),
             key_name: self.workspace_key_name(workspace),
@@ -378,7 +416,9 @@ fn status_error(status: u16, errors: &[String]) -> KeyringError {
         format!("status {status}: {}", errors.join("; "))
     };
     match status {
-        401 | 403 | 429 | 500..=599 => KeyringError::Unavailable(format!("Vault answered {detail}")),
+        401 | 403 | 429 | 500..=599 => {
+            KeyringError::Unavailable(format!("Vault answered {detail}"))
+        }
         _ => KeyringError::Failed(format!("Vault answered {detail}")),
     }
 }
@@ -389,7 +429,9 @@ fn rest_error(error: &rustify::errors::ClientError) -> KeyringError {
     use rustify::errors::ClientError as Rest;
     match error {
         Rest::ServerResponseError { code, .. } => status_error(*code, &[]),
-        Rest::RequestError { url, .. } => KeyringError::Unavailable(format!("cannot reach Vault at {url}")),
+        Rest::RequestError { url, .. } => {
+            KeyringError::Unavailable(format!("cannot reach Vault at {url}"))
+        }
         Rest::ResponseError { .. } => KeyringError::Unavailable("no response from Vault".into()),
         _ => KeyringError::Failed("unexpected answer from Vault".into()),
     }
@@ -409,8 +451,14 @@ mod tests {
 
     #[test]
     fn bare_base64_gets_the_latest_version_and_prefixed_ciphertext_keeps_its_own() {
-        assert_eq!(normalise_client_ciphertext("AAAA", 3).as_deref(), Some("vault:v3:AAAA"));
-        assert_eq!(normalise_client_ciphertext("vault:v1:AAAA", 3).as_deref(), Some("vault:v1:AAAA"));
+        assert_eq!(
+            normalise_client_ciphertext("AAAA", 3).as_deref(),
+            Some("vault:v3:AAAA")
+        );
+        assert_eq!(
+            normalise_client_ciphertext("vault:v1:AAAA", 3).as_deref(),
+            Some("vault:v1:AAAA")
+        );
         assert_eq!(normalise_client_ciphertext("not base64!", 3), None);
         assert_eq!(normalise_client_ciphertext("local:v1:AAAA", 3), None);
         assert_eq!(normalise_client_ciphertext("", 3), None);

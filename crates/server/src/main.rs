@@ -79,21 +79,33 @@ async fn main() -> anyhow::Result<()> {
                 max_connections: 2,
                 acquire_timeout: std::time::Duration::from_secs(10),
             })?;
-            aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+            aimc_store::migrate(&pool)
+                .await
+                .context("Failed to run database migrations")?;
             println!("migrations applied");
         }
-        Command::Projections { action: ProjectionsAction::Rebuild } => {
+        Command::Projections {
+            action: ProjectionsAction::Rebuild,
+        } => {
             let settings = Settings::load()?;
             let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
                 url: settings.database_url()?.clone(),
                 max_connections: 4,
                 acquire_timeout: std::time::Duration::from_secs(10),
             })?;
-            aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+            aimc_store::migrate(&pool)
+                .await
+                .context("Failed to run database migrations")?;
             let started = std::time::Instant::now();
-            let events = aimc_store::Projector::new(pool).rebuild().await.context("Failed to rebuild the read model")?;
+            let events = aimc_store::Projector::new(pool)
+                .rebuild()
+                .await
+                .context("Failed to rebuild the read model")?;
             let seconds = started.elapsed().as_secs_f64();
-            println!("replayed {events} events in {seconds:.2} s ({:.0} events/s)", events as f64 / seconds.max(1e-9));
+            println!(
+                "replayed {events} events in {seconds:.2} s ({:.0} events/s)",
+                events as f64 / seconds.max(1e-9)
+            );
         }
         Command::Openapi { output, check } => {
             let spec = format!("{}\n", aimc_api::openapi_json());
@@ -107,17 +119,26 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(parent) = output.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::write(&output, spec).with_context(|| format!("Failed to write {}", output.display()))?;
+                std::fs::write(&output, spec)
+                    .with_context(|| format!("Failed to write {}", output.display()))?;
                 println!("wrote {}", output.display());
             }
         }
-        Command::Token { sub, workspaces, role, scope, ttl } => {
+        Command::Token {
+            sub,
+            workspaces,
+            role,
+            scope,
+            ttl,
+        } => {
             let settings = Settings::load()?;
             let Some(secret) = &settings.jwt_hs256_secret else {
                 bail!("AIMC_JWT_HS256_SECRET is not set");
             };
             let parse_role = |raw: &str| {
-                Role::parse(raw).with_context(|| format!("unknown role {raw:?}: use owner, admin, member or viewer"))
+                Role::parse(raw).with_context(|| {
+                    format!("unknown role {raw:?}: use owner, admin, member or viewer")
+                })
             };
             let default_role = parse_role(&role)?;
             let mut granted = HashMap::new();

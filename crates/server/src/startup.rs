@@ -57,7 +57,13 @@ pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator>
     };
     let auth = AuthSettings {
         hs256_secret: settings.jwt_hs256_secret.clone(),
-        public_key_pems: settings.jwt_public_key_file.as_deref().map(read).transpose()?.into_iter().collect(),
+        public_key_pems: settings
+            .jwt_public_key_file
+            .as_deref()
+            .map(read)
+            .transpose()?
+            .into_iter()
+            .collect(),
         public_key_id: settings.jwt_public_key_id.clone(),
         jwks_json: settings.jwt_jwks_file.as_deref().map(read).transpose()?,
         issuer: settings.jwt_issuer.clone(),
@@ -75,9 +81,14 @@ struct SystemKeyEntry {
 
 /// Reads the fallback keys and encrypts them at once (one keyring call); only ciphertext is
 /// kept in memory.
-pub async fn load_system_keys(settings: &Settings, keyring: &Arc<dyn Keyring>) -> anyhow::Result<Vec<SystemKey>> {
+pub async fn load_system_keys(
+    settings: &Settings,
+    keyring: &Arc<dyn Keyring>,
+) -> anyhow::Result<Vec<SystemKey>> {
     use figment::providers::{Format, Toml};
-    let Some(path) = &settings.system_keys_file else { return Ok(Vec::new()) };
+    let Some(path) = &settings.system_keys_file else {
+        return Ok(Vec::new());
+    };
     // The parser's own message can quote the offending value, which here is a key.
     let entries: std::collections::BTreeMap<String, SystemKeyEntry> = figment::Figment::from(Toml::file_exact(path))
         .extract()
@@ -85,14 +96,19 @@ pub async fn load_system_keys(settings: &Settings, keyring: &Arc<dyn Keyring>) -
     let mut keys = Vec::new();
     let mut items = Vec::new();
     for (name, entry) in entries {
-        let provider = Provider::parse(&name).with_context(|| format!("system keys: unknown provider [{name}]"))?;
-        let default = aimc_api::SEED_002_PROVIDERS.iter().find(|(_, p, _)| *p == provider).map(|(_, _, model)| *model);
+        let provider = Provider::parse(&name)
+            .with_context(|| format!("system keys: unknown provider [{name}]"))?;
+        let default = aimc_api::SEED_002_PROVIDERS
+            .iter()
+            .find(|(_, p, _)| *p == provider)
+            .map(|(_, _, model)| *model);
         let model = entry
             .model
             .as_deref()
             .or(default)
             .with_context(|| format!("system keys: [{name}] needs a model"))?;
-        let model = ModelName::parse(model).with_context(|| format!("system keys: [{name}] model"))?;
+        let model =
+            ModelName::parse(model).with_context(|| format!("system keys: [{name}] model"))?;
         items.push((entry.api_key, KeyContext::for_system_key(provider.as_str())));
         keys.push((provider, model));
     }
@@ -106,7 +122,11 @@ pub async fn load_system_keys(settings: &Settings, keyring: &Arc<dyn Keyring>) -
     Ok(keys
         .into_iter()
         .zip(sealed)
-        .map(|((provider, model), ciphertext)| SystemKey { provider, model, ciphertext })
+        .map(|((provider, model), ciphertext)| SystemKey {
+            provider,
+            model,
+            ciphertext,
+        })
         .collect())
 }
 
@@ -118,7 +138,9 @@ impl Application {
             acquire_timeout: Duration::from_secs(3),
         })
         .context("Failed to configure the database pool")?;
-        aimc_store::migrate(&pool).await.context("Failed to run database migrations")?;
+        aimc_store::migrate(&pool)
+            .await
+            .context("Failed to run database migrations")?;
         let keyring = build_keyring(&settings)?;
         let auth = build_authenticator(&settings)?;
         let system_keys = load_system_keys(&settings, &keyring).await?;
@@ -133,12 +155,20 @@ impl Application {
             ids: Arc::new(RandomIds),
         };
         let state = Arc::new(AppState {
-            commands: CommandBus::new(pool.clone(), services, settings.snapshot_every, projector.clone()),
+            commands: CommandBus::new(
+                pool.clone(),
+                services,
+                settings.snapshot_every,
+                projector.clone(),
+            ),
             queries: ConfigQueries::new(pool.clone()),
             credentials: CredentialQueries::new(pool),
             keyring,
             auth,
-            checker: aimc_api::ProviderChecker::new(settings.allow_private_endpoints, Duration::from_secs(10)),
+            checker: aimc_api::ProviderChecker::new(
+                settings.allow_private_endpoints,
+                Duration::from_secs(10),
+            ),
             system_keys,
         });
 
@@ -151,7 +181,13 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().map(|addr| addr.port()))
             .unwrap_or_default();
-        Ok(Application { acceptor, port, state, projector, settings })
+        Ok(Application {
+            acceptor,
+            port,
+            state,
+            projector,
+            settings,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -159,16 +195,21 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let catch_up = tokio::spawn(
-            self.projector
-                .clone()
-                .catch_up_periodically(Duration::from_secs(self.settings.catch_up_interval_seconds.max(1))),
-        );
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let catch_up = tokio::spawn(self.projector.clone().catch_up_periodically(
+            Duration::from_secs(self.settings.catch_up_interval_seconds.max(1)),
+        ));
         tracing::info!(port = self.port, "aimc is listening");
         let app = aimc_api::app(self.state).around(propagate_trace_context);
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(self.settings.shutdown_grace_seconds)))
+            .run_with_graceful_shutdown(
+                app,
+                shutdown,
+                Some(Duration::from_secs(self.settings.shutdown_grace_seconds)),
+            )
             .await;
         catch_up.abort();
         tracing::info!("aimc stopped");
@@ -178,7 +219,10 @@ impl Application {
 
 /// Continues the caller's W3C trace (`traceparent`) when spans are exported, and makes the
 /// exported trace id the one the request records in its events.
-async fn propagate_trace_context<E: Endpoint>(endpoint: Arc<E>, mut request: Request) -> poem::Result<poem::Response> {
+async fn propagate_trace_context<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut request: Request,
+) -> poem::Result<poem::Response> {
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
     });
@@ -187,7 +231,11 @@ async fn propagate_trace_context<E: Endpoint>(endpoint: Arc<E>, mut request: Req
     let context = span.context();
     let span_context = context.span().span_context().clone();
     if span_context.is_valid() && !request.headers().contains_key("traceparent") {
-        let traceparent = format!("00-{}-{}-01", span_context.trace_id(), span_context.span_id());
+        let traceparent = format!(
+            "00-{}-{}-01",
+            span_context.trace_id(),
+            span_context.span_id()
+        );
         if let Ok(value) = traceparent.parse() {
             request.headers_mut().insert("traceparent", value);
         }

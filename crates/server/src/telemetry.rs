@@ -14,7 +14,8 @@ use crate::configuration::LogFormat;
 /// business in our logs at any level.
 // rustify logs every expected Vault 400 (a client key that does not decrypt) as an ERROR; the
 // keyring reports what matters itself.
-const QUIET: &str = "sqlx=warn,rustify=off,vaultrs=warn,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn";
+const QUIET: &str =
+    "sqlx=warn,rustify=off,vaultrs=warn,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn";
 
 /// Holds the exporter so spans are flushed on drop.
 pub struct Telemetry {
@@ -30,7 +31,8 @@ impl Drop for Telemetry {
 }
 
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_new(format!("{filter},{QUIET}")).context("Failed to parse AIMC_LOG")?;
+    let filter =
+        EnvFilter::try_new(format!("{filter},{QUIET}")).context("Failed to parse AIMC_LOG")?;
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -47,7 +49,11 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
             .context("Failed to build the OTLP exporter")?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("aimc").build())
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("aimc")
+                    .build(),
+            )
             .build();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         Some(provider)

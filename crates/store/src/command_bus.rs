@@ -34,7 +34,12 @@ pub struct CommandBus {
 impl CommandBus {
     /// Projection is not a cqrs-es query: those run after the commit with nowhere to report a
     /// failure, and a 2xx must mean the change is readable.
-    pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize, projector: Arc<Projector>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        services: ConfigServices,
+        snapshot_every: usize,
+        projector: Arc<Projector>,
+    ) -> Self {
         let store = SnapshotEventStore::new(pool, snapshot_every);
         CommandBus {
             cqrs: CqrsFramework::new(store, vec![], services),
@@ -55,8 +60,13 @@ impl CommandBus {
                 }
             }
         }
-        tracing::error!(aggregate_id, "change recorded but not projected; catch-up will repair it");
-        Err(CommandError::NotYetVisible(last_error.map(|e| e.to_string()).unwrap_or_default()))
+        tracing::error!(
+            aggregate_id,
+            "change recorded but not projected; catch-up will repair it"
+        );
+        Err(CommandError::NotYetVisible(
+            last_error.map(|e| e.to_string()).unwrap_or_default(),
+        ))
     }
 
     /// Executes `command`, reloading the aggregate and trying again when another writer
@@ -77,10 +87,17 @@ impl CommandBus {
             if let Some(trace_id) = &metadata.trace_id {
                 recorded.insert("trace_id".to_owned(), trace_id.clone());
             }
-            match self.cqrs.execute_with_metadata(&aggregate_id, command.clone(), recorded).await {
+            match self
+                .cqrs
+                .execute_with_metadata(&aggregate_id, command.clone(), recorded)
+                .await
+            {
                 Ok(()) => return self.project(&aggregate_id).await,
                 Err(AggregateError::AggregateConflict) => {
-                    tracing::debug!(attempt, "concurrent write; retrying with the reloaded aggregate");
+                    tracing::debug!(
+                        attempt,
+                        "concurrent write; retrying with the reloaded aggregate"
+                    );
                     // Jittered, growing back-off so racing writers spread out instead of
                     // colliding again in lockstep.
                     let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
@@ -91,11 +108,17 @@ impl CommandBus {
                 Err(AggregateError::DatabaseConnectionError(error)) => {
                     return Err(CommandError::StoreUnavailable(error.to_string()))
                 }
-                Err(AggregateError::DeserializationError(error)) => return Err(CommandError::Internal(error.to_string())),
-                Err(AggregateError::UnexpectedError(error)) if is_connection_failure(error.as_ref()) => {
+                Err(AggregateError::DeserializationError(error)) => {
+                    return Err(CommandError::Internal(error.to_string()))
+                }
+                Err(AggregateError::UnexpectedError(error))
+                    if is_connection_failure(error.as_ref()) =>
+                {
                     return Err(CommandError::StoreUnavailable(error.to_string()))
                 }
-                Err(AggregateError::UnexpectedError(error)) => return Err(CommandError::Internal(error.to_string())),
+                Err(AggregateError::UnexpectedError(error)) => {
+                    return Err(CommandError::Internal(error.to_string()))
+                }
             }
         }
         Err(CommandError::Conflict {
@@ -112,7 +135,10 @@ fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(sqlx_error) = current.downcast_ref::<sqlx::Error>() {
             return matches!(
                 sqlx_error,
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
             ) || matches!(sqlx_error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08")));
         }
         cause = current.source();

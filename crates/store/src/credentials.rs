@@ -41,7 +41,11 @@ impl CredentialQueries {
     }
 
     /// The credentials of one owner in a workspace, newest first.
-    pub async fn of_owner(&self, workspace: &WorkspaceId, owner: &str) -> Result<Vec<CredentialRow>, StoreError> {
+    pub async fn of_owner(
+        &self,
+        workspace: &WorkspaceId,
+        owner: &str,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 ORDER BY created_at DESC, credential_id DESC"
         ))
@@ -52,7 +56,11 @@ impl CredentialQueries {
     }
 
     /// The owner's credentials whose last test succeeded, newest first.
-    pub async fn validated_of_owner(&self, workspace: &WorkspaceId, owner: &str) -> Result<Vec<CredentialRow>, StoreError> {
+    pub async fn validated_of_owner(
+        &self,
+        workspace: &WorkspaceId,
+        owner: &str,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 AND validated_ok
               ORDER BY created_at DESC, credential_id DESC"
@@ -64,10 +72,12 @@ impl CredentialQueries {
     }
 
     pub async fn by_number(&self, number: i64) -> Result<Option<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM credential_view WHERE number = $1"))
-            .bind(number)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM credential_view WHERE number = $1"
+        ))
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// `count` fresh integer ids, for commands that may create that many credentials.
@@ -75,22 +85,31 @@ impl CredentialQueries {
         if count == 0 {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers') FROM generate_series(1, $1)")
-            .bind(count as i64)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT nextval('credential_numbers') FROM generate_series(1, $1)")
+                .bind(count as i64)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// A fresh integer id for a new credential.
     pub async fn next_number(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers')").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers')")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
-    pub async fn by_id(&self, credential: CredentialId) -> Result<Option<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM credential_view WHERE credential_id = $1"))
-            .bind(credential.0)
-            .fetch_optional(&self.pool)
-            .await?)
+    pub async fn by_id(
+        &self,
+        credential: CredentialId,
+    ) -> Result<Option<CredentialRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM credential_view WHERE credential_id = $1"
+        ))
+        .bind(credential.0)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Claims `name` in the workspace for `credential`; false when another credential holds it.
@@ -119,7 +138,12 @@ impl CredentialQueries {
     }
 
     /// Gives up a name this credential holds (no effect on a name held by another).
-    pub async fn release_name(&self, workspace: &WorkspaceId, name_key: &str, credential: CredentialId) -> Result<(), StoreError> {
+    pub async fn release_name(
+        &self,
+        workspace: &WorkspaceId,
+        name_key: &str,
+        credential: CredentialId,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM credential_names WHERE workspace_id = $1 AND name_key = $2 AND credential_id = $3")
             .bind(workspace.as_str())
             .bind(name_key)
@@ -129,7 +153,11 @@ impl CredentialQueries {
         Ok(())
     }
 
-    pub async fn name_available(&self, workspace: &WorkspaceId, name: &CredentialName) -> Result<bool, StoreError> {
+    pub async fn name_available(
+        &self,
+        workspace: &WorkspaceId,
+        name: &CredentialName,
+    ) -> Result<bool, StoreError> {
         let taken: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM credential_names WHERE workspace_id = $1 AND name_key = $2)",
         )

@@ -14,9 +14,10 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(error.to_string())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
             other => StoreError::Internal(other.to_string()),
         }
     }
@@ -43,6 +44,9 @@ impl CommandError {
     /// Whether the command certainly left the log untouched. `NotYetVisible` means the events
     /// were appended; a lost connection may or may not have committed.
     pub fn appended_nothing(&self) -> bool {
-        matches!(self, CommandError::Domain(_) | CommandError::Conflict { .. })
+        matches!(
+            self,
+            CommandError::Domain(_) | CommandError::Conflict { .. }
+        )
     }
 }

@@ -57,7 +57,10 @@ impl<A: Aggregate> SnapshotEventStore<A> {
 
     /// Replays every event from the start, ignoring the snapshot; the reference the snapshot
     /// must equal.
-    pub async fn replay_from_scratch(&self, aggregate_id: &str) -> Result<(A, usize), AggregateError<A::Error>> {
+    pub async fn replay_from_scratch(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, usize), AggregateError<A::Error>> {
         let mut aggregate = A::default();
         let mut sequence = 0;
         for envelope in self.load_events(aggregate_id).await? {
@@ -67,7 +70,10 @@ impl<A: Aggregate> SnapshotEventStore<A> {
         Ok((aggregate, sequence))
     }
 
-    async fn read_snapshot(&self, aggregate_id: &str) -> Result<Option<(A, usize)>, AggregateError<A::Error>> {
+    async fn read_snapshot(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<(A, usize)>, AggregateError<A::Error>> {
         let row = sqlx::query(
             "SELECT last_sequence, payload FROM aggregate_snapshots
               WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3",
@@ -123,14 +129,17 @@ impl<A: Aggregate> SnapshotEventStore<A> {
 
 fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            AggregateError::DatabaseConnectionError(Box::new(error))
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => AggregateError::DatabaseConnectionError(Box::new(error)),
         other => AggregateError::UnexpectedError(Box::new(other)),
     }
 }
 
-fn deserialize<A: Aggregate>(events: Vec<SerializedEvent>) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+fn deserialize<A: Aggregate>(
+    events: Vec<SerializedEvent>,
+) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
     events
         .into_iter()
         .map(|event| EventEnvelope::<A>::try_from(event).map_err(AggregateError::from))
@@ -140,14 +149,25 @@ fn deserialize<A: Aggregate>(events: Vec<SerializedEvent>) -> Result<Vec<EventEn
 impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
     type AC = LoadedAggregate<A>;
 
-    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         deserialize(self.repo.get_events::<A>(aggregate_id).await?)
     }
 
-    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Self::AC, AggregateError<A::Error>> {
-        let (mut aggregate, snapshot_sequence) = self.read_snapshot(aggregate_id).await?.unwrap_or_default();
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Self::AC, AggregateError<A::Error>> {
+        let (mut aggregate, snapshot_sequence) =
+            self.read_snapshot(aggregate_id).await?.unwrap_or_default();
         let mut current_sequence = snapshot_sequence;
-        for envelope in deserialize::<A>(self.repo.get_last_events::<A>(aggregate_id, snapshot_sequence).await?)? {
+        for envelope in deserialize::<A>(
+            self.repo
+                .get_last_events::<A>(aggregate_id, snapshot_sequence)
+                .await?,
+        )? {
             current_sequence = envelope.sequence;
             aggregate.apply(envelope.payload);
         }
@@ -196,7 +216,8 @@ impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
         let last_sequence = context.current_sequence + envelopes.len();
         if last_sequence - context.snapshot_sequence >= self.snapshot_every {
             // The sink already applied the new events to this aggregate.
-            self.write_snapshot(&context.aggregate_id, &context.aggregate, last_sequence).await;
+            self.write_snapshot(&context.aggregate_id, &context.aggregate, last_sequence)
+                .await;
         }
         Ok(envelopes)
     }

@@ -50,7 +50,9 @@ impl Cursor {
     }
 
     fn decode(raw: &str) -> Result<Self, StoreError> {
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::InvalidCursor)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| StoreError::InvalidCursor)?;
         serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)
     }
 }
@@ -60,7 +62,8 @@ impl Cursor {
 pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
     let cursor = filter.cursor.as_deref().map(Cursor::decode).transpose()?;
     let limit = filter.limit.clamp(1, 500) as i64;
-    let types: Option<&[String]> = (!filter.event_types.is_empty()).then_some(&filter.event_types[..]);
+    let types: Option<&[String]> =
+        (!filter.event_types.is_empty()).then_some(&filter.event_types[..]);
     let mut entries: Vec<HistoryEntry> = sqlx::query_as(
         "SELECT position, aggregate_id, sequence, owner, event_type, actor, request_id, occurred_at, details
            FROM audit_log
@@ -84,11 +87,17 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
     .await?;
     let next_cursor = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
-        entries
-            .last()
-            .map(|last| Cursor { before: last.position }.encode())
+        entries.last().map(|last| {
+            Cursor {
+                before: last.position,
+            }
+            .encode()
+        })
     } else {
         None
     };
-    Ok(HistoryPage { entries, next_cursor })
+    Ok(HistoryPage {
+        entries,
+        next_cursor,
+    })
 }

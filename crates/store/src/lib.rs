@@ -10,8 +10,8 @@ mod history;
 mod projection;
 mod views;
 
-pub use credentials::{CredentialQueries, CredentialRow};
 pub use command_bus::{CommandBus, CommandMetadata, MAX_COMMAND_ATTEMPTS};
+pub use credentials::{CredentialQueries, CredentialRow};
 pub use database::{connect, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
 pub use event_store::SnapshotEventStore;

@@ -92,8 +92,9 @@ impl Projector {
                 let metadata: serde_json::Value = row.get("metadata");
                 Ok(RecordedEvent {
                     sequence: row.get("sequence"),
-                    event: serde_json::from_value(payload)
-                        .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?,
+                    event: serde_json::from_value(payload).map_err(|error| {
+                        StoreError::Internal(format!("unreadable event: {error}"))
+                    })?,
                     metadata: serde_json::from_value(metadata).unwrap_or_default(),
                 })
             })
@@ -146,10 +147,16 @@ impl Projector {
             }
         }
         if failed > 0 {
-            return Err(StoreError::Internal(format!("{failed} aggregates could not be projected")));
+            return Err(StoreError::Internal(format!(
+                "{failed} aggregates could not be projected"
+            )));
         }
         if applied > 0 {
-            tracing::info!(aggregates = lagging.len(), events = applied, "read model caught up");
+            tracing::info!(
+                aggregates = lagging.len(),
+                events = applied,
+                "read model caught up"
+            );
         }
         Ok(applied)
     }
@@ -160,9 +167,11 @@ impl Projector {
     /// requests in flight); replaying re-registers every name anyway.
     #[tracing::instrument(skip(self))]
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
-        sqlx::query("TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets")
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets",
+        )
+        .execute(&self.pool)
+        .await?;
         self.catch_up_all().await
     }
 
@@ -206,7 +215,9 @@ async fn project_config_view<'a>(
     events: impl Iterator<Item = &'a RecordedEvent>,
 ) -> Result<(), StoreError> {
     let events: Vec<&RecordedEvent> = events.collect();
-    let Some(last) = events.last() else { return Ok(()) };
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
     let current: Option<(serde_json::Value, DateTime<Utc>)> =
         sqlx::query_as("SELECT view, created_at FROM config_view WHERE aggregate_id = $1")
             .bind(aggregate_id)
@@ -214,8 +225,9 @@ async fn project_config_view<'a>(
             .await?;
     let (mut config, created_at) = match current {
         Some((view, created_at)) => (
-            serde_json::from_value::<AiModelConfig>(view)
-                .map_err(|error| StoreError::Internal(format!("unreadable config view: {error}")))?,
+            serde_json::from_value::<AiModelConfig>(view).map_err(|error| {
+                StoreError::Internal(format!("unreadable config view: {error}"))
+            })?,
             created_at,
         ),
         None => (AiModelConfig::default(), events[0].occurred_at()),
@@ -224,9 +236,12 @@ async fn project_config_view<'a>(
         config.apply(event.event.clone());
     }
     let Some(id) = AggregateId::parse(aggregate_id) else {
-        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+        return Err(StoreError::Internal(format!(
+            "malformed aggregate id {aggregate_id}"
+        )));
     };
-    let view = serde_json::to_value(&config).map_err(|error| StoreError::Internal(error.to_string()))?;
+    let view =
+        serde_json::to_value(&config).map_err(|error| StoreError::Internal(error.to_string()))?;
     sqlx::query(
         "INSERT INTO config_view (aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -251,7 +266,9 @@ async fn project_audit_log<'a>(
     events: impl Iterator<Item = &'a RecordedEvent>,
 ) -> Result<(), StoreError> {
     let Some(id) = AggregateId::parse(aggregate_id) else {
-        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+        return Err(StoreError::Internal(format!(
+            "malformed aggregate id {aggregate_id}"
+        )));
     };
     let owner = id.owner.to_string();
     let events: Vec<&RecordedEvent> = events.collect();
@@ -297,7 +314,9 @@ async fn project_credential_view<'a>(
     events: impl Iterator<Item = &'a RecordedEvent>,
 ) -> Result<(), StoreError> {
     let Some(id) = AggregateId::parse(aggregate_id) else {
-        return Err(StoreError::Internal(format!("malformed aggregate id {aggregate_id}")));
+        return Err(StoreError::Internal(format!(
+            "malformed aggregate id {aggregate_id}"
+        )));
     };
     for recorded in events {
         let at = recorded.occurred_at();
@@ -372,12 +391,17 @@ async fn project_credential_view<'a>(
                     .execute(&mut **tx)
                     .await?;
             }
-            AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
-                sqlx::query("DELETE FROM credential_names WHERE credential_id = $1 AND name_key <> $2")
-                    .bind(credential_id.0)
-                    .bind(name.to_lowercase())
-                    .execute(&mut **tx)
-                    .await?;
+            AiModelConfigEvent::CredentialRenamed {
+                credential_id,
+                name,
+            } => {
+                sqlx::query(
+                    "DELETE FROM credential_names WHERE credential_id = $1 AND name_key <> $2",
+                )
+                .bind(credential_id.0)
+                .bind(name.to_lowercase())
+                .execute(&mut **tx)
+                .await?;
                 sqlx::query(
                     "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
                      ON CONFLICT (workspace_id, name_key) DO NOTHING",
@@ -392,8 +416,12 @@ async fn project_credential_view<'a>(
         }
         let query = match &recorded.event {
             AiModelConfigEvent::CredentialRemoved { .. } => query,
-            AiModelConfigEvent::CredentialValidated { reason, .. } => query.bind(at).bind(reason.clone()),
-            AiModelConfigEvent::CredentialRenamed { name, .. } => query.bind(at).bind(name.to_lowercase()),
+            AiModelConfigEvent::CredentialValidated { reason, .. } => {
+                query.bind(at).bind(reason.clone())
+            }
+            AiModelConfigEvent::CredentialRenamed { name, .. } => {
+                query.bind(at).bind(name.to_lowercase())
+            }
             _ => query.bind(at),
         };
         query.execute(&mut **tx).await?;

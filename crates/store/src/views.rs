@@ -38,8 +38,9 @@ impl ConfigQueries {
             Ok(ConfigView {
                 aggregate_id: aggregate_id.to_owned(),
                 last_sequence,
-                config: serde_json::from_value(view)
-                    .map_err(|error| StoreError::Internal(format!("unreadable config view: {error}")))?,
+                config: serde_json::from_value(view).map_err(|error| {
+                    StoreError::Internal(format!("unreadable config view: {error}"))
+                })?,
                 created_at,
                 updated_at,
             })

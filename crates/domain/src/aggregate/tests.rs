@@ -81,7 +81,10 @@ fn id(n: u128) -> Uuid {
 const AGG: &str = "w1/user:alice";
 
 fn aggregate_id() -> AggregateId {
-    AggregateId::new(WorkspaceId::parse("w1").unwrap(), Owner::User("alice".into()))
+    AggregateId::new(
+        WorkspaceId::parse("w1").unwrap(),
+        Owner::User("alice".into()),
+    )
 }
 
 fn spec(provider: Provider, model: &str, is_paid: bool, key: KeyInput) -> ModelSpec {
@@ -157,7 +160,12 @@ fn existing() -> Vec<AiModelConfigEvent> {
 
 fn seed_000_models() -> Vec<ModelSpec> {
     vec![
-        spec(Provider::Openai, "gpt-4", true, KeyInput::Encrypted(format!("rsa({OPENAI_KEY})"))),
+        spec(
+            Provider::Openai,
+            "gpt-4",
+            true,
+            KeyInput::Encrypted(format!("rsa({OPENAI_KEY})")),
+        ),
         spec(Provider::Ollama, "llama3", false, KeyInput::Remove),
     ]
 }
@@ -247,7 +255,12 @@ fn a_new_client_encrypted_key_replaces_the_secret_of_the_same_credential() {
         .given(existing())
         .when(AiModelConfigCommand::ReplaceConfig {
             models: vec![
-                spec(Provider::Openai, "gpt-4", true, KeyInput::Encrypted(format!("rsa({new_key})"))),
+                spec(
+                    Provider::Openai,
+                    "gpt-4",
+                    true,
+                    KeyInput::Encrypted(format!("rsa({new_key})")),
+                ),
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
             ],
             system_prompt: None,
@@ -267,7 +280,12 @@ fn a_replacement_emits_only_the_differences() {
         .given(existing())
         .when(AiModelConfigCommand::ReplaceConfig {
             models: vec![
-                spec(Provider::Anthropic, "claude-2", true, KeyInput::Plain(anthropic_key.into())),
+                spec(
+                    Provider::Anthropic,
+                    "claude-2",
+                    true,
+                    KeyInput::Plain(anthropic_key.into()),
+                ),
                 spec(Provider::Ollama, "llama3", true, KeyInput::Keep),
             ],
             system_prompt: Some(None),
@@ -320,7 +338,12 @@ fn a_key_that_does_not_decrypt_is_refused_naming_its_model() {
         .when(AiModelConfigCommand::ReplaceConfig {
             models: vec![
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
-                spec(Provider::Openai, "gpt-4", true, KeyInput::Encrypted("garbage".into())),
+                spec(
+                    Provider::Openai,
+                    "gpt-4",
+                    true,
+                    KeyInput::Encrypted("garbage".into()),
+                ),
             ],
             system_prompt: None,
             numbers: vec![],
@@ -377,10 +400,14 @@ fn replacing_a_model_of_the_same_provider_without_a_key_moves_its_key() {
             numbers: vec![],
         })
         .then_expect_events(vec![
-            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
+            AiModelConfigEvent::ModelRemoved {
+                model_id: ModelId(id(1)),
+            },
             model_added(10, Provider::Openai, "gpt-4o", true),
             attached(10, 2),
-            AiModelConfigEvent::ModelsReordered { model_ids: vec![ModelId(id(10)), ModelId(id(3))] },
+            AiModelConfigEvent::ModelsReordered {
+                model_ids: vec![ModelId(id(10)), ModelId(id(3))],
+            },
         ]);
 }
 
@@ -397,10 +424,16 @@ fn replacing_a_model_with_an_explicit_null_key_drops_the_old_key() {
             numbers: vec![],
         })
         .then_expect_events(vec![
-            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
-            AiModelConfigEvent::CredentialRemoved { credential_id: CredentialId(id(2)) },
+            AiModelConfigEvent::ModelRemoved {
+                model_id: ModelId(id(1)),
+            },
+            AiModelConfigEvent::CredentialRemoved {
+                credential_id: CredentialId(id(2)),
+            },
             model_added(10, Provider::Openai, "gpt-4o", true),
-            AiModelConfigEvent::ModelsReordered { model_ids: vec![ModelId(id(10)), ModelId(id(3))] },
+            AiModelConfigEvent::ModelsReordered {
+                model_ids: vec![ModelId(id(10)), ModelId(id(3))],
+            },
         ]);
 }
 
@@ -412,13 +445,20 @@ fn sending_back_a_removed_models_stored_ciphertext_moves_that_key() {
         .when(AiModelConfigCommand::ReplaceConfig {
             models: vec![
                 spec(Provider::Ollama, "llama3", false, KeyInput::Keep),
-                spec(Provider::Openai, "gpt-4o", true, KeyInput::Encrypted(stored)),
+                spec(
+                    Provider::Openai,
+                    "gpt-4o",
+                    true,
+                    KeyInput::Encrypted(stored),
+                ),
             ],
             system_prompt: None,
             numbers: vec![],
         })
         .then_expect_events(vec![
-            AiModelConfigEvent::ModelRemoved { model_id: ModelId(id(1)) },
+            AiModelConfigEvent::ModelRemoved {
+                model_id: ModelId(id(1)),
+            },
             model_added(10, Provider::Openai, "gpt-4o", true),
             attached(10, 2),
         ]);
@@ -430,20 +470,33 @@ fn workspace_id_() -> AggregateId {
     AggregateId::new(WorkspaceId::parse("w1").unwrap(), Owner::Workspace)
 }
 
-fn sealed_in(aggregate: &str, context_suffix: &str, credential: u128, plain_len: usize) -> Ciphertext {
-    Ciphertext(format!("sealed:w1:aimc:{aggregate}:{}{context_suffix}:{plain_len}", CredentialId(id(credential))))
+fn sealed_in(
+    aggregate: &str,
+    context_suffix: &str,
+    credential: u128,
+    plain_len: usize,
+) -> Ciphertext {
+    Ciphertext(format!(
+        "sealed:w1:aimc:{aggregate}:{}{context_suffix}:{plain_len}",
+        CredentialId(id(credential))
+    ))
 }
 
 fn workspace_credential_added() -> Vec<AiModelConfigEvent> {
     vec![
-        AiModelConfigEvent::ConfigCreated { workspace: "w1".into(), owner: "workspace".into() },
+        AiModelConfigEvent::ConfigCreated {
+            workspace: "w1".into(),
+            owner: "workspace".into(),
+        },
         AiModelConfigEvent::CredentialAdded {
             credential_id: CredentialId(id(7)),
             name: "My OpenAI Config".into(),
             provider: Provider::Openai,
             endpoint: Some("https://api.openai.com/v1".into()),
             access_key: Some(sealed_in(WS_AGG, ":access_key", 7, 19)),
-            access_key_hint: Some(KeyHint::from_plain(&SecretString::from("optional-access-key"))),
+            access_key_hint: Some(KeyHint::from_plain(&SecretString::from(
+                "optional-access-key",
+            ))),
             secret: sealed_in(WS_AGG, "", 7, 20),
             hint: KeyHint::from_plain(&SecretString::from("sk-proj-xxxxxxxxxxxx")),
             number: Some(41),
@@ -481,7 +534,10 @@ fn changing_a_credential_records_only_what_changed() {
             secret: Some("sk-proj-rotated-000001".into()),
         })
         .then_expect_events(vec![
-            AiModelConfigEvent::CredentialRenamed { credential_id: CredentialId(id(7)), name: "Renamed".into() },
+            AiModelConfigEvent::CredentialRenamed {
+                credential_id: CredentialId(id(7)),
+                name: "Renamed".into(),
+            },
             AiModelConfigEvent::CredentialSecretReplaced {
                 credential_id: CredentialId(id(7)),
                 secret: sealed_in(WS_AGG, "", 7, 22),
@@ -494,7 +550,9 @@ fn changing_a_credential_records_only_what_changed() {
 fn removing_an_unknown_credential_is_refused() {
     framework()
         .given(workspace_credential_added())
-        .when(AiModelConfigCommand::RemoveCredential { credential_id: CredentialId(id(99)) })
+        .when(AiModelConfigCommand::RemoveCredential {
+            credential_id: CredentialId(id(99)),
+        })
         .then_expect_error(DomainError::CredentialNotFound);
 }
 
@@ -502,10 +560,16 @@ fn removing_an_unknown_credential_is_refused() {
 fn removing_a_credential_detaches_it_from_its_models() {
     framework()
         .given(existing())
-        .when(AiModelConfigCommand::RemoveCredential { credential_id: CredentialId(id(2)) })
+        .when(AiModelConfigCommand::RemoveCredential {
+            credential_id: CredentialId(id(2)),
+        })
         .then_expect_events(vec![
-            AiModelConfigEvent::ModelCredentialDetached { model_id: ModelId(id(1)) },
-            AiModelConfigEvent::CredentialRemoved { credential_id: CredentialId(id(2)) },
+            AiModelConfigEvent::ModelCredentialDetached {
+                model_id: ModelId(id(1)),
+            },
+            AiModelConfigEvent::CredentialRemoved {
+                credential_id: CredentialId(id(2)),
+            },
         ]);
 }
 
@@ -524,7 +588,11 @@ fn assigning_tasks_records_the_differences_and_needs_a_configured_provider() {
     framework()
         .given(given.clone())
         .when(AiModelConfigCommand::AssignTasks {
-            assignments: vec![(task("summarize"), Provider::Openai, ModelName::parse("gpt-4o").unwrap())],
+            assignments: vec![(
+                task("summarize"),
+                Provider::Openai,
+                ModelName::parse("gpt-4o").unwrap(),
+            )],
         })
         .then_expect_events(vec![
             AiModelConfigEvent::TaskUnassigned { task: task("chat") },
@@ -537,23 +605,32 @@ fn assigning_tasks_records_the_differences_and_needs_a_configured_provider() {
     framework()
         .given(given)
         .when(AiModelConfigCommand::AssignTasks {
-            assignments: vec![(task("chat"), Provider::Anthropic, ModelName::parse("claude-2").unwrap())],
+            assignments: vec![(
+                task("chat"),
+                Provider::Anthropic,
+                ModelName::parse("claude-2").unwrap(),
+            )],
         })
-        .then_expect_error(DomainError::ProviderNotConfigured { task: "chat".into(), provider: "anthropic".into() });
+        .then_expect_error(DomainError::ProviderNotConfigured {
+            task: "chat".into(),
+            provider: "anthropic".into(),
+        });
 }
 
 #[test]
 fn setting_a_providers_key_creates_its_model_and_credential_and_a_model_alone_needs_no_key() {
-    let change = |provider, secret: Option<&str>, model: Option<&str>, credential: u128| crate::commands::ProviderKeyChange {
-        provider,
-        model: model.map(|m| ModelName::parse(m).unwrap()),
-        default_model: ModelName::parse("default-model").unwrap(),
-        secret: secret.map(SecretString::from),
-        access_key: None,
-        endpoint: None,
-        new_credential: CredentialId(id(credential)),
-        new_name: CredentialName::parse("user:alice anthropic key").unwrap(),
-        new_number: Some(7),
+    let change = |provider, secret: Option<&str>, model: Option<&str>, credential: u128| {
+        crate::commands::ProviderKeyChange {
+            provider,
+            model: model.map(|m| ModelName::parse(m).unwrap()),
+            default_model: ModelName::parse("default-model").unwrap(),
+            secret: secret.map(SecretString::from),
+            access_key: None,
+            endpoint: None,
+            new_credential: CredentialId(id(credential)),
+            new_name: CredentialName::parse("user:alice anthropic key").unwrap(),
+            new_number: Some(7),
+        }
     };
     framework_with_ids_from(10)
         .given_no_previous_events()
