@@ -272,3 +272,48 @@ async fn only_admins_change_workspace_settings() {
     assert!(refused.body["detail"].is_string());
     assert_eq!(app.event_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_name_the_service_would_give_that_a_caller_already_took_gets_a_suffix() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    app.remember_secret("sk-proj-squatting-the-name-0001");
+    app.remember_secret(KEY);
+    let squatter = app
+        .post(
+            "/ai/llm",
+            &admin,
+            json!({"name": "Anthropic key", "aiType": "OTHER", "endpoint": "https://llm.example.com",
+                   "secret": "sk-proj-squatting-the-name-0001", "workspaceId": app.workspace}),
+        )
+        .await;
+    assert_eq!(squatter.status, StatusCode::OK);
+
+    let saved = app
+        .post(
+            "/api/v1/settings/providers/anthropic",
+            &admin,
+            json!({"api_key": KEY}),
+        )
+        .await;
+
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    assert_eq!(saved.body["is_configured"], true);
+    let names: Vec<String> = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await
+        .body["aiLlms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|llm| llm["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("Anthropic key (") && name.ends_with(')')),
+        "{names:?}"
+    );
+    app.assert_no_plain_key_anywhere().await;
+}

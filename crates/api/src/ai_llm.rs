@@ -13,11 +13,10 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::auth::{BearerAuth, Principal, Role};
-use crate::credentials::{add_credential, NewCredential};
+use crate::credentials::{add_credential, parse_plain_key, NewCredential};
 use crate::problem::ApiError;
 use crate::request_body::Checked;
 use crate::request_context::RequestContext;
@@ -247,19 +246,6 @@ fn parse_name(raw: &str) -> Result<CredentialName, ApiError> {
     CredentialName::parse(raw).map_err(|error| ApiError::invalid_value("name", error))
 }
 
-fn parse_key(field: &str, raw: String) -> Result<SecretString, ApiError> {
-    if raw.trim().is_empty() {
-        return Err(ApiError::invalid_field(field, "must not be empty"));
-    }
-    if raw.len() > 4096 {
-        return Err(ApiError::invalid_field(
-            field,
-            "must be at most 4096 characters",
-        ));
-    }
-    Ok(SecretString::from(raw))
-}
-
 fn name_taken(name: &CredentialName) -> ApiError {
     ApiError::invalid_field(
         "name",
@@ -323,11 +309,11 @@ impl AiLlmApi {
         let name = parse_name(&body.name)?;
         let provider = parse_ai_type(&body.ai_type)?;
         let endpoint = parse_endpoint(&body.endpoint)?;
-        let secret = parse_key("secret", body.secret)?;
+        let secret = parse_plain_key("secret", &body.secret)?;
         let access_key = body
             .key
             .filter(|key| !key.trim().is_empty())
-            .map(|key| parse_key("key", key))
+            .map(|key| parse_plain_key("key", &key))
             .transpose()?;
         let aggregate = AggregateId::new(workspace, Owner::Workspace);
         let number = Some(state.credentials.next_number().await?);
@@ -362,9 +348,12 @@ impl AiLlmApi {
         let endpoint = body.endpoint.as_deref().map(parse_endpoint).transpose()?;
         let secret = body
             .secret
-            .map(|secret| parse_key("secret", secret))
+            .map(|secret| parse_plain_key("secret", &secret))
             .transpose()?;
-        let access_key = body.key.map(|key| parse_key("key", key)).transpose()?;
+        let access_key = body
+            .key
+            .map(|key| parse_plain_key("key", &key))
+            .transpose()?;
         // The stored secret must not be sent to a host its owner did not choose.
         if let Some(new_endpoint) = &endpoint {
             if secret.is_none() && host_of(Some(new_endpoint)) != host_of(row.endpoint.as_deref()) {
@@ -455,6 +444,27 @@ impl AiLlmApi {
         })))
     }
 
+    /// The workspace's configurations, newest first; with `validated_only`, the available ones.
+    async fn listing(
+        state: &AppState,
+        principal: &Principal,
+        workspace: Option<&str>,
+        validated_only: bool,
+    ) -> Result<AiLlmResponse, ApiError> {
+        let (workspace, _) = principal.workspace(workspace, Role::Viewer)?;
+        let owner = Owner::Workspace.to_string();
+        let rows = state
+            .credentials
+            .of_owner(&workspace, &owner, validated_only)
+            .await?;
+        Ok(AiLlmResponse::Ok(Json(Envelope {
+            success: true,
+            ai_llm_id: None,
+            message: None,
+            ai_llms: Some(rows.into_iter().map(AiLlm::from).collect()),
+        })))
+    }
+
     async fn delete_configuration(
         state: &AppState,
         principal: &Principal,
@@ -515,20 +525,9 @@ impl AiLlmApi {
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
     ) -> AiLlmResponse {
-        let listed = async {
-            let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
-            let rows = state
-                .credentials
-                .of_owner(&workspace, &Owner::Workspace.to_string())
-                .await?;
-            Ok::<_, ApiError>(AiLlmResponse::Ok(Json(Envelope {
-                success: true,
-                ai_llm_id: None,
-                message: None,
-                ai_llms: Some(rows.into_iter().map(AiLlm::from).collect()),
-            })))
-        };
-        listed.await.unwrap_or_else(Into::into)
+        Self::listing(&state, &auth.0, workspace_id.0.as_deref(), false)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// List validated AI LLM configurations
@@ -548,20 +547,9 @@ impl AiLlmApi {
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
     ) -> AiLlmResponse {
-        let listed = async {
-            let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
-            let rows = state
-                .credentials
-                .validated_of_owner(&workspace, &Owner::Workspace.to_string())
-                .await?;
-            Ok::<_, ApiError>(AiLlmResponse::Ok(Json(Envelope {
-                success: true,
-                ai_llm_id: None,
-                message: None,
-                ai_llms: Some(rows.into_iter().map(AiLlm::from).collect()),
-            })))
-        };
-        listed.await.unwrap_or_else(Into::into)
+        Self::listing(&state, &auth.0, workspace_id.0.as_deref(), true)
+            .await
+            .unwrap_or_else(Into::into)
     }
 
     /// Validate AI LLM configuration

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aimc_domain::{
-    AggregateId, AiModelConfigCommand, KeyInput, ModelName, ModelSpec, ModelType, Owner, Provider,
+    AggregateId, AiModelConfigCommand, KeyInput, ModelName, ModelSpec, ModelType, Provider,
     SystemPrompt,
 };
 use aimc_store::ConfigView;
@@ -193,19 +193,6 @@ fn parse_prompt(raw: &str) -> Result<SystemPrompt, ApiError> {
 pub struct AiModelConfigApi;
 
 impl AiModelConfigApi {
-    /// The caller's own configuration in the workspace the request names, if the role allows.
-    fn own_config(
-        principal: &Principal,
-        requested: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = principal.workspace(requested, at_least)?;
-        Ok(AggregateId::new(
-            workspace,
-            Owner::User(principal.sub.clone()),
-        ))
-    }
-
     /// Runs the command, then answers with what the read model now holds.
     async fn execute(
         state: &AppState,
@@ -265,7 +252,7 @@ impl AiModelConfigApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<ConfigRequest>>,
     ) -> Result<CreateResponse, ApiError> {
-        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let id = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
         let system_prompt = body
@@ -306,7 +293,7 @@ impl AiModelConfigApi {
         #[oai(name = "includeEncryptedKeys")]
         include_encrypted_keys: Query<Option<bool>>,
     ) -> Result<ConfigFound, ApiError> {
-        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
+        let id = auth.0.own_config(workspace.0.as_deref(), Role::Viewer)?;
         let include_ciphertext = include_encrypted_keys.0.unwrap_or(false);
         if include_ciphertext && !auth.0.has_scope(SCOPE_KEYS_CIPHERTEXT) {
             return Err(ApiError::forbidden(format!(
@@ -342,7 +329,7 @@ impl AiModelConfigApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<ConfigRequest>>,
     ) -> Result<ConfigFound, ApiError> {
-        let id = Self::own_config(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let id = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let models = parse_models(body.models)?;
         let system_prompt = match body.system_prompt {

@@ -3,20 +3,17 @@
 
 use std::sync::Arc;
 
-use aimc_domain::{
-    AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Owner, Provider,
-};
+use aimc_domain::{AggregateId, AiModelConfigCommand, CredentialId, CredentialName, Provider};
 use aimc_store::CredentialRow;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::auth::{BearerAuth, Principal, Role};
-use crate::credentials::{add_credential, NewCredential};
+use crate::auth::{BearerAuth, Role};
+use crate::credentials::{add_credential, parse_plain_key, NewCredential};
 use crate::problem::ApiError;
 use crate::request_body::Checked;
 use crate::request_context::RequestContext;
@@ -102,34 +99,9 @@ fn service_of(provider: &str) -> String {
     provider.to_ascii_uppercase()
 }
 
-fn parse_key(raw: String) -> Result<SecretString, ApiError> {
-    if raw.trim().is_empty() {
-        return Err(ApiError::invalid_field("api_key", "must not be empty"));
-    }
-    if raw.len() > 4096 {
-        return Err(ApiError::invalid_field(
-            "api_key",
-            "must be at most 4096 characters",
-        ));
-    }
-    Ok(SecretString::from(raw.trim()))
-}
-
 pub struct ApiKeysApi;
 
 impl ApiKeysApi {
-    fn own(
-        principal: &Principal,
-        workspace: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = principal.workspace(workspace, at_least)?;
-        Ok(AggregateId::new(
-            workspace,
-            Owner::User(principal.sub.clone()),
-        ))
-    }
-
     /// One of the caller's own keys; anyone else's number answers 404 like a missing one.
     async fn find(
         state: &AppState,
@@ -162,11 +134,11 @@ impl ApiKeysApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<CreateRequest>>,
     ) -> Result<CreateResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let Checked(body) = body.0;
         let provider = Provider::parse(&body.service)
             .map_err(|error| ApiError::invalid_value("service", error))?;
-        let secret = parse_key(body.api_key)?;
+        let secret = parse_plain_key("api_key", &body.api_key)?;
         let number = state.credentials.next_number().await?;
         let name = CredentialName::parse(&format!(
             "{} {} key #{number}",
@@ -205,10 +177,10 @@ impl ApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         workspace: Header<Option<String>>,
     ) -> Result<ListResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Viewer)?;
         let rows = state
             .credentials
-            .of_owner(&owner.workspace, &owner.owner.to_string())
+            .of_owner(&owner.workspace, &owner.owner.to_string(), false)
             .await?;
         Ok(ListResponse::Ok(Json(
             rows.into_iter()
@@ -241,7 +213,7 @@ impl ApiKeysApi {
         key_id: Path<i64>,
         body: Json<Checked<UpdateRequest>>,
     ) -> Result<UpdateResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let row = Self::find(&state, &owner, key_id.0).await?;
         let command = AiModelConfigCommand::ChangeCredential {
             credential_id: CredentialId(row.credential_id),
@@ -249,7 +221,7 @@ impl ApiKeysApi {
             provider: None,
             endpoint: None,
             access_key: None,
-            secret: Some(parse_key(body.0 .0.api_key)?),
+            secret: Some(parse_plain_key("api_key", &body.0 .0.api_key)?),
         };
         state
             .commands
@@ -279,7 +251,7 @@ impl ApiKeysApi {
         /// The key's integer id.
         key_id: Path<i64>,
     ) -> Result<DeleteResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let row = Self::find(&state, &owner, key_id.0).await?;
         let credential_id = CredentialId(row.credential_id);
         let command = AiModelConfigCommand::RemoveCredential { credential_id };

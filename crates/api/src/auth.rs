@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use aimc_domain::WorkspaceId;
+use aimc_domain::{AggregateId, Owner, WorkspaceId};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -87,6 +87,27 @@ pub struct Principal {
 impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
+    }
+
+    /// The caller's own configuration (`<workspace>/user:<sub>`) in the workspace the request
+    /// names, if the role allows.
+    pub fn own_config(
+        &self,
+        requested: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
+        let (workspace, _) = self.workspace(requested, at_least)?;
+        Ok(AggregateId::new(workspace, Owner::User(self.sub.clone())))
+    }
+
+    /// The workspace-wide configuration (`<workspace>/workspace`), if the role allows.
+    pub fn workspace_config(
+        &self,
+        requested: Option<&str>,
+        at_least: Role,
+    ) -> Result<AggregateId, ApiError> {
+        let (workspace, _) = self.workspace(requested, at_least)?;
+        Ok(AggregateId::new(workspace, Owner::Workspace))
     }
 
     /// The workspace a request acts on: the one it names, else the token's only one. A

@@ -14,6 +14,24 @@ use crate::provider_check::CheckOutcome;
 use crate::request_context::RequestContext;
 use crate::state::AppState;
 
+/// The most a plain key may hold; real keys are far shorter.
+const MAX_KEY_CHARS: usize = 4096;
+
+/// A plain key as received over TLS: surrounding whitespace removed, not empty, bounded.
+pub fn parse_plain_key(field: &str, raw: &str) -> Result<SecretString, ApiError> {
+    let key = raw.trim();
+    if key.is_empty() {
+        return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must be at most {MAX_KEY_CHARS} characters"),
+        ));
+    }
+    Ok(SecretString::from(key))
+}
+
 /// What a new credential is made of.
 pub struct NewCredential {
     pub name: CredentialName,

@@ -251,22 +251,13 @@ fn status_of(name: &str, provider: Provider, rows: &[CredentialRow]) -> Provider
 pub struct SettingsApi;
 
 impl SettingsApi {
-    fn workspace_config(
-        principal: &Principal,
-        workspace: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = principal.workspace(workspace, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::Workspace))
-    }
-
     async fn rows(
         state: &AppState,
         aggregate: &AggregateId,
     ) -> Result<Vec<CredentialRow>, ApiError> {
         Ok(state
             .credentials
-            .of_owner(&aggregate.workspace, &Owner::Workspace.to_string())
+            .of_owner(&aggregate.workspace, &Owner::Workspace.to_string(), false)
             .await?)
     }
 
@@ -278,7 +269,7 @@ impl SettingsApi {
         provider: &str,
         api_key: String,
     ) -> Result<ProviderResponse, ApiError> {
-        let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
+        let aggregate = principal.workspace_config(workspace, Role::Admin)?;
         let (name, provider) = parse_provider(provider)?;
         if api_key.trim().is_empty() {
             return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field(
@@ -338,7 +329,7 @@ impl SettingsApi {
         workspace: Option<&str>,
         provider: &str,
     ) -> Result<TestResponse, ApiError> {
-        let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
+        let aggregate = principal.workspace_config(workspace, Role::Admin)?;
         let (name, provider) = parse_provider(provider)?;
         let rows = Self::rows(state, &aggregate).await?;
         let current = rows
@@ -368,7 +359,7 @@ impl SettingsApi {
         workspace: Option<&str>,
         body: TaskAssignments,
     ) -> Result<AssignmentsResponse, ApiError> {
-        let aggregate = Self::workspace_config(principal, workspace, Role::Admin)?;
+        let aggregate = principal.workspace_config(workspace, Role::Admin)?;
         if body.assignments.len() > 100 {
             return Err(ApiError::invalid_field("assignments", "at most 100 tasks"));
         }
@@ -444,7 +435,9 @@ impl SettingsApi {
         workspace: Header<Option<String>>,
     ) -> ProvidersResponse {
         let listed = async {
-            let aggregate = Self::workspace_config(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
+            let aggregate = auth
+                .0
+                .workspace_config(workspace.0.as_deref(), Role::Viewer)?;
             let rows = Self::rows(&state, &aggregate).await?;
             Ok::<_, ApiError>(ProvidersResponse::Ok(Json(
                 PROVIDERS
@@ -565,7 +558,9 @@ impl SettingsApi {
         workspace: Header<Option<String>>,
     ) -> AssignmentsResponse {
         let read = async {
-            let aggregate = Self::workspace_config(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
+            let aggregate = auth
+                .0
+                .workspace_config(workspace.0.as_deref(), Role::Viewer)?;
             Self::current_assignments(&state, &aggregate).await
         };
         read.await.unwrap_or_else(Into::into)

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use aimc_domain::{
-    AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Owner,
-    Provider, ProviderKeyChange,
+    AggregateId, AiModelConfig, AiModelConfigCommand, CredentialId, ModelName, ModelType, Provider,
+    ProviderKeyChange,
 };
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
@@ -127,17 +127,8 @@ struct ProviderChange {
 }
 
 fn key(field: String, raw: Option<String>) -> Result<Option<SecretString>, ApiError> {
-    match raw {
-        Some(raw) if raw.trim().is_empty() => {
-            Err(ApiError::invalid_field(field, "must not be empty"))
-        }
-        Some(raw) if raw.len() > 4096 => Err(ApiError::invalid_field(
-            field,
-            "must be at most 4096 characters",
-        )),
-        Some(raw) => Ok(Some(SecretString::from(raw.trim()))),
-        None => Ok(None),
-    }
+    raw.map(|raw| crate::credentials::parse_plain_key(&field, &raw))
+        .transpose()
 }
 
 fn model(provider: &str, raw: Option<String>) -> Result<Option<ModelName>, ApiError> {
@@ -174,18 +165,6 @@ fn status(
 pub struct UserApiKeysApi;
 
 impl UserApiKeysApi {
-    fn own(
-        principal: &Principal,
-        workspace: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = principal.workspace(workspace, at_least)?;
-        Ok(AggregateId::new(
-            workspace,
-            Owner::User(principal.sub.clone()),
-        ))
-    }
-
     async fn current(state: &AppState, owner: &AggregateId) -> Result<KeysResponse, ApiError> {
         let view = state.queries.config(&owner.to_string()).await?;
         let config = view.as_ref().map(|view| &view.config);
@@ -328,7 +307,7 @@ impl UserApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         workspace: Header<Option<String>>,
     ) -> Result<KeysResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Viewer)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Viewer)?;
         Self::current(&state, &owner).await
     }
 
@@ -348,7 +327,7 @@ impl UserApiKeysApi {
         workspace: Header<Option<String>>,
         body: Json<Checked<UpdateRequest>>,
     ) -> Result<KeysResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         // Every provider's input is checked before any is stored.
         let changes = Self::changes(body.0 .0)?;
         if !changes.is_empty() {
@@ -378,7 +357,7 @@ impl UserApiKeysApi {
         /// anthropic, openai, openrouter or bedrock.
         provider: Path<String>,
     ) -> Result<KeysResponse, ApiError> {
-        let owner = Self::own(&auth.0, workspace.0.as_deref(), Role::Member)?;
+        let owner = auth.0.own_config(workspace.0.as_deref(), Role::Member)?;
         let (name, provider, _) = SEED_002_PROVIDERS
             .iter()
             .find(|(name, ..)| *name == provider.0.to_ascii_lowercase())

@@ -40,33 +40,22 @@ impl CredentialQueries {
         CredentialQueries { pool }
     }
 
-    /// The credentials of one owner in a workspace, newest first.
+    /// The credentials of one owner in a workspace, newest first; with `validated_only`, only
+    /// those whose last test succeeded.
     pub async fn of_owner(
         &self,
         workspace: &WorkspaceId,
         owner: &str,
+        validated_only: bool,
     ) -> Result<Vec<CredentialRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 ORDER BY created_at DESC, credential_id DESC"
-        ))
-        .bind(workspace.as_str())
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The owner's credentials whose last test succeeded, newest first.
-    pub async fn validated_of_owner(
-        &self,
-        workspace: &WorkspaceId,
-        owner: &str,
-    ) -> Result<Vec<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1 AND owner = $2 AND validated_ok
+            "SELECT {COLUMNS} FROM credential_view
+              WHERE workspace_id = $1 AND owner = $2 AND (NOT $3 OR validated_ok)
               ORDER BY created_at DESC, credential_id DESC"
         ))
         .bind(workspace.as_str())
         .bind(owner)
+        .bind(validated_only)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigEvent};
+use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigEvent, CredentialId, WorkspaceId};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -345,15 +345,7 @@ async fn project_credential_view<'a>(
                 .await?;
                 // Names given by the service itself (families A, C, D) are registered here;
                 // names given by callers were claimed before the command and are already in.
-                sqlx::query(
-                    "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
-                     ON CONFLICT (workspace_id, name_key) DO NOTHING",
-                )
-                .bind(id.workspace.as_str())
-                .bind(name.to_lowercase())
-                .bind(credential_id.0)
-                .execute(&mut **tx)
-                .await?;
+                register_name(tx, &id.workspace, name, *credential_id).await?;
                 continue;
             }
             AiModelConfigEvent::CredentialRenamed { credential_id, name } => {
@@ -402,15 +394,7 @@ async fn project_credential_view<'a>(
                 .bind(name.to_lowercase())
                 .execute(&mut **tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
-                     ON CONFLICT (workspace_id, name_key) DO NOTHING",
-                )
-                .bind(id.workspace.as_str())
-                .bind(name.to_lowercase())
-                .bind(credential_id.0)
-                .execute(&mut **tx)
-                .await?;
+                register_name(tx, &id.workspace, name, *credential_id).await?;
             }
             _ => {}
         }
@@ -426,6 +410,26 @@ async fn project_credential_view<'a>(
         };
         query.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Records a credential's name in the registry unless someone holds it already (then the
+/// holder's claim stands: it was made first).
+async fn register_name(
+    tx: &mut Transaction<'_, Postgres>,
+    workspace: &WorkspaceId,
+    name: &str,
+    credential: CredentialId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
+         ON CONFLICT (workspace_id, name_key) DO NOTHING",
+    )
+    .bind(workspace.as_str())
+    .bind(name.to_lowercase())
+    .bind(credential.0)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
