@@ -139,26 +139,44 @@ bao_stop() {
 }
 
 bao_start() {
-  local explicit=0
+  local explicit=0 from attempt
   if [[ -n ${AIMC_LOCAL_BAO_PORT:-} ]]; then
     explicit=1
   fi
-  BAO_PORT=$(pick_port "$explicit" "${AIMC_LOCAL_BAO_PORT:-$BAO_DEFAULT_PORT}" OpenBao)
-  log "OpenBao: starting a dev server on 127.0.0.1:$BAO_PORT (log: $BAO_STATE_DIR/bao.log)"
-  # setsid + nohup: the server outlives ./dev and its terminal, and a Ctrl-C
-  # meant for `./dev run` or `./dev test` does not reach it.
-  setsid nohup "$BAO_BIN" server -dev \
-    -dev-root-token-id="$BAO_LOCAL_TOKEN" \
-    -dev-listen-address="127.0.0.1:$BAO_PORT" \
-    >"$BAO_STATE_DIR/bao.log" 2>&1 </dev/null &
-  printf '%s\n' "$!" >"$BAO_STATE_DIR/bao.pid"
-  # The port file outlives the process: it is how a later run knows that a
-  # server (and its keys) existed here before.
-  printf '%s\n' "$BAO_PORT" >"$BAO_STATE_DIR/port"
-  if ! bao_wait_healthy "$BAO_PORT" 20; then
-    tail -n 20 "$BAO_STATE_DIR/bao.log" >&2
-    die "OpenBao did not become healthy within 20 s (log: $BAO_STATE_DIR/bao.log)"
-  fi
+  from=${AIMC_LOCAL_BAO_PORT:-$BAO_DEFAULT_PORT}
+  # A free-looking port can still be taken by the time the server binds it: the
+  # ephemeral range (32768-60999) covers these ports, so any client connection on
+  # the machine may hold one. A dev server also needs port+1 for its cluster
+  # listener. So a failed start moves on and tries again.
+  for attempt in 1 2 3 4 5; do
+    BAO_PORT=$(pick_port "$explicit" "$from" OpenBao)
+    if [[ $explicit == 0 ]] && port_in_use "$((BAO_PORT + 1))"; then
+      from=$((BAO_PORT + 2))
+      continue
+    fi
+    log "OpenBao: starting a dev server on 127.0.0.1:$BAO_PORT (log: $BAO_STATE_DIR/bao.log)"
+    # setsid + nohup: the server outlives ./dev and its terminal, and a Ctrl-C
+    # meant for `./dev run` or `./dev test` does not reach it.
+    setsid nohup "$BAO_BIN" server -dev \
+      -dev-root-token-id="$BAO_LOCAL_TOKEN" \
+      -dev-listen-address="127.0.0.1:$BAO_PORT" \
+      >"$BAO_STATE_DIR/bao.log" 2>&1 </dev/null &
+    printf '%s\n' "$!" >"$BAO_STATE_DIR/bao.pid"
+    # The port file outlives the process: it is how a later run knows that a
+    # server (and its keys) existed here before.
+    printf '%s\n' "$BAO_PORT" >"$BAO_STATE_DIR/port"
+    if bao_wait_healthy "$BAO_PORT" 20; then
+      return 0
+    fi
+    tail -n 5 "$BAO_STATE_DIR/bao.log" >&2
+    bao_stop
+    if [[ $explicit == 1 ]] || ! grep -q 'address already in use' "$BAO_STATE_DIR/bao.log"; then
+      break
+    fi
+    warn "OpenBao: port $BAO_PORT was taken meanwhile (attempt $attempt); trying the next one"
+    from=$((BAO_PORT + 2))
+  done
+  die "OpenBao did not become healthy (log: $BAO_STATE_DIR/bao.log)"
 }
 
 bao_enable_transit() {

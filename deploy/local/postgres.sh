@@ -180,18 +180,29 @@ pg_stop() {
 }
 
 pg_start() {
-  local explicit=0
+  local explicit=0 from attempt
   if [[ -n ${AIMC_LOCAL_PG_PORT:-} ]]; then
     explicit=1
   fi
-  PG_PORT=$(pick_port "$explicit" "${AIMC_LOCAL_PG_PORT:-$PG_DEFAULT_PORT}" PostgreSQL)
-  pg_write_conf "$PG_PORT"
-  log "PostgreSQL: starting on 127.0.0.1:$PG_PORT"
-  # pg_ctl detaches the server into its own session, so it outlives ./dev.
-  if ! pg_as_owner "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 >/dev/null; then
-    tail -n 20 "$PG_DIR/postgres.log" >&2
-    die "PostgreSQL did not start (log: $PG_DIR/postgres.log)"
-  fi
+  from=${AIMC_LOCAL_PG_PORT:-$PG_DEFAULT_PORT}
+  # The port can be taken between the check and the bind (it lies in the
+  # ephemeral range), so a failed start moves on to the next port.
+  for attempt in 1 2 3 4 5; do
+    PG_PORT=$(pick_port "$explicit" "$from" PostgreSQL)
+    pg_write_conf "$PG_PORT"
+    log "PostgreSQL: starting on 127.0.0.1:$PG_PORT"
+    # pg_ctl detaches the server into its own session, so it outlives ./dev.
+    if pg_as_owner "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 >/dev/null; then
+      return 0
+    fi
+    tail -n 5 "$PG_DIR/postgres.log" >&2
+    if [[ $explicit == 1 ]] || ! grep -q 'Address already in use' "$PG_DIR/postgres.log"; then
+      break
+    fi
+    warn "PostgreSQL: port $PG_PORT was taken meanwhile (attempt $attempt); trying the next one"
+    from=$((PG_PORT + 1))
+  done
+  die "PostgreSQL did not start (log: $PG_DIR/postgres.log)"
 }
 
 pg_ensure_database() {
