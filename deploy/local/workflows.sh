@@ -32,6 +32,7 @@ dev_test() {
   local -a runner
   services_up
   load_env
+  ensure_bench_tools
   if [[ ${CI:-} == true ]]; then
     # A CI clone is thrown away after the run; servers left behind would hold ports and CPU.
     trap 'services_down >/dev/null 2>&1 || true' EXIT

@@ -1,0 +1,475 @@
+//! `aimc-bench`: measures aimc against the limits of the PostgreSQL and Vault it runs on, in
+//! one run on one machine, and writes the table (Markdown) and a latency chart (PNG).
+//!
+//! - L1 `pgbench -S` on the same PostgreSQL: what reads could be at best;
+//! - L2 raw transit encrypt on the same OpenBao: what writes could be at best;
+//! - R reads of family A, W writes of family A with a new key, H a command on an aggregate with
+//!   a short and with a long history, P a full rebuild of the read model.
+//!
+//! Only the ratios between workloads mean anything: the machine is shared and noisy.
+
+pub mod chart;
+pub mod load;
+pub mod report;
+mod seed;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::load::{Order, Pgbench, Request, Wrk};
+use crate::report::{Context, Rebuild, Report, Workload};
+use crate::seed::{Seeder, User};
+use crate::server::{Server, ServerEnv};
+
+pub struct Options {
+    /// The aimc binary to measure (the release build, but for the smoke test).
+    pub aimc: PathBuf,
+    /// Where latest.md and latest.png go.
+    pub out_dir: PathBuf,
+    /// A database URL whose user may create databases: the benchmark makes its own two.
+    pub admin_database_url: String,
+    pub vault_addr: String,
+    pub vault_token: SecretString,
+    pub smoke: bool,
+    pub connections: u32,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub workspaces: usize,
+    pub users: usize,
+    /// Events in the long history that H10000 runs its command against.
+    pub deep_events: i64,
+    pub pgbench_scale: u32,
+}
+
+impl Options {
+    /// The run issue 4 describes: 1,000 workspaces, 5,000 user configs, 15 s per workload.
+    pub fn full(
+        aimc: PathBuf,
+        out_dir: PathBuf,
+        admin_database_url: String,
+        vault_addr: String,
+        vault_token: SecretString,
+    ) -> Self {
+        Options {
+            aimc,
+            out_dir,
+            admin_database_url,
+            vault_addr,
+            vault_token,
+            smoke: false,
+            connections: 32,
+            warmup: Duration::from_secs(5),
+            duration: Duration::from_secs(15),
+            workspaces: 1_000,
+            users: 5_000,
+            deep_events: 10_000,
+            pgbench_scale: 10,
+        }
+    }
+
+    /// Every step of the full run on little data, a second per workload: proves the benchmark
+    /// still works, measures nothing.
+    pub fn smoke(
+        aimc: PathBuf,
+        out_dir: PathBuf,
+        admin_database_url: String,
+        vault_addr: String,
+        vault_token: SecretString,
+    ) -> Self {
+        Options {
+            smoke: true,
+            connections: 4,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            workspaces: 3,
+            users: 12,
+            deep_events: 300,
+            pgbench_scale: 1,
+            ..Options::full(aimc, out_dir, admin_database_url, vault_addr, vault_token)
+        }
+    }
+}
+
+/// Runs every workload, writes `latest.md` and `latest.png` into `out_dir`, returns the report.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let run_id = format!(
+        "{:012x}",
+        rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff
+    );
+    let work_dir = std::env::temp_dir().join(format!("aimc-bench-{run_id}"));
+    tokio::fs::create_dir_all(&work_dir).await?;
+    // Smoke databases follow the test suite's naming so `./dev test` clears any left behind.
+    let prefix = if options.smoke {
+        "aimc_test_"
+    } else {
+        "aimc_bench_"
+    };
+    let databases =
+        Databases::create(&options.admin_database_url, &format!("{prefix}{run_id}")).await?;
+    let outcome = measure(options, &databases, &work_dir, &run_id).await;
+    databases.drop_all().await;
+    let report = outcome
+        .with_context(|| format!("benchmark failed; aimc's log is in {}", work_dir.display()))?;
+    let _ = tokio::fs::remove_dir_all(&work_dir).await;
+
+    tokio::fs::create_dir_all(&options.out_dir).await?;
+    tokio::fs::write(options.out_dir.join("latest.md"), report.markdown()).await?;
+    chart::draw(&report, &options.out_dir.join("latest.png"))?;
+    Ok(report)
+}
+
+async fn measure(
+    options: &Options,
+    databases: &Databases,
+    work_dir: &Path,
+    run_id: &str,
+) -> anyhow::Result<Report> {
+    let started_at = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let env = ServerEnv {
+        database_url: databases.aimc_url.clone(),
+        vault_addr: options.vault_addr.clone(),
+        vault_token: options.vault_token.clone(),
+        // The full run keeps one prefix so Vault's RSA keys, slow to generate, serve every run.
+        key_prefix: if options.smoke {
+            format!("aimcsmoke{run_id}")
+        } else {
+            "aimcbench".into()
+        },
+        jwt_secret: SecretString::from(format!(
+            "bench-{run_id}-{:x}",
+            rand::thread_rng().gen::<u128>()
+        )),
+    };
+    let server = Server::start(&options.aimc, &env, &work_dir.join("aimc.log")).await?;
+    let seeder = Seeder {
+        client: reqwest::Client::new(),
+        base_url: server.base_url.clone(),
+        jwt_secret: env.jwt_secret.clone(),
+        concurrency: options.connections as usize,
+    };
+    eprintln!(
+        "seeding {} workspaces and {} user configs…",
+        options.workspaces, options.users
+    );
+    let population = seeder.population(options.workspaces, options.users).await?;
+    let pool = PgPool::connect(&databases.aimc_url).await?;
+    let deep_events = seeder
+        .grow_history(&pool, &population.deep, options.deep_events)
+        .await?;
+    let short_events = average_events(&pool, &population.users).await?;
+    let seeded_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await?;
+
+    let wrk = |base_url: &str| Wrk {
+        base_url: base_url.to_owned(),
+        connections: options.connections,
+        threads: 2,
+    };
+    let (warmup, duration) = (options.warmup, options.duration);
+    let mut workloads = Vec::new();
+
+    eprintln!("L1: pgbench -S…");
+    let pgbench = Pgbench {
+        database_url: databases.pgbench_url.clone(),
+        connections: options.connections,
+        threads: 2,
+    };
+    pgbench.initialise(options.pgbench_scale).await?;
+    workloads.push(Workload {
+        key: "L1",
+        what: format!(
+            "`pgbench -S` (scale {}), same PostgreSQL",
+            options.pgbench_scale
+        ),
+        unit: "tx/s",
+        measurement: pgbench.measure(work_dir, warmup, duration).await?,
+    });
+
+    eprintln!("L2: transit encrypt…");
+    let l2 = transit_encrypt_requests(options, &env.key_prefix).await?;
+    workloads.push(Workload {
+        key: "L2",
+        what: format!(
+            "OpenBao transit encrypt of a {}-character key",
+            seed::KEY_LENGTH
+        ),
+        unit: "req/s",
+        measurement: wrk(&options.vault_addr)
+            .measure(work_dir, "l2", &l2, Order::Random, warmup, duration, None)
+            .await?,
+    });
+
+    let aimc = wrk(&server.base_url);
+    eprintln!("R: GET /api/v1/get/ai-model-config…");
+    let reads: Vec<Request> = population
+        .users
+        .iter()
+        .map(|user| Request {
+            method: "GET",
+            path: "/api/v1/get/ai-model-config".into(),
+            header: bearer(user),
+            body: None,
+        })
+        .collect();
+    workloads.push(Workload {
+        key: "R",
+        what: format!(
+            "`GET /api/v1/get/ai-model-config`, {} random users",
+            population.users.len()
+        ),
+        unit: "req/s",
+        measurement: aimc
+            .measure(work_dir, "r", &reads, Order::Random, warmup, duration, None)
+            .await?,
+    });
+
+    eprintln!("H: one command at a time on short and long histories…");
+    // Each user once in turn, so nearly every command meets a history of the seeded length.
+    let short: Vec<Request> = population
+        .users
+        .iter()
+        .map(|user| prompt_change(user, "Answer briefly."))
+        .collect();
+    workloads.push(Workload {
+        key: "H10",
+        what: format!("`PUT` changing the prompt, aggregates with {short_events:.0} prior events, 1 connection"),
+        unit: "cmd/s",
+        measurement: aimc.measure(work_dir, "h10", &short, Order::InTurn, warmup, duration, Some(1)).await?,
+    });
+    let deep = [
+        prompt_change(&population.deep, "Answer briefly."),
+        prompt_change(&population.deep, "Answer in full."),
+    ];
+    workloads.push(Workload {
+        key: "H10000",
+        what: format!("the same on one aggregate with {deep_events} prior events, 1 connection"),
+        unit: "cmd/s",
+        measurement: aimc
+            .measure(
+                work_dir,
+                "h10000",
+                &deep,
+                Order::InTurn,
+                warmup,
+                duration,
+                Some(1),
+            )
+            .await?,
+    });
+
+    eprintln!("W: PUT /api/v1/update/ai-model-config with a new key…");
+    let writes: Vec<Request> = population.users.iter().map(write_request).collect();
+    workloads.push(Workload {
+        key: "W",
+        what: "`PUT /api/v1/update/ai-model-config`: 3 models, one with a new RSA-encrypted key"
+            .into(),
+        unit: "req/s",
+        measurement: aimc
+            .measure(
+                work_dir,
+                "w",
+                &writes,
+                Order::Random,
+                warmup,
+                duration,
+                None,
+            )
+            .await?,
+    });
+    server.stop().await?;
+
+    eprintln!("P: aimc projections rebuild…");
+    let (events, seconds) = server::rebuild(&options.aimc, &env).await?;
+    pool.close().await;
+    Ok(Report {
+        context: Context {
+            started_at,
+            commit: commit(),
+            machine: machine(),
+            smoke: options.smoke,
+            warmup_seconds: warmup.as_secs_f64(),
+            duration_seconds: duration.as_secs_f64(),
+            connections: options.connections,
+            workspaces: options.workspaces,
+            users: options.users,
+            seeded_events,
+        },
+        workloads,
+        rebuild: Rebuild { events, seconds },
+    })
+}
+
+fn bearer(user: &User) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {}", user.token))
+}
+
+/// Seed 000's models, keys kept (no `apiKeyEncrypted`), and another prompt: one event.
+fn prompt_change(user: &User, prompt: &str) -> Request {
+    let body = json!({
+        "models": [
+            {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
+            {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
+            {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
+        ],
+        "system_prompt": prompt
+    });
+    Request {
+        method: "PUT",
+        path: "/api/v1/update/ai-model-config".into(),
+        header: bearer(user),
+        body: Some(body.to_string()),
+    }
+}
+
+/// Replaces the three models, the OpenAI one with a new key: Vault decrypts it (RSA) and
+/// seals it under the workspace key in the same command.
+fn write_request(user: &User) -> Request {
+    let body = json!({
+        "models": [
+            {"provider": "OpenAI", "type": "chat", "model": "gpt-4o", "apiKeyEncrypted": user.new_key_ciphertext, "isPaid": true},
+            {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
+            {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
+        ],
+        "system_prompt": "You are a helpful AI assistant."
+    });
+    Request {
+        method: "PUT",
+        path: "/api/v1/update/ai-model-config".into(),
+        header: bearer(user),
+        body: Some(body.to_string()),
+    }
+}
+
+/// Requests for `POST /v1/transit/encrypt/<key>` of fresh 51-character keys, on a key of the
+/// same type aimc's workspace keys have.
+async fn transit_encrypt_requests(options: &Options, prefix: &str) -> anyhow::Result<Vec<Request>> {
+    use base64::Engine;
+    let key = format!("{prefix}-l2");
+    let token = options.vault_token.expose_secret().to_owned();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/transit/keys/{key}", options.vault_addr))
+        .header("X-Vault-Token", &token)
+        .json(&json!({"type": "aes256-gcm96"}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "creating transit key {key}: {}",
+        response.status()
+    );
+    Ok((0..1000)
+        .map(|_| Request {
+            method: "POST",
+            path: format!("/v1/transit/encrypt/{key}"),
+            header: ("X-Vault-Token", token.clone()),
+            body: Some(json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(seed::plain_key())}).to_string()),
+        })
+        .collect())
+}
+
+async fn average_events(pool: &PgPool, users: &[User]) -> anyhow::Result<f64> {
+    let ids: Vec<String> = users
+        .iter()
+        .map(|user| format!("{}/user:{}", user.workspace, user.sub))
+        .collect();
+    let average: Option<f64> = sqlx::query_scalar(
+        "SELECT avg(n)::float8 FROM (SELECT count(*) AS n FROM events WHERE aggregate_id = ANY($1) GROUP BY aggregate_id) counts",
+    )
+    .bind(&ids)
+    .fetch_one(pool)
+    .await?;
+    average.context("no seeded events")
+}
+
+/// The benchmark's own databases, made fresh for every run and dropped after it.
+struct Databases {
+    admin_url: String,
+    names: [String; 2],
+    aimc_url: String,
+    pgbench_url: String,
+}
+
+impl Databases {
+    async fn create(admin_url: &str, name: &str) -> anyhow::Result<Databases> {
+        // Names are ours ([a-z0-9_]), never input, so quoting them as identifiers is safe.
+        anyhow::ensure!(name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        let names = [name.to_owned(), format!("{name}_pgbench")];
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .context("connecting to the admin database")?;
+        for name in &names {
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut admin)
+                .await?;
+        }
+        admin.close().await?;
+        let url_of = |name: &str| -> anyhow::Result<String> {
+            let mut url = url::Url::parse(admin_url)?;
+            url.set_path(&format!("/{name}"));
+            Ok(url.to_string())
+        };
+        Ok(Databases {
+            admin_url: admin_url.to_owned(),
+            aimc_url: url_of(&names[0])?,
+            pgbench_url: url_of(&names[1])?,
+            names,
+        })
+    }
+
+    async fn drop_all(&self) {
+        let Ok(mut admin) = PgConnection::connect(&self.admin_url).await else {
+            return;
+        };
+        for name in &self.names {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{head} with uncommitted changes"),
+            _ => head,
+        },
+        None => "unknown".into(),
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{} ({cores} cores)",
+        cpu.unwrap_or_else(|| "an unknown CPU".into())
+    )
+}

@@ -1,0 +1,141 @@
+//! The aimc server under test: the release binary, started as `./dev run` starts it, as a child
+//! process that is killed when the benchmark ends, however it ends.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::process::{Child, Command};
+
+/// Everything the server and `aimc projections rebuild` are configured with.
+pub struct ServerEnv {
+    pub database_url: String,
+    pub vault_addr: String,
+    pub vault_token: SecretString,
+    pub key_prefix: String,
+    pub jwt_secret: SecretString,
+}
+
+impl ServerEnv {
+    fn apply(&self, command: &mut Command) {
+        // Only what is set here counts: a developer's own AIMC_* must not change the figures.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AIMC_") || name.starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("AIMC_DATABASE_URL", &self.database_url)
+            .env("AIMC_KEYRING", "vault")
+            .env("AIMC_VAULT_ADDR", &self.vault_addr)
+            .env("AIMC_VAULT_TOKEN", self.vault_token.expose_secret())
+            .env("AIMC_VAULT_KEY_PREFIX", &self.key_prefix)
+            .env("AIMC_JWT_HS256_SECRET", self.jwt_secret.expose_secret())
+            .env("AIMC_JWT_ISSUER", "aimc")
+            .env("AIMC_JWT_AUDIENCE", "aimc")
+            .env("AIMC_LOG", "warn");
+    }
+}
+
+pub struct Server {
+    child: Child,
+    pub base_url: String,
+}
+
+impl Server {
+    pub async fn start(binary: &Path, env: &ServerEnv, log: &Path) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let log = std::fs::File::create(log)?;
+        let mut command = Command::new(binary);
+        env.apply(&mut command);
+        command
+            .arg("serve")
+            .env("AIMC_LISTEN", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("could not start {}", binary.display()))?;
+        let mut server = Server {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_until_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("aimc exited before it was ready ({status}); see its log");
+            }
+            let ready = client
+                .get(format!("{}/readyz", self.base_url))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("aimc was not ready after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// `aimc projections rebuild` on the benchmark's database; returns the events/s it reports.
+pub async fn rebuild(binary: &Path, env: &ServerEnv) -> anyhow::Result<(u64, f64)> {
+    let mut command = Command::new(binary);
+    env.apply(&mut command);
+    let output = command
+        .args(["projections", "rebuild"])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "aimc projections rebuild failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_rebuild(&stdout).with_context(|| format!("unexpected rebuild output: {stdout}"))
+}
+
+/// Reads `replayed N events in S s (R events/s)`.
+fn parse_rebuild(stdout: &str) -> Option<(u64, f64)> {
+    let line = stdout.lines().find(|line| line.starts_with("replayed "))?;
+    let mut words = line.split_whitespace();
+    let events = words.nth(1)?.parse().ok()?;
+    let seconds: f64 = words.nth(2)?.parse().ok()?;
+    Some((events, seconds))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_rebuild_summary_is_read() {
+        assert_eq!(
+            super::parse_rebuild("replayed 1200 events in 0.40 s (3000 events/s)\n"),
+            Some((1200, 0.40))
+        );
+    }
+}

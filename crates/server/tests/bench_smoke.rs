@@ -1,0 +1,67 @@
+//! The benchmark (`./dev bench`) in smoke mode: every workload for a second on a little data,
+//! against this build's `aimc`, so the benchmark cannot rot between the runs that measure.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} must be set: run the suite with ./dev test"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
+    let out_dir = std::env::temp_dir().join(format!("aimc-bench-smoke-{}", std::process::id()));
+    let options = aimc_bench::Options::smoke(
+        PathBuf::from(env!("CARGO_BIN_EXE_aimc")),
+        out_dir.clone(),
+        required_env("AIMC_TEST_DATABASE_URL"),
+        required_env("AIMC_VAULT_ADDR"),
+        SecretString::from(required_env("AIMC_VAULT_TOKEN")),
+    );
+
+    let report = aimc_bench::run(&options)
+        .await
+        .expect("the smoke run failed");
+
+    let keys: Vec<&str> = report.workloads.iter().map(|w| w.key).collect();
+    assert_eq!(keys, ["L1", "L2", "R", "H10", "H10000", "W"]);
+    for workload in &report.workloads {
+        let m = &workload.measurement;
+        assert!(m.operations > 0, "{} did nothing", workload.key);
+        assert_eq!(m.errors, 0, "{} had failures", workload.key);
+        assert!(
+            m.percentiles_us.iter().all(|p| *p > 0.0),
+            "{}: {:?}",
+            workload.key,
+            m.percentiles_us
+        );
+    }
+    // Everything written is replayed, including what the workloads appended.
+    assert!(report.rebuild.events as i64 > report.context.seeded_events);
+    assert_eq!(report.ratios().len(), 5);
+
+    let table = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
+    assert_eq!(table, report.markdown());
+    for row in [
+        "| L1 |",
+        "| L2 |",
+        "| R |",
+        "| W |",
+        "| H10 |",
+        "| H10000 |",
+        "| P |",
+        "R/L1",
+        "W/L2",
+        "H10000/H10",
+    ] {
+        assert!(table.contains(row), "{row} missing:\n{table}");
+    }
+    let chart = std::fs::read(out_dir.join("latest.png")).unwrap();
+    assert!(
+        chart.starts_with(b"\x89PNG\r\n\x1a\n") && chart.len() > 10_000,
+        "not a chart"
+    );
+    std::fs::remove_dir_all(out_dir).unwrap();
+}
