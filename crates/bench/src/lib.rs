@@ -207,6 +207,26 @@ async fn measure(
             .await?,
     });
 
+    eprintln!("L2 (RSA): transit decrypt of a client-encrypted key…");
+    let rsa = transit_rsa_decrypt_requests(options, &env.key_prefix).await?;
+    workloads.push(Workload {
+        key: "L2rsa",
+        what: "OpenBao transit decrypt of an RSA-OAEP ciphertext (W's own Vault step; no target)"
+            .into(),
+        unit: "req/s",
+        measurement: wrk(&options.vault_addr)
+            .measure(
+                work_dir,
+                "l2rsa",
+                &rsa,
+                Order::Random,
+                warmup,
+                duration,
+                None,
+            )
+            .await?,
+    });
+
     let aimc = wrk(&server.base_url);
     eprintln!("R: GET /api/v1/get/ai-model-config…");
     let reads: Vec<Request> = population
@@ -373,6 +393,49 @@ async fn transit_encrypt_requests(options: &Options, prefix: &str) -> anyhow::Re
             body: Some(json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(seed::plain_key())}).to_string()),
         })
         .collect())
+}
+
+/// Requests for `POST /v1/transit/decrypt/<key>` of RSA-OAEP ciphertexts, as a client makes
+/// them for family A: every new key W sends costs Vault one of these before it is sealed.
+async fn transit_rsa_decrypt_requests(
+    options: &Options,
+    prefix: &str,
+) -> anyhow::Result<Vec<Request>> {
+    let key = format!("{prefix}-l2rsa");
+    let token = options.vault_token.expose_secret().to_owned();
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/v1/transit/keys/{key}", options.vault_addr))
+        .header("X-Vault-Token", &token)
+        .json(&json!({"type": "rsa-2048"}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "creating transit key {key}: {}",
+        response.status()
+    );
+    let described: serde_json::Value = client
+        .get(format!("{}/v1/transit/keys/{key}", options.vault_addr))
+        .header("X-Vault-Token", &token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let pem = described["data"]["keys"]["1"]["public_key"]
+        .as_str()
+        .context("transit returned no public key")?;
+    let public = <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_pem(pem)?;
+    (0..200)
+        .map(|_| {
+            Ok(Request {
+                method: "POST",
+                path: format!("/v1/transit/decrypt/{key}"),
+                header: ("X-Vault-Token", token.clone()),
+                body: Some(json!({"ciphertext": format!("vault:v1:{}", seed::seal(&public, &seed::plain_key())?)}).to_string()),
+            })
+        })
+        .collect()
 }
 
 async fn average_events(pool: &PgPool, users: &[User]) -> anyhow::Result<f64> {

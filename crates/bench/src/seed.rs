@@ -76,7 +76,8 @@ impl Seeder {
                     let key = self.public_key(&token).await?;
                     anyhow::Ok((workspace.clone(), Arc::new(key)))
                 })
-                .buffer_unordered(self.concurrency)
+                // Vault generates RSA keys on its own CPUs: more at once only makes each time out.
+                .buffer_unordered(4)
                 .try_collect()
                 .await?;
         let users: Vec<User> = futures::stream::iter(0..users)
@@ -183,18 +184,27 @@ impl Seeder {
         token: &str,
         expected: u16,
     ) -> anyhow::Result<Value> {
-        let response = request.bearer_auth(token).send().await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        if status != expected {
-            bail!("seeding expected {expected}, got {status}: {text}");
+        let request = request.bearer_auth(token);
+        // A 503 is aimc saying "retry later" (Vault busy), which a client is expected to do.
+        for attempt in 1.. {
+            let retry = request.try_clone().context("request bodies are buffered")?;
+            let response = retry.send().await?;
+            let status = response.status().as_u16();
+            let text = response.text().await?;
+            if status == expected {
+                return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            }
+            if status != 503 || attempt == 5 {
+                bail!("seeding expected {expected}, got {status}: {text}");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        unreachable!("the loop returns or fails by its fifth attempt")
     }
 }
 
 /// What a client does with the workspace's public key: RSA-OAEP-SHA256, standard base64.
-fn seal(key: &RsaPublicKey, plain: &str) -> anyhow::Result<String> {
+pub fn seal(key: &RsaPublicKey, plain: &str) -> anyhow::Result<String> {
     let sealed = key.encrypt(
         &mut rand::thread_rng(),
         Oaep::new::<Sha256>(),
