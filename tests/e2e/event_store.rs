@@ -1,11 +1,16 @@
 //! The event log, snapshots and the read model's catch-up.
 
+use std::collections::BTreeMap;
+
 use aimc_api::Role;
 use aimc_domain::AiModelConfig;
-use aimc_store::SnapshotEventStore;
-use reqwest::StatusCode;
-use serde_json::json;
+use aimc_store::{Projector, SnapshotEventStore};
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
 
+use crate::fake_provider::FakeProvider;
 use crate::harness::*;
 
 async fn put_prompt_and_models(app: &TestApp, token: &str, round: usize) {
@@ -189,13 +194,156 @@ async fn claims_that_no_credential_took_are_freed_after_a_while_and_real_names_a
     app.assert_no_plain_key_anywhere().await;
 }
 
+/// The key the fake provider accepts, so validating a credential succeeds.
+const PROVIDER_KEY: &str = "sk-rebuild-provider-key-000000001";
+
+/// A workspace's family B configuration pointing at `provider`; returns its id.
+async fn add_llm(
+    app: &TestApp,
+    admin: &str,
+    workspace: &str,
+    name: &str,
+    provider: &FakeProvider,
+) -> String {
+    app.remember_secret(PROVIDER_KEY);
+    let created = app
+        .post(
+            "/ai/llm",
+            admin,
+            json!({"name": name, "aiType": "OPENAI", "endpoint": format!("{}/v1", provider.address),
+                   "secret": PROVIDER_KEY, "workspaceId": workspace}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    created.body["aiLlmId"].as_str().unwrap().to_owned()
+}
+
+/// History in which a workspace's aggregates take turns (alice's, bob's and the workspace's
+/// own), with credentials added, renamed, validated, removed and a name reused.
+async fn interleaved_history(app: &TestApp, workspace: &str, provider: &FakeProvider) {
+    let alice = app.token_for("alice", &[(workspace, Role::Member)], None);
+    let bob = app.token_for("bob", &[(workspace, Role::Member)], None);
+    let admin = app.token_for("ada", &[(workspace, Role::Admin)], None);
+    create_seed_config(app, &alice).await;
+    let kept = add_llm(app, &admin, workspace, "Kept", provider).await;
+    create_seed_config(app, &bob).await;
+    let dropped = add_llm(app, &admin, workspace, "Dropped", provider).await;
+    for round in 0..3 {
+        put_prompt_and_models(app, &alice, round).await;
+        let renamed = app
+            .put(
+                &format!("/ai/llm/{kept}"),
+                &admin,
+                json!({"name": format!("Kept {round}")}),
+            )
+            .await;
+        assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+        put_prompt_and_models(app, &bob, round + 10).await;
+    }
+    let validated = app
+        .request(
+            Method::POST,
+            &format!("/ai/llm/{kept}/validate"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(validated.body["success"], true, "{}", validated.text);
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/ai/llm/{dropped}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    put_prompt_and_models(app, &alice, 7).await;
+    add_llm(app, &admin, workspace, "Dropped", provider).await;
+}
+
+/// Every row of the read model, table by table in a stable order. Audit positions are left
+/// out unless asked for: only a rebuild hands them out in time order. So are the times names
+/// were claimed: replaying a rename frees and claims names again, as catch-up always did.
+async fn read_model(pool: &PgPool, with_positions: bool) -> BTreeMap<&'static str, Value> {
+    let audit_log = if with_positions {
+        "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY aggregate_id, sequence), '[]') FROM audit_log t"
+    } else {
+        "SELECT coalesce(jsonb_agg(to_jsonb(t) - 'position' ORDER BY aggregate_id, sequence), '[]') FROM audit_log t"
+    };
+    let queries = [
+        ("audit_log", audit_log),
+        ("audit_positions", "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY workspace_id), '[]') FROM audit_positions t"),
+        ("config_view", "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY aggregate_id), '[]') FROM config_view t"),
+        ("credential_names", "SELECT coalesce(jsonb_agg(to_jsonb(t) - 'claimed_at' ORDER BY workspace_id, name_key), '[]') FROM credential_names t"),
+        ("credential_view", "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY credential_id), '[]') FROM credential_view t"),
+        ("projection_offsets", "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY projection, aggregate_id), '[]') FROM projection_offsets t"),
+    ];
+    let mut tables = BTreeMap::new();
+    for (table, query) in queries {
+        let rows: Value = sqlx::query_scalar(query).fetch_one(pool).await.unwrap();
+        tables.insert(table, rows);
+    }
+    tables
+}
+
+/// Table by table, naming the first row that differs: the whole model is too long to read.
+fn assert_same_read_model(
+    actual: &BTreeMap<&'static str, Value>,
+    expected: &BTreeMap<&'static str, Value>,
+    context: &str,
+) {
+    for (table, rows) in expected {
+        let (actual_rows, rows) = (actual[table].as_array().unwrap(), rows.as_array().unwrap());
+        for (index, (actual_row, row)) in actual_rows.iter().zip(rows).enumerate() {
+            assert_eq!(actual_row, row, "{context}: {table}, row {index}");
+        }
+        assert_eq!(actual_rows.len(), rows.len(), "{context}: rows in {table}");
+    }
+}
+
+/// The workspace's history as a newest-first reader pages it: by position, which must run
+/// 1, 2, ... with time, each aggregate's events in sequence order.
+async fn assert_history_in_time_order(pool: &PgPool, workspace: &str) -> Vec<String> {
+    let entries: Vec<(i64, DateTime<Utc>, String, i64)> = sqlx::query_as(
+        "SELECT position, occurred_at, aggregate_id, sequence FROM audit_log
+          WHERE workspace_id = $1 ORDER BY position",
+    )
+    .bind(workspace)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(!entries.is_empty());
+    let mut last_sequences = BTreeMap::new();
+    for (index, (position, _, aggregate_id, sequence)) in entries.iter().enumerate() {
+        assert_eq!(*position, index as i64 + 1, "positions have no gaps");
+        let previous = last_sequences.insert(aggregate_id.clone(), *sequence);
+        assert!(
+            previous < Some(*sequence),
+            "{aggregate_id} {sequence} after {previous:?}"
+        );
+    }
+    for pair in entries.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "position {} is older than position {}",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+    entries
+        .into_iter()
+        .map(|(.., aggregate_id, _)| aggregate_id)
+        .collect()
+}
+
 #[tokio::test]
 async fn rebuilding_the_read_model_from_the_log_gives_back_the_same_reads() {
+    let provider = FakeProvider::start(PROVIDER_KEY).await;
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
     let admin = app.token("ada", Role::Admin);
-    create_seed_config(&app, &token).await;
-    put_prompt_and_models(&app, &token, 3).await;
+    interleaved_history(&app, &app.workspace, &provider).await;
     app.remember_secret("sk-ant-rebuild-key-000000000077");
     app.post(
         "/api/v1/settings/providers/anthropic",
@@ -216,19 +364,23 @@ async fn rebuilding_the_read_model_from_the_log_gives_back_the_same_reads() {
         .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
         .await
         .body;
+    let tables_before = read_model(&app.pool, false).await;
 
-    let replayed = aimc_store::Projector::new(app.pool.clone())
-        .rebuild()
-        .await
-        .unwrap();
+    let replayed = Projector::new(app.pool.clone()).rebuild().await.unwrap();
 
     let events = app.event_count().await as usize;
     assert_eq!(replayed, events);
     for (path, expected) in reads.iter().zip(before) {
         let mut after = app.get(path, &token).await.body;
+        let mut expected = expected;
         if path.contains("history") {
             // Audit positions are renumbered by the replay; everything else must match.
-            for entry in after["events"].as_array_mut().unwrap() {
+            for entry in after["events"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .chain(expected["events"].as_array_mut().unwrap())
+            {
                 entry.as_object_mut().unwrap().remove("position");
             }
         }
@@ -240,5 +392,227 @@ async fn rebuilding_the_read_model_from_the_log_gives_back_the_same_reads() {
             .body,
         workspace_before
     );
+    assert_same_read_model(
+        &read_model(&app.pool, false).await,
+        &tables_before,
+        "rebuilt",
+    );
+    let order = assert_history_in_time_order(&app.pool, &app.workspace).await;
+    let switches = order.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    assert!(
+        switches > 6,
+        "the aggregates' entries interleave, not one aggregate after another: {order:?}"
+    );
+
+    // A command after the rebuild is projected from the stored offsets and positions.
+    let last_position: i64 =
+        sqlx::query_scalar("SELECT last_position FROM audit_positions WHERE workspace_id = $1")
+            .bind(&app.workspace)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let last_sequence = app.event_types(&app.aggregate_id("alice")).await.len() as i64;
+    put_prompt_and_models(&app, &token, 42).await;
+    let appended: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT sequence, position FROM audit_log WHERE aggregate_id = $1 AND sequence > $2 ORDER BY sequence",
+    )
+    .bind(app.aggregate_id("alice"))
+    .bind(last_sequence)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(!appended.is_empty());
+    for (index, (sequence, position)) in appended.iter().enumerate() {
+        assert_eq!(*sequence, last_sequence + 1 + index as i64);
+        assert_eq!(*position, last_position + 1 + index as i64);
+    }
+    let offsets: Vec<i64> =
+        sqlx::query_scalar("SELECT last_sequence FROM projection_offsets WHERE aggregate_id = $1")
+            .bind(app.aggregate_id("alice"))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(offsets, vec![last_sequence + appended.len() as i64; 3]);
+    assert_eq!(
+        app.get("/api/v1/get/ai-model-config", &token).await.body["system_prompt"],
+        "round 42"
+    );
+    assert_eq!(
+        Projector::new(app.pool.clone())
+            .catch_up_all()
+            .await
+            .unwrap(),
+        0
+    );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_in_chunks_smaller_than_a_workspace_gives_the_same_read_model_as_one_chunk() {
+    let provider = FakeProvider::start(PROVIDER_KEY).await;
+    let app = spawn_app().await;
+    let second = format!("{}-2", app.workspace);
+    interleaved_history(&app, &app.workspace, &provider).await;
+    interleaved_history(&app, &second, &provider).await;
+    let events = app.event_count().await as usize;
+    let projector = Projector::new(app.pool.clone());
+
+    assert_eq!(
+        projector.rebuild_in_chunks(usize::MAX).await.unwrap(),
+        events
+    );
+    let one_chunk = read_model(&app.pool, true).await;
+    assert_history_in_time_order(&app.pool, &app.workspace).await;
+    assert_history_in_time_order(&app.pool, &second).await;
+
+    for chunk_events in [1, 2, 7, events / 2] {
+        assert_eq!(
+            projector.rebuild_in_chunks(chunk_events).await.unwrap(),
+            events
+        );
+        assert_same_read_model(
+            &read_model(&app.pool, true).await,
+            &one_chunk,
+            &format!("chunks of {chunk_events} events"),
+        );
+    }
+    assert_eq!(projector.rebuild().await.unwrap(), events);
+    assert_same_read_model(
+        &read_model(&app.pool, true).await,
+        &one_chunk,
+        "default chunks",
+    );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_orders_by_time_whatever_shape_the_times_have_or_a_clock_that_stepped_back() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    put_prompt_and_models(&app, &token, 1).await;
+    put_prompt_and_models(&app, &token, 2).await;
+    let bob = app.token("bob", Role::Member);
+    create_seed_config(&app, &bob).await;
+    let config_before = app.get("/api/v1/get/ai-model-config", &token).await.body;
+    // As if the replica that appended alice's last command had its clock an hour behind.
+    let last_command: String = sqlx::query_scalar(
+        "SELECT metadata->>'request_id' FROM events WHERE aggregate_id = $1 ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(app.aggregate_id("alice"))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE events SET metadata = jsonb_set(metadata::jsonb, '{occurred_at}',
+                to_jsonb(to_char(((metadata->>'occurred_at')::timestamptz - interval '1 hour') AT TIME ZONE 'UTC',
+                                 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')))::json
+          WHERE aggregate_id = $1 AND metadata->>'request_id' = $2",
+    )
+    .bind(app.aggregate_id("alice"))
+    .bind(&last_command)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // And bob's times as another writer might stamp them: the same instants, west of UTC,
+    // which as text would sort before alice's.
+    let bob_times: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT sequence, metadata->>'occurred_at' FROM events WHERE aggregate_id = $1",
+    )
+    .bind(app.aggregate_id("bob"))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let west = chrono::FixedOffset::west_opt(5 * 3600).unwrap();
+    for (sequence, at) in &bob_times {
+        let restamped = DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&west)
+            .to_rfc3339();
+        sqlx::query(
+            "UPDATE events SET metadata = jsonb_set(metadata::jsonb, '{occurred_at}', to_jsonb($3::text))::json
+              WHERE aggregate_id = $1 AND sequence = $2",
+        )
+        .bind(app.aggregate_id("bob"))
+        .bind(sequence)
+        .bind(restamped)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+
+    Projector::new(app.pool.clone()).rebuild().await.unwrap();
+
+    let alice: Vec<i64> = sqlx::query_scalar(
+        "SELECT sequence FROM audit_log WHERE aggregate_id = $1 ORDER BY position",
+    )
+    .bind(app.aggregate_id("alice"))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(alice.windows(2).all(|pair| pair[0] < pair[1]), "{alice:?}");
+    let owners: Vec<String> =
+        sqlx::query_scalar("SELECT owner FROM audit_log WHERE workspace_id = $1 ORDER BY position")
+            .bind(&app.workspace)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert!(
+        owners[..owners.len() - bob_times.len()]
+            .iter()
+            .all(|owner| owner == "user:alice"),
+        "bob's configuration was created last: {owners:?}"
+    );
+    assert_eq!(
+        app.get("/api/v1/get/ai-model-config", &token).await.body,
+        config_before
+    );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_projects_an_aggregate_up_to_an_unreadable_event_and_reports_it() {
+    let app = spawn_app().await;
+    let alice = app.token("alice", Role::Member);
+    let bob = app.token("bob", Role::Member);
+    create_seed_config(&app, &alice).await;
+    create_seed_config(&app, &bob).await;
+    put_prompt_and_models(&app, &alice, 1).await;
+    let bob_before = app.get("/api/v1/get/ai-model-config", &bob).await.body;
+    let unreadable: i64 = sqlx::query_scalar(
+        "UPDATE events SET payload = '{\"NoSuchEvent\": {}}'
+          WHERE aggregate_id = $1 AND sequence = (SELECT max(sequence) - 1 FROM events WHERE aggregate_id = $1)
+          RETURNING sequence",
+    )
+    .bind(app.aggregate_id("alice"))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+
+    let rebuilt = Projector::new(app.pool.clone()).rebuild().await;
+
+    assert!(rebuilt.is_err(), "{rebuilt:?}");
+    assert_eq!(
+        app.get("/api/v1/get/ai-model-config", &bob).await.body,
+        bob_before
+    );
+    let offsets: Vec<i64> =
+        sqlx::query_scalar("SELECT last_sequence FROM projection_offsets WHERE aggregate_id = $1")
+            .bind(app.aggregate_id("alice"))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        offsets,
+        vec![unreadable - 1; 3],
+        "catch-up retries from the unreadable event"
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT max(sequence) FROM audit_log WHERE aggregate_id = $1")
+            .bind(app.aggregate_id("alice"))
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, unreadable - 1);
     app.assert_no_plain_key_anywhere().await;
 }

@@ -16,5 +16,5 @@ pub use database::{connect, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
 pub use event_store::SnapshotEventStore;
 pub use history::{HistoryEntry, HistoryFilter, HistoryPage};
-pub use projection::Projector;
+pub use projection::{Projector, REBUILD_CHUNK_EVENTS};
 pub use views::{ConfigQueries, ConfigView};

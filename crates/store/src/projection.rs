@@ -9,6 +9,12 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::error::StoreError;
 
+mod rebuild;
+
+/// Events per transaction of a rebuild: large enough that the statements' round trips do not
+/// count, small enough that a chunk's rows stay a few megabytes.
+pub const REBUILD_CHUNK_EVENTS: usize = 10_000;
+
 const CONFIG_VIEW: &str = "config_view";
 const AUDIT_LOG: &str = "audit_log";
 const CREDENTIAL_VIEW: &str = "credential_view";
@@ -23,6 +29,15 @@ struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// Metadata that does not read as a map of strings is ignored, as `catch_up` does.
+    fn from_text(sequence: i64, payload: &str, metadata: &str) -> Result<Self, serde_json::Error> {
+        Ok(RecordedEvent {
+            sequence,
+            event: serde_json::from_str(payload)?,
+            metadata: serde_json::from_str(metadata).unwrap_or_default(),
+        })
+    }
+
     fn occurred_at(&self) -> DateTime<Utc> {
         self.metadata
             .get("occurred_at")
@@ -162,17 +177,33 @@ impl Projector {
     }
 
     /// Rebuilds the read model from the event log: empties every projection and replays all
-    /// events. Returns how many events were applied. Meant for maintenance windows: until it
-    /// finishes, reads see a partial read model. The name registry is kept (it holds claims of
-    /// requests in flight); replaying re-registers every name anyway.
+    /// events, [`REBUILD_CHUNK_EVENTS`] at a time. Returns how many events were applied.
+    ///
+    /// Meant for maintenance windows, with no other instance writing: each chunk commits on its
+    /// own, so until it finishes reads see a partial read model, and a command projected
+    /// meanwhile may collide with the replay and make it fail (run it again then). The
+    /// name registry is kept (it holds claims of requests in flight); replaying re-registers
+    /// every name anyway. Audit positions come out in time order across each workspace's
+    /// aggregates, and the offsets let `catch_up` continue where the replay stopped.
     #[tracing::instrument(skip(self))]
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
+        self.rebuild_in_chunks(REBUILD_CHUNK_EVENTS).await
+    }
+
+    /// [`Projector::rebuild`] writing about `chunk_events` events per transaction (whole
+    /// workspaces, unless one alone is larger).
+    #[tracing::instrument(skip(self))]
+    pub async fn rebuild_in_chunks(&self, chunk_events: usize) -> Result<usize, StoreError> {
         sqlx::query(
             "TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets",
         )
         .execute(&self.pool)
         .await?;
-        self.catch_up_all().await
+        let replayed = rebuild::replay_log(&self.pool, chunk_events).await?;
+        // Events appended after the replay's snapshot was taken, projected the usual way.
+        let appended = self.catch_up_all().await?;
+        tracing::info!(events = replayed + appended, "read model rebuilt");
+        Ok(replayed + appended)
     }
 
     /// Names claimed by commands that never completed (the process died in between, or the
