@@ -127,6 +127,56 @@ impl<A: Aggregate> SnapshotEventStore<A> {
     }
 }
 
+impl<A: Aggregate> SnapshotEventStore<A> {
+    /// Appends a command's events in one statement, so one round trip however many there are
+    /// (postgres-es' `persist` sends one INSERT per event inside BEGIN/COMMIT). The rows are
+    /// exactly those postgres-es writes and reads back.
+    async fn append(&self, events: &[SerializedEvent]) -> Result<(), AggregateError<A::Error>> {
+        let mut columns = EventColumns::default();
+        for event in events {
+            columns.aggregate_type.push(event.aggregate_type.as_str());
+            columns.aggregate_id.push(event.aggregate_id.as_str());
+            columns.sequence.push(event.sequence as i64);
+            columns.event_type.push(event.event_type.as_str());
+            columns.event_version.push(event.event_version.as_str());
+            columns.payload.push(event.payload.to_string());
+            columns.metadata.push(event.metadata.to_string());
+        }
+        let appended = sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]::json[], $7::text[]::json[])",
+        )
+        .bind(&columns.aggregate_type)
+        .bind(&columns.aggregate_id)
+        .bind(&columns.sequence)
+        .bind(&columns.event_type)
+        .bind(&columns.event_version)
+        .bind(&columns.payload)
+        .bind(&columns.metadata)
+        .execute(&self.pool)
+        .await;
+        match appended {
+            Ok(_) => Ok(()),
+            // A duplicate (aggregate, sequence) means another writer got there first.
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Err(AggregateError::AggregateConflict)
+            }
+            Err(error) => Err(database_error(error)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventColumns<'a> {
+    aggregate_type: Vec<&'a str>,
+    aggregate_id: Vec<&'a str>,
+    sequence: Vec<i64>,
+    event_type: Vec<&'a str>,
+    event_version: Vec<&'a str>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+}
+
 fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
     match error {
         sqlx::Error::PoolTimedOut
@@ -209,9 +259,7 @@ impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
             .iter()
             .map(SerializedEvent::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        // A duplicate (aggregate, sequence) means another writer got there first: postgres-es
-        // reports it as an optimistic-lock error, which becomes AggregateConflict.
-        self.repo.persist::<A>(&serialized, None).await?;
+        self.append(&serialized).await?;
 
         let last_sequence = context.current_sequence + envelopes.len();
         if last_sequence - context.snapshot_sequence >= self.snapshot_every {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigEvent, CredentialId, WorkspaceId};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::error::StoreError;
@@ -66,17 +67,13 @@ impl Projector {
     #[tracing::instrument(skip(self))]
     pub async fn catch_up(&self, aggregate_id: &str) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO projection_offsets (projection, aggregate_id)
-             SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
-        )
-        .bind(&PROJECTIONS[..])
-        .bind(aggregate_id)
-        .execute(&mut *tx)
-        .await?;
+        // Creates the offset rows on first use and locks them either way (the no-op update
+        // takes the row lock), in one round trip.
         let offsets: HashMap<String, i64> = sqlx::query_as(
-            "SELECT projection, last_sequence FROM projection_offsets
-             WHERE projection = ANY($1) AND aggregate_id = $2 ORDER BY projection FOR UPDATE",
+            "INSERT INTO projection_offsets (projection, aggregate_id)
+             SELECT unnest($1::text[]), $2
+             ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = projection_offsets.last_sequence
+             RETURNING projection, last_sequence",
         )
         .bind(&PROJECTIONS[..])
         .bind(aggregate_id)
@@ -249,18 +246,13 @@ async fn project_config_view<'a>(
     let Some(last) = events.last() else {
         return Ok(());
     };
-    let current: Option<(serde_json::Value, DateTime<Utc>)> =
+    let current: Option<(Json<AiModelConfig>, DateTime<Utc>)> =
         sqlx::query_as("SELECT view, created_at FROM config_view WHERE aggregate_id = $1")
             .bind(aggregate_id)
             .fetch_optional(&mut **tx)
             .await?;
     let (mut config, created_at) = match current {
-        Some((view, created_at)) => (
-            serde_json::from_value::<AiModelConfig>(view).map_err(|error| {
-                StoreError::Internal(format!("unreadable config view: {error}"))
-            })?,
-            created_at,
-        ),
+        Some((Json(view), created_at)) => (view, created_at),
         None => (AiModelConfig::default(), events[0].occurred_at()),
     };
     for event in &events {
@@ -271,8 +263,7 @@ async fn project_config_view<'a>(
             "malformed aggregate id {aggregate_id}"
         )));
     };
-    let view =
-        serde_json::to_value(&config).map_err(|error| StoreError::Internal(error.to_string()))?;
+    let view = Json(&config);
     sqlx::query(
         "INSERT INTO config_view (aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -316,27 +307,55 @@ async fn project_audit_log<'a>(
     .fetch_one(&mut **tx)
     .await?;
     let first_position = last_position - events.len() as i64 + 1;
+    // One statement for all of a command's entries: a round trip per event added up.
+    let mut rows = AuditRows::default();
     for (position, event) in (first_position..).zip(events) {
-        sqlx::query(
-            "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (aggregate_id, sequence) DO NOTHING",
-        )
-        .bind(position)
-        .bind(aggregate_id)
-        .bind(event.sequence)
-        .bind(id.workspace.as_str())
-        .bind(&owner)
-        .bind(event.event.name())
-        .bind(event.metadata.get("actor"))
-        .bind(event.metadata.get("request_id"))
-        .bind(event.metadata.get("trace_id"))
-        .bind(event.occurred_at())
-        .bind(audit_details(&event.event))
-        .execute(&mut **tx)
-        .await?;
+        rows.position.push(position);
+        rows.sequence.push(event.sequence);
+        rows.event_type.push(event.event.name());
+        rows.actor
+            .push(event.metadata.get("actor").map(String::as_str));
+        rows.request_id
+            .push(event.metadata.get("request_id").map(String::as_str));
+        rows.trace_id
+            .push(event.metadata.get("trace_id").map(String::as_str));
+        rows.occurred_at.push(event.occurred_at());
+        rows.details.push(audit_details(&event.event));
     }
+    sqlx::query(
+        "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
+         SELECT position, $2, sequence, $3, $4, event_type, actor, request_id, trace_id, occurred_at, details
+           FROM unnest($1::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::jsonb[])
+                AS e(position, sequence, event_type, actor, request_id, trace_id, occurred_at, details)
+         ON CONFLICT (aggregate_id, sequence) DO NOTHING",
+    )
+    .bind(&rows.position)
+    .bind(aggregate_id)
+    .bind(id.workspace.as_str())
+    .bind(&owner)
+    .bind(&rows.sequence)
+    .bind(&rows.event_type)
+    .bind(&rows.actor)
+    .bind(&rows.request_id)
+    .bind(&rows.trace_id)
+    .bind(&rows.occurred_at)
+    .bind(&rows.details)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// A command's audit entries, column by column, for one `unnest` insert.
+#[derive(Default)]
+struct AuditRows<'a> {
+    position: Vec<i64>,
+    sequence: Vec<i64>,
+    event_type: Vec<&'static str>,
+    actor: Vec<Option<&'a str>>,
+    request_id: Vec<Option<&'a str>>,
+    trace_id: Vec<Option<&'a str>>,
+    occurred_at: Vec<DateTime<Utc>>,
+    details: Vec<serde_json::Value>,
 }
 
 async fn project_credential_view<'a>(

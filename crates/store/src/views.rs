@@ -1,5 +1,6 @@
 use aimc_domain::AiModelConfig;
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::error::StoreError;
@@ -28,24 +29,22 @@ impl ConfigQueries {
 
     #[tracing::instrument(skip(self))]
     pub async fn config(&self, aggregate_id: &str) -> Result<Option<ConfigView>, StoreError> {
-        let row: Option<(i64, serde_json::Value, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        // Decoded straight into the aggregate's shape: no intermediate JSON tree per read.
+        let row: Option<(i64, Json<AiModelConfig>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT last_sequence, view, created_at, updated_at FROM config_view WHERE aggregate_id = $1",
         )
         .bind(aggregate_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(last_sequence, view, created_at, updated_at)| {
-            Ok(ConfigView {
+        Ok(row.map(
+            |(last_sequence, Json(config), created_at, updated_at)| ConfigView {
                 aggregate_id: aggregate_id.to_owned(),
                 last_sequence,
-                config: serde_json::from_value(view).map_err(|error| {
-                    StoreError::Internal(format!("unreadable config view: {error}"))
-                })?,
+                config,
                 created_at,
                 updated_at,
-            })
-        })
-        .transpose()
+            },
+        ))
     }
 
     #[tracing::instrument(skip(self))]
