@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::load::{Order, Pgbench, Request, Wrk};
+use crate::load::{Load, Order, Pgbench, Request, Wrk};
 use crate::report::{Context, Rebuild, Report, Workload};
 use crate::seed::{Seeder, User};
 use crate::server::{Server, ServerEnv};
@@ -203,7 +203,12 @@ async fn measure(
         ),
         unit: "req/s",
         measurement: wrk(&options.vault_addr)
-            .measure(work_dir, "l2", &l2, Order::Random, warmup, duration, None)
+            .measure(
+                work_dir,
+                &Load::new("l2", &l2, Order::Random),
+                warmup,
+                duration,
+            )
             .await?,
     });
 
@@ -217,12 +222,9 @@ async fn measure(
         measurement: wrk(&options.vault_addr)
             .measure(
                 work_dir,
-                "l2rsa",
-                &rsa,
-                Order::Random,
+                &Load::new("l2rsa", &rsa, Order::Random),
                 warmup,
                 duration,
-                None,
             )
             .await?,
     });
@@ -247,27 +249,47 @@ async fn measure(
         ),
         unit: "req/s",
         measurement: aimc
-            .measure(work_dir, "r", &reads, Order::Random, warmup, duration, None)
+            .measure(
+                work_dir,
+                &Load::new("r", &reads, Order::Random),
+                warmup,
+                duration,
+            )
             .await?,
     });
 
     eprintln!("H: one command at a time on short and long histories…");
-    // Each user once in turn, so nearly every command meets a history of the seeded length.
-    let short: Vec<Request> = population
-        .users
-        .iter()
-        .map(|user| prompt_change(user, "Answer briefly."))
-        .collect();
+    // Every request must change something, or it is no command at all: each user's prompt goes
+    // to one text and then to another (and back), and the warm-up uses texts of its own.
+    let changes = |users: &[&User], texts: [&str; 2]| -> Vec<Request> {
+        texts
+            .iter()
+            .flat_map(|text| users.iter().map(move |user| prompt_change(user, text)))
+            .collect()
+    };
+    // Each user in turn, so nearly every command meets a history of the seeded length.
+    let users: Vec<&User> = population.users.iter().collect();
+    let (short, short_warmup) = (
+        changes(&users, ["Answer briefly.", "Answer in full."]),
+        changes(&users, ["Warming up.", "Still warming up."]),
+    );
+    let one_connection = |name, requests, warmup_requests| Load {
+        warmup_requests: Some(warmup_requests),
+        connections: Some(1),
+        ..Load::new(name, requests, Order::InTurn)
+    };
     workloads.push(Workload {
         key: "H10",
         what: format!("`PUT` changing the prompt, aggregates with {short_events:.0} prior events, 1 connection"),
         unit: "cmd/s",
-        measurement: aimc.measure(work_dir, "h10", &short, Order::InTurn, warmup, duration, Some(1)).await?,
+        measurement: aimc
+            .measure(work_dir, &one_connection("h10", &short, &short_warmup), warmup, duration)
+            .await?,
     });
-    let deep = [
-        prompt_change(&population.deep, "Answer briefly."),
-        prompt_change(&population.deep, "Answer in full."),
-    ];
+    let (deep, deep_warmup) = (
+        changes(&[&population.deep], ["Answer briefly.", "Answer in full."]),
+        changes(&[&population.deep], ["Warming up.", "Still warming up."]),
+    );
     workloads.push(Workload {
         key: "H10000",
         what: format!("the same on one aggregate with {deep_events} prior events, 1 connection"),
@@ -275,12 +297,9 @@ async fn measure(
         measurement: aimc
             .measure(
                 work_dir,
-                "h10000",
-                &deep,
-                Order::InTurn,
+                &one_connection("h10000", &deep, &deep_warmup),
                 warmup,
                 duration,
-                Some(1),
             )
             .await?,
     });
@@ -295,13 +314,20 @@ async fn measure(
         measurement: aimc
             .measure(
                 work_dir,
-                "w",
-                &writes,
-                Order::Random,
+                &Load::new("w", &writes, Order::Random),
                 warmup,
                 duration,
-                None,
             )
+            .await?,
+    });
+    eprintln!("Wplain: PUT /api/user/api-keys with a new plain key…");
+    let plain_writes: Vec<Request> = population.users.iter().map(plain_key_request).collect();
+    workloads.push(Workload {
+        key: "Wplain",
+        what: "`PUT /api/user/api-keys`: a new plain OpenAI key (W's path without the RSA step; no target)".into(),
+        unit: "req/s",
+        measurement: aimc
+            .measure(work_dir, &Load::new("wplain", &plain_writes, Order::Random), warmup, duration)
             .await?,
     });
     server.stop().await?;
@@ -363,6 +389,18 @@ fn write_request(user: &User) -> Request {
     Request {
         method: "PUT",
         path: "/api/v1/update/ai-model-config".into(),
+        header: bearer(user),
+        body: Some(body.to_string()),
+    }
+}
+
+/// Family C's write: the key arrives plain over TLS, so Vault's only work is the same AES
+/// encrypt L2 measures.
+fn plain_key_request(user: &User) -> Request {
+    let body = json!({"openai": {"apiKey": seed::plain_key(), "modelId": "gpt-4o"}});
+    Request {
+        method: "PUT",
+        path: "/api/user/api-keys".into(),
         header: bearer(user),
         body: Some(body.to_string()),
     }

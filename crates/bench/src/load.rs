@@ -52,6 +52,30 @@ pub enum Order {
     InTurn,
 }
 
+/// What wrk sends for one workload.
+pub struct Load<'a> {
+    pub name: &'a str,
+    pub requests: &'a [Request],
+    /// Sent during the warm-up instead of `requests`, where sending them twice would make the
+    /// measured ones no-ops (a prompt already set is no change, and no command).
+    pub warmup_requests: Option<&'a [Request]>,
+    pub order: Order,
+    /// Instead of the generator's default.
+    pub connections: Option<u32>,
+}
+
+impl<'a> Load<'a> {
+    pub fn new(name: &'a str, requests: &'a [Request], order: Order) -> Self {
+        Load {
+            name,
+            requests,
+            warmup_requests: None,
+            order,
+            connections: None,
+        }
+    }
+}
+
 pub struct Wrk {
     pub base_url: String,
     pub connections: u32,
@@ -108,33 +132,34 @@ end
 "#;
 
 impl Wrk {
-    /// Runs `requests` for `warmup` (discarded), then for `duration`, and returns the second.
+    /// Runs the warm-up requests for `warmup` (discarded), then `load.requests` for
+    /// `duration`, and returns the second.
     pub async fn measure(
         &self,
         work_dir: &Path,
-        name: &str,
-        requests: &[Request],
-        order: Order,
+        load: &Load<'_>,
         warmup: Duration,
         duration: Duration,
-        connections: Option<u32>,
     ) -> anyhow::Result<Measurement> {
         let script = work_dir.join("wrk.lua");
         if !script.exists() {
             tokio::fs::write(&script, WRK_SCRIPT).await?;
         }
-        let data = work_dir.join(format!("{name}.requests"));
-        tokio::fs::write(&data, request_lines(requests)?).await?;
-        let connections = connections.unwrap_or(self.connections);
+        let connections = load.connections.unwrap_or(self.connections);
         let threads = self.threads.min(connections);
         if !warmup.is_zero() {
-            self.run(&script, &data, order, warmup, connections, threads)
+            let data = work_dir.join(format!("{}.warmup", load.name));
+            let requests = load.warmup_requests.unwrap_or(load.requests);
+            tokio::fs::write(&data, request_lines(requests)?).await?;
+            self.run(&script, &data, load.order, warmup, connections, threads)
                 .await
-                .with_context(|| format!("warming up {name}"))?;
+                .with_context(|| format!("warming up {}", load.name))?;
         }
-        self.run(&script, &data, order, duration, connections, threads)
+        let data = work_dir.join(format!("{}.requests", load.name));
+        tokio::fs::write(&data, request_lines(load.requests)?).await?;
+        self.run(&script, &data, load.order, duration, connections, threads)
             .await
-            .with_context(|| format!("measuring {name}"))
+            .with_context(|| format!("measuring {}", load.name))
     }
 
     async fn run(

@@ -118,6 +118,18 @@ impl Report {
                 met: None,
             });
         }
+        if let Some(plain) = self
+            .workloads
+            .iter()
+            .find(|workload| workload.key == "Wplain")
+        {
+            ratios.push(Ratio {
+                name: "Wplain/L2 (throughput)",
+                value: plain.measurement.throughput() / l2.throughput(),
+                target: "none: a write whose Vault work is exactly L2's",
+                met: None,
+            });
+        }
         ratios
     }
 
@@ -261,6 +273,7 @@ mod tests {
                 workload("R", 6_000, 1000.0),
                 workload("L2rsa", 500, 4000.0),
                 workload("W", 1_000, 1000.0),
+                workload("Wplain", 2_000, 1000.0),
                 workload("H10", 100, 2000.0),
                 workload("H10000", 100, 2400.0),
             ],
@@ -290,6 +303,7 @@ mod tests {
         check("H10000/H10", 1.2, Some(true));
         check("P", 25_000.0, Some(true));
         check("W/L2rsa", 2.0, None);
+        check("Wplain/L2", 0.5, None);
     }
 
     #[test]

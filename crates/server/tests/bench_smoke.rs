@@ -26,7 +26,10 @@ async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
         .expect("the smoke run failed");
 
     let keys: Vec<&str> = report.workloads.iter().map(|w| w.key).collect();
-    assert_eq!(keys, ["L1", "L2", "L2rsa", "R", "H10", "H10000", "W"]);
+    assert_eq!(
+        keys,
+        ["L1", "L2", "L2rsa", "R", "H10", "H10000", "W", "Wplain"]
+    );
     for workload in &report.workloads {
         let m = &workload.measurement;
         assert!(m.operations > 0, "{} did nothing", workload.key);
@@ -40,7 +43,7 @@ async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
     }
     // Everything written is replayed, including what the workloads appended.
     assert!(report.rebuild.events as i64 > report.context.seeded_events);
-    assert_eq!(report.ratios().len(), 6);
+    assert_eq!(report.ratios().len(), 7);
 
     let table = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
     assert_eq!(table, report.markdown());

@@ -6,6 +6,9 @@ use sqlx::PgPool;
 use crate::error::StoreError;
 use crate::history::{self, HistoryFilter, HistoryPage};
 
+/// last_sequence, view, created_at, updated_at.
+type ConfigRow = (i64, Json<AiModelConfig>, DateTime<Utc>, DateTime<Utc>);
+
 /// A configuration as the read model holds it.
 #[derive(Debug, Clone)]
 pub struct ConfigView {
@@ -30,7 +33,7 @@ impl ConfigQueries {
     #[tracing::instrument(skip(self))]
     pub async fn config(&self, aggregate_id: &str) -> Result<Option<ConfigView>, StoreError> {
         // Decoded straight into the aggregate's shape: no intermediate JSON tree per read.
-        let row: Option<(i64, Json<AiModelConfig>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        let row: Option<ConfigRow> = sqlx::query_as(
             "SELECT last_sequence, view, created_at, updated_at FROM config_view WHERE aggregate_id = $1",
         )
         .bind(aggregate_id)
