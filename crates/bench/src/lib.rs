@@ -359,38 +359,24 @@ fn bearer(user: &User) -> (&'static str, String) {
 
 /// Seed 000's models, keys kept (no `apiKeyEncrypted`), and another prompt: one event.
 fn prompt_change(user: &User, prompt: &str) -> Request {
-    let body = json!({
-        "models": [
-            {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
-            {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
-            {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
-        ],
-        "system_prompt": prompt
-    });
-    Request {
-        method: "PUT",
-        path: "/api/v1/update/ai-model-config".into(),
-        header: bearer(user),
-        body: Some(body.to_string()),
-    }
+    update_config(user, seed::seed_models_keeping_keys(), prompt)
 }
 
 /// Replaces the three models, the OpenAI one with a new key: Vault decrypts it (RSA) and
 /// seals it under the workspace key in the same command.
 fn write_request(user: &User) -> Request {
-    let body = json!({
-        "models": [
-            {"provider": "OpenAI", "type": "chat", "model": "gpt-4o", "apiKeyEncrypted": user.new_key_ciphertext, "isPaid": true},
-            {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
-            {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
-        ],
-        "system_prompt": "You are a helpful AI assistant."
-    });
+    let mut models = seed::seed_models_keeping_keys();
+    models[0]["model"] = json!("gpt-4o");
+    models[0]["apiKeyEncrypted"] = json!(user.new_key_ciphertext);
+    update_config(user, models, seed::SYSTEM_PROMPT)
+}
+
+fn update_config(user: &User, models: serde_json::Value, prompt: &str) -> Request {
     Request {
         method: "PUT",
         path: "/api/v1/update/ai-model-config".into(),
         header: bearer(user),
-        body: Some(body.to_string()),
+        body: Some(json!({"models": models, "system_prompt": prompt}).to_string()),
     }
 }
 

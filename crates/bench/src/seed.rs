@@ -42,6 +42,17 @@ pub struct Seeder {
     pub concurrency: usize,
 }
 
+pub const SYSTEM_PROMPT: &str = "You are a helpful AI assistant.";
+
+/// Seed 000's three models without `apiKeyEncrypted`, which keeps the keys they have.
+pub fn seed_models_keeping_keys() -> Value {
+    json!([
+        {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
+        {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
+        {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
+    ])
+}
+
 pub fn plain_key() -> String {
     let prefix = "sk-proj-";
     format!(
@@ -129,7 +140,7 @@ impl Seeder {
                 {"provider": "Anthropic", "type": "chat", "model": "claude-2", "apiKeyEncrypted": seal(key, &plain_key())?, "isPaid": true},
                 {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
             ],
-            "system_prompt": "You are a helpful AI assistant."
+            "system_prompt": SYSTEM_PROMPT
         });
         self.send(
             self.client
@@ -161,35 +172,27 @@ impl Seeder {
             let count = event_count(pool, &aggregate_id).await?;
             if count >= events {
                 // Back to seed 000's three models, so commands on it are the size of any other.
-                let models = json!([
-                    {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "isPaid": true},
-                    {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
-                    {"provider": "Ollama", "type": "chat", "model": "llama3", "apiKeyEncrypted": null, "isPaid": false}
-                ]);
-                self.send(
-                    self.client
-                        .put(format!("{}/api/v1/update/ai-model-config", self.base_url))
-                        .json(&json!({"models": models, "system_prompt": "You are a helpful AI assistant."})),
-                    &user.token,
-                    200,
-                )
-                .await?;
+                self.update_config(user, seed_models_keeping_keys()).await?;
                 return event_count(pool, &aggregate_id).await;
             }
             let wanted = ((events - count) / 2).clamp(1, 50);
             let models: Vec<Value> = (0..wanted)
                 .map(|i| json!({"provider": "Ollama", "type": "chat", "model": format!("m{round}-{i}"), "apiKeyEncrypted": null, "isPaid": false}))
                 .collect();
-            self.send(
-                self.client
-                    .put(format!("{}/api/v1/update/ai-model-config", self.base_url))
-                    .json(&json!({"models": models, "system_prompt": "You are a helpful AI assistant."})),
-                &user.token,
-                200,
-            )
-            .await?;
+            self.update_config(user, Value::Array(models)).await?;
             round += 1;
         }
+    }
+
+    async fn update_config(&self, user: &User, models: Value) -> anyhow::Result<Value> {
+        self.send(
+            self.client
+                .put(format!("{}/api/v1/update/ai-model-config", self.base_url))
+                .json(&json!({"models": models, "system_prompt": SYSTEM_PROMPT})),
+            &user.token,
+            200,
+        )
+        .await
     }
 
     async fn send(
