@@ -20,5 +20,6 @@ dev_bench() {
   load_env
   ensure_bench_tools
   run cargo build --release -p aimc-server -p aimc-bench
-  run "$target/release/aimc-bench" --aimc "$target/release/aimc" --out "$AIMC_ROOT/bench/results" "$@"
+  # Writes bench/results/ (aimc-bench's default, relative to the repository root ./dev runs in).
+  run "$target/release/aimc-bench" --aimc "$target/release/aimc" "$@"
 }

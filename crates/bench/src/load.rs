@@ -106,7 +106,8 @@ function init(args)
   local id = thread_id or 1
   math.randomseed(os.time() * 7919 + id)
   -- Threads walking the list in turn start apart so they do not send the same request.
-  index = math.floor((id - 1) * #requests / (thread_count > 0 and thread_count or 1))
+  -- (Each thread has its own Lua state: the count comes in as an argument.)
+  index = math.floor((id - 1) * #requests / (tonumber(args[3]) or 1))
 end
 
 function request()
@@ -185,6 +186,7 @@ impl Wrk {
             .arg("--")
             .arg(data)
             .arg(order)
+            .arg(threads.to_string())
             .stdin(Stdio::null())
             .output()
             .await
