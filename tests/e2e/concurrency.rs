@@ -79,3 +79,72 @@ async fn twenty_concurrent_updates_of_one_configuration_all_land() {
     assert_eq!((loaded, loaded_sequence), (replayed, sequence));
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// Reads arriving together share one query; each must still get its own configuration, and a
+/// read made after a write was answered must see it, on either replica.
+#[tokio::test]
+async fn concurrent_reads_of_many_users_each_get_their_own_and_see_answered_writes() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let users: Vec<(String, String)> = (0..12)
+        .map(|n| {
+            let sub = format!("reader-{n}");
+            let token = app.token(&sub, Role::Member);
+            (sub, token)
+        })
+        .collect();
+    for (sub, token) in &users {
+        let created = app
+            .post(
+                "/api/v1/create/ai-model-config",
+                token,
+                json!({"models": [], "system_prompt": format!("prompt of {sub}")}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    }
+    let nobody = app.token("reader-without-config", Role::Member);
+
+    let reads = (0..240).map(|n| {
+        let instance = if n % 2 == 0 { &app } else { &replica };
+        let (sub, token) = users
+            .get(n % (users.len() + 1))
+            .map_or((None, nobody.clone()), |(sub, token)| {
+                (Some(sub.clone()), token.clone())
+            });
+        async move {
+            let response = instance.get("/api/v1/get/ai-model-config", &token).await;
+            (sub, response)
+        }
+    });
+    for (sub, response) in futures::future::join_all(reads).await {
+        match sub {
+            Some(sub) => {
+                assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+                assert_eq!(response.body["system_prompt"], format!("prompt of {sub}"));
+            }
+            None => assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.text),
+        }
+    }
+
+    // Each write answered, then read at once on the other replica amid other reads.
+    for (round, (sub, token)) in users.iter().enumerate() {
+        let prompt = format!("round {round} for {sub}");
+        let written = app
+            .put(
+                "/api/v1/update/ai-model-config",
+                token,
+                json!({"models": [], "system_prompt": prompt}),
+            )
+            .await;
+        assert_eq!(written.status, StatusCode::OK, "{}", written.text);
+        let noise = users
+            .iter()
+            .map(|(_, other)| replica.get("/api/v1/get/ai-model-config", other));
+        let (read, _) = tokio::join!(
+            replica.get("/api/v1/get/ai-model-config", token),
+            futures::future::join_all(noise)
+        );
+        assert_eq!(read.body["system_prompt"], prompt);
+    }
+}

@@ -1,7 +1,7 @@
 use aimc_domain::DomainError;
 
 /// Failures of the read side and of projections.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
