@@ -24,6 +24,7 @@ pub struct ConfigView {
 pub struct ConfigQueries {
     pool: PgPool,
     lookups: mpsc::UnboundedSender<Lookup>,
+    in_flight: Arc<Semaphore>,
 }
 
 /// Batched lookups in flight at once: a new batch forms while these are out.
@@ -36,8 +37,13 @@ impl ConfigQueries {
     /// ends once every clone of this value is dropped.
     pub fn new(pool: PgPool) -> Self {
         let (lookups, queue) = mpsc::unbounded_channel();
-        tokio::spawn(answer_lookups(pool.clone(), queue));
-        ConfigQueries { pool, lookups }
+        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        tokio::spawn(answer_lookups(pool.clone(), queue, in_flight.clone()));
+        ConfigQueries {
+            pool,
+            lookups,
+            in_flight,
+        }
     }
 
     /// The configuration as the read model holds it.
@@ -55,7 +61,16 @@ impl ConfigQueries {
             reply,
         };
         let stopped = || StoreError::Unavailable("the read model's lookups have stopped".into());
-        self.lookups.send(lookup).map_err(|_| stopped())?;
+        // With nothing being answered there is nothing to share: asking here spares the
+        // hand-over to the batching task, which a lone request would only wait for.
+        let idle = self.in_flight.available_permits() == BATCHES_IN_FLIGHT;
+        match idle
+            .then(|| self.in_flight.clone().try_acquire_owned().ok())
+            .flatten()
+        {
+            Some(_slot) => answer_batch(&self.pool, vec![lookup]).await,
+            None => self.lookups.send(lookup).map_err(|_| stopped())?,
+        }
         answer.await.map_err(|_| stopped())?
     }
 
@@ -76,8 +91,11 @@ struct Lookup {
     reply: oneshot::Sender<Result<Option<ConfigView>, StoreError>>,
 }
 
-async fn answer_lookups(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Lookup>) {
-    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+async fn answer_lookups(
+    pool: PgPool,
+    mut queue: mpsc::UnboundedReceiver<Lookup>,
+    in_flight: Arc<Semaphore>,
+) {
     while let Some(first) = queue.recv().await {
         // Waiting for a free slot is what lets a batch grow under load.
         let Ok(slot) = in_flight.clone().acquire_owned().await else {
