@@ -535,7 +535,15 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(head) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(head) => match git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            // The benchmark's own output is rewritten by every run.
+            ":(exclude)bench/results",
+        ]) {
             Some(changes) if !changes.is_empty() => format!("{head} with uncommitted changes"),
             _ => head,
         },
