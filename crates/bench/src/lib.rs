@@ -115,9 +115,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         Databases::create(&options.admin_database_url, &format!("{prefix}{run_id}")).await?;
     let outcome = measure(options, &databases, &work_dir, &run_id).await;
     databases.drop_all().await;
+    if outcome.is_ok() {
+        let _ = tokio::fs::remove_dir_all(&work_dir).await;
+    } else {
+        // The request files hold the generated plain keys and tokens; only the log is kept.
+        remove_all_but(&work_dir, "aimc.log").await;
+    }
     let report = outcome
         .with_context(|| format!("benchmark failed; aimc's log is in {}", work_dir.display()))?;
-    let _ = tokio::fs::remove_dir_all(&work_dir).await;
 
     tokio::fs::create_dir_all(&options.out_dir).await?;
     tokio::fs::write(options.out_dir.join("latest.md"), report.markdown()).await?;
@@ -172,6 +177,9 @@ async fn measure(
         base_url: base_url.to_owned(),
         connections: options.connections,
         threads: 2,
+        work_dir: work_dir.to_owned(),
+        warmup: options.warmup,
+        duration: options.duration,
     };
     let (warmup, duration) = (options.warmup, options.duration);
     let mut workloads = Vec::new();
@@ -203,12 +211,7 @@ async fn measure(
         ),
         unit: "req/s",
         measurement: wrk(&options.vault_addr)
-            .measure(
-                work_dir,
-                &Load::new("l2", &l2, Order::Random),
-                warmup,
-                duration,
-            )
+            .measure(&Load::new("l2", &l2, Order::Random))
             .await?,
     });
 
@@ -220,12 +223,7 @@ async fn measure(
             .into(),
         unit: "req/s",
         measurement: wrk(&options.vault_addr)
-            .measure(
-                work_dir,
-                &Load::new("l2rsa", &rsa, Order::Random),
-                warmup,
-                duration,
-            )
+            .measure(&Load::new("l2rsa", &rsa, Order::Random))
             .await?,
     });
 
@@ -248,14 +246,7 @@ async fn measure(
             population.users.len()
         ),
         unit: "req/s",
-        measurement: aimc
-            .measure(
-                work_dir,
-                &Load::new("r", &reads, Order::Random),
-                warmup,
-                duration,
-            )
-            .await?,
+        measurement: aimc.measure(&Load::new("r", &reads, Order::Random)).await?,
     });
 
     eprintln!("H: one command at a time on short and long histories…");
@@ -283,7 +274,7 @@ async fn measure(
         what: format!("`PUT` changing the prompt, aggregates with {short_events:.0} prior events, 1 connection"),
         unit: "cmd/s",
         measurement: aimc
-            .measure(work_dir, &one_connection("h10", &short, &short_warmup), warmup, duration)
+            .measure(&one_connection("h10", &short, &short_warmup))
             .await?,
     });
     let (deep, deep_warmup) = (
@@ -295,12 +286,7 @@ async fn measure(
         what: format!("the same on one aggregate with {deep_events} prior events, 1 connection"),
         unit: "cmd/s",
         measurement: aimc
-            .measure(
-                work_dir,
-                &one_connection("h10000", &deep, &deep_warmup),
-                warmup,
-                duration,
-            )
+            .measure(&one_connection("h10000", &deep, &deep_warmup))
             .await?,
     });
 
@@ -312,12 +298,7 @@ async fn measure(
             .into(),
         unit: "req/s",
         measurement: aimc
-            .measure(
-                work_dir,
-                &Load::new("w", &writes, Order::Random),
-                warmup,
-                duration,
-            )
+            .measure(&Load::new("w", &writes, Order::Random))
             .await?,
     });
     eprintln!("Wplain: PUT /api/user/api-keys with a new plain key…");
@@ -327,7 +308,7 @@ async fn measure(
         what: "`PUT /api/user/api-keys`: a new plain OpenAI key (W's path without the RSA step; no target)".into(),
         unit: "req/s",
         measurement: aimc
-            .measure(work_dir, &Load::new("wplain", &plain_writes, Order::Random), warmup, duration)
+            .measure(&Load::new("wplain", &plain_writes, Order::Random))
             .await?,
     });
     server.stop().await?;
@@ -351,6 +332,21 @@ async fn measure(
         workloads,
         rebuild: Rebuild { events, seconds },
     })
+}
+
+async fn remove_all_but(dir: &Path, kept: &str) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name() != kept {
+            let path = entry.path();
+            let _ = match tokio::fs::remove_dir_all(&path).await {
+                Err(_) => tokio::fs::remove_file(&path).await,
+                removed => removed,
+            };
+        }
+    }
 }
 
 fn bearer(user: &User) -> (&'static str, String) {
@@ -567,4 +563,34 @@ fn machine() -> String {
         "{} ({cores} cores)",
         cpu.unwrap_or_else(|| "an unknown CPU".into())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_failed_run_keeps_only_aimcs_log() {
+        let dir = std::env::temp_dir().join(format!("aimc-bench-test-{}", std::process::id()));
+        tokio::fs::create_dir_all(dir.join("pgbench-log"))
+            .await
+            .unwrap();
+        for file in [
+            "aimc.log",
+            "w.requests",
+            "w.warmup",
+            "wrk.lua",
+            "pgbench-log/tx.1",
+        ] {
+            tokio::fs::write(dir.join(file), "x").await.unwrap();
+        }
+
+        super::remove_all_but(&dir, "aimc.log").await;
+
+        let mut left = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir).await.unwrap();
+        while let Some(entry) = entries.next_entry().await.unwrap() {
+            left.push(entry.file_name().into_string().unwrap());
+        }
+        assert_eq!(left, ["aimc.log"]);
+        tokio::fs::remove_dir_all(&dir).await.unwrap();
+    }
 }

@@ -76,10 +76,15 @@ impl<'a> Load<'a> {
     }
 }
 
+/// wrk against one server, with the run's settings.
 pub struct Wrk {
     pub base_url: String,
     pub connections: u32,
     pub threads: u32,
+    /// Where the script and the request files go.
+    pub work_dir: PathBuf,
+    pub warmup: Duration,
+    pub duration: Duration,
 }
 
 /// Parses the data file, picks requests and prints wrk's own figures as JSON. Requests are
@@ -135,13 +140,8 @@ end
 impl Wrk {
     /// Runs the warm-up requests for `warmup` (discarded), then `load.requests` for
     /// `duration`, and returns the second.
-    pub async fn measure(
-        &self,
-        work_dir: &Path,
-        load: &Load<'_>,
-        warmup: Duration,
-        duration: Duration,
-    ) -> anyhow::Result<Measurement> {
+    pub async fn measure(&self, load: &Load<'_>) -> anyhow::Result<Measurement> {
+        let (work_dir, warmup, duration) = (&self.work_dir, self.warmup, self.duration);
         let script = work_dir.join("wrk.lua");
         if !script.exists() {
             tokio::fs::write(&script, WRK_SCRIPT).await?;
