@@ -307,55 +307,21 @@ async fn project_audit_log<'a>(
     .fetch_one(&mut **tx)
     .await?;
     let first_position = last_position - events.len() as i64 + 1;
-    // One statement for all of a command's entries: a round trip per event added up.
-    let mut rows = AuditRows::default();
+    // One statement for all of a command's entries, the rebuild's: a round trip per event
+    // added up.
+    let mut rows = rebuild::AuditRows::default();
     for (position, event) in (first_position..).zip(events) {
-        rows.position.push(position);
-        rows.sequence.push(event.sequence);
-        rows.event_type.push(event.event.name());
-        rows.actor
-            .push(event.metadata.get("actor").map(String::as_str));
-        rows.request_id
-            .push(event.metadata.get("request_id").map(String::as_str));
-        rows.trace_id
-            .push(event.metadata.get("trace_id").map(String::as_str));
-        rows.occurred_at.push(event.occurred_at());
-        rows.details.push(audit_details(&event.event));
+        let at = event.occurred_at();
+        rows.push(
+            position,
+            aggregate_id,
+            id.workspace.as_str(),
+            &owner,
+            event,
+            at,
+        );
     }
-    sqlx::query(
-        "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
-         SELECT position, $2, sequence, $3, $4, event_type, actor, request_id, trace_id, occurred_at, details
-           FROM unnest($1::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::jsonb[])
-                AS e(position, sequence, event_type, actor, request_id, trace_id, occurred_at, details)
-         ON CONFLICT (aggregate_id, sequence) DO NOTHING",
-    )
-    .bind(&rows.position)
-    .bind(aggregate_id)
-    .bind(id.workspace.as_str())
-    .bind(&owner)
-    .bind(&rows.sequence)
-    .bind(&rows.event_type)
-    .bind(&rows.actor)
-    .bind(&rows.request_id)
-    .bind(&rows.trace_id)
-    .bind(&rows.occurred_at)
-    .bind(&rows.details)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A command's audit entries, column by column, for one `unnest` insert.
-#[derive(Default)]
-struct AuditRows<'a> {
-    position: Vec<i64>,
-    sequence: Vec<i64>,
-    event_type: Vec<&'static str>,
-    actor: Vec<Option<&'a str>>,
-    request_id: Vec<Option<&'a str>>,
-    trace_id: Vec<Option<&'a str>>,
-    occurred_at: Vec<DateTime<Utc>>,
-    details: Vec<serde_json::Value>,
+    rows.insert(tx).await
 }
 
 async fn project_credential_view<'a>(

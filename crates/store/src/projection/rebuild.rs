@@ -696,8 +696,10 @@ impl ChunkWrites {
     }
 }
 
+/// Audit entries column by column, for one `unnest` insert; the per-command projection uses
+/// it too.
 #[derive(Default)]
-struct AuditRows {
+pub(super) struct AuditRows {
     position: Vec<i64>,
     aggregate_id: Vec<String>,
     sequence: Vec<i64>,
@@ -712,7 +714,7 @@ struct AuditRows {
 }
 
 impl AuditRows {
-    fn push(
+    pub(super) fn push(
         &mut self,
         position: i64,
         aggregate_id: &str,
@@ -736,14 +738,15 @@ impl AuditRows {
         self.details.push(audit_details(&recorded.event));
     }
 
-    async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    pub(super) async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), StoreError> {
         if self.position.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor, request_id, trace_id, occurred_at, details)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                                  $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::jsonb[])",
+                                  $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::jsonb[])
+             ON CONFLICT (aggregate_id, sequence) DO NOTHING",
         )
         .bind(self.position)
         .bind(self.aggregate_id)
