@@ -260,3 +260,20 @@ async fn a_key_that_does_not_decrypt_is_refused_naming_the_model() {
     .await;
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// serde quotes the value it refused; a key sent where an object belongs must not come back.
+#[tokio::test]
+async fn a_key_sent_in_the_wrong_place_is_refused_without_being_repeated() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    let key = "sk-live-misplaced-key-0000009876";
+    app.remember_secret(key);
+
+    let refused = app
+        .put("/api/user/api-keys", &token, json!({"openai": key}))
+        .await;
+
+    assert!(refused.status.is_client_error(), "{}", refused.text);
+    assert!(refused.text.contains("openai"), "{}", refused.text);
+    app.assert_no_plain_key_anywhere().await;
+}

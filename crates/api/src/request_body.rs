@@ -1,5 +1,5 @@
 //! Request bodies parsed with serde, so that a refusal names the field at fault
-//! (`models[1].isPaid: invalid type: string "yes", expected a boolean`), which poem-openapi's
+//! (`models[1].isPaid: invalid type: string, expected a boolean`), which poem-openapi's
 //! own parser does not do for missing or mistyped fields. The documented schema stays the
 //! derived `Object`'s.
 
@@ -66,10 +66,40 @@ impl<T: Type + DeserializeOwned> ParseFromJSON for Checked<T> {
         serde_path_to_error::deserialize(value.unwrap_or_default())
             .map(Checked)
             .map_err(|error| {
-                let message = error.inner().to_string();
+                let message = without_values(&error.inner().to_string());
                 let field = offending_field(&error.path().to_string(), &message);
                 ParseError::custom(format!("{field}{FIELD_SEPARATOR}{message}"))
             })
+    }
+}
+
+/// serde quotes the value it refused (`invalid type: string "sk-…"`): a key sent in the wrong
+/// place would come back in the response. The field and the expected type say enough.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let quoted = [("string \"", '"'), ("variant `", '`')]
+            .iter()
+            .filter_map(|(opening, closing)| rest.find(opening).map(|at| (at, *opening, *closing)))
+            .min_by_key(|(at, ..)| *at);
+        let Some((at, opening, closing)) = quoted else {
+            out.push_str(rest);
+            return out;
+        };
+        // "string" or "variant", without the value that followed it.
+        out.push_str(&rest[..at + opening.len() - 2]);
+        let value = &rest[at + opening.len()..];
+        let mut escaped = false;
+        let end = value
+            .char_indices()
+            .find(|(_, c)| {
+                let done = !escaped && *c == closing;
+                escaped = !escaped && *c == '\\';
+                done
+            })
+            .map_or(value.len(), |(index, _)| index + 1);
+        rest = &value[end..];
     }
 }
 
@@ -90,6 +120,24 @@ pub(crate) fn field_of(reason: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_values_are_not_repeated_back() {
+        assert_eq!(
+            without_values(
+                r#"invalid type: string "sk-live-\"quoted\"-9876", expected struct ProviderKeyInput"#
+            ),
+            "invalid type: string, expected struct ProviderKeyInput"
+        );
+        assert_eq!(
+            without_values("unknown variant `sk-live-9876`, expected `chat` or `embedding`"),
+            "unknown variant, expected `chat` or `embedding`"
+        );
+        assert_eq!(
+            without_values("missing field `isPaid`"),
+            "missing field `isPaid`"
+        );
+    }
 
     #[test]
     fn missing_and_unknown_fields_are_named_by_their_full_path() {
