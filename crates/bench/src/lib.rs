@@ -104,7 +104,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff
     );
     let work_dir = std::env::temp_dir().join(format!("aimc-bench-{run_id}"));
-    tokio::fs::create_dir_all(&work_dir).await?;
+    // Owner only: the request files hold the Vault token and users' bearer tokens.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&work_dir)?;
+    }
     // Smoke databases follow the test suite's naming so `./dev test` clears any left behind.
     let prefix = if options.smoke {
         "aimc_test_"
