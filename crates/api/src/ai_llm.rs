@@ -388,7 +388,7 @@ impl AiLlmApi {
             .execute(&aggregate, command, &command_metadata(principal, context))
             .await;
         match (outcome, renamed) {
-            (Ok(()), Some(_)) => {
+            (Ok(_), Some(_)) => {
                 state
                     .credentials
                     .release_name(&workspace, &old_key, credential_id)
@@ -404,7 +404,7 @@ impl AiLlmApi {
                 return Err(error.into());
             }
             (Err(error), None) => return Err(error.into()),
-            (Ok(()), None) => {}
+            (Ok(_), None) => {}
         }
         Ok(AiLlmResponse::Ok(Envelope::done(
             credential_id,

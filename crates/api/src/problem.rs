@@ -255,10 +255,6 @@ impl From<CommandError> for ApiError {
                 tracing::warn!(%reason, "event store unavailable");
                 ApiError::unavailable("the database is unavailable; the change may not have been applied, retry later")
             }
-            CommandError::NotYetVisible(reason) => {
-                tracing::warn!(%reason, "write recorded but not yet readable");
-                ApiError::unavailable("the change was recorded but is not readable yet; read it again shortly, do not resend it")
-            }
             CommandError::Internal(reason) => ApiError::internal(reason),
         }
     }

@@ -287,7 +287,7 @@ impl UserApiKeysApi {
                 }
             }
         }
-        outcome.map_err(Into::into)
+        outcome.map(drop).map_err(Into::into)
     }
 }
 

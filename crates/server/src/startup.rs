@@ -155,12 +155,7 @@ impl Application {
             ids: Arc::new(RandomIds),
         };
         let state = Arc::new(AppState {
-            commands: CommandBus::new(
-                pool.clone(),
-                services,
-                settings.snapshot_every,
-                projector.clone(),
-            ),
+            commands: CommandBus::new(pool.clone(), services, settings.snapshot_every),
             queries: ConfigQueries::new(pool.clone()),
             credentials: CredentialQueries::new(pool),
             keyring,

@@ -1,15 +1,15 @@
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aimc_domain::{AggregateId, AiModelConfig, AiModelConfigCommand, ConfigServices};
-use cqrs_es::{AggregateError, CqrsFramework};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use rand::Rng;
 use sqlx::PgPool;
 
+use crate::database::is_unavailable;
 use crate::error::CommandError;
 use crate::event_store::SnapshotEventStore;
-use crate::projection::Projector;
 
 /// How often a command is tried when other writers keep appending to the same aggregate.
 pub const MAX_COMMAND_ATTEMPTS: usize = 30;
@@ -22,51 +22,44 @@ pub struct CommandMetadata {
     pub trace_id: Option<String>,
 }
 
-/// Projection attempts after a commit before the request gives up on read-your-writes.
-const PROJECTION_ATTEMPTS: usize = 3;
+impl CommandMetadata {
+    fn recorded(&self) -> HashMap<String, String> {
+        let mut recorded = HashMap::from([
+            ("actor".to_owned(), self.actor.clone()),
+            ("request_id".to_owned(), self.request_id.clone()),
+        ]);
+        if let Some(trace_id) = &self.trace_id {
+            recorded.insert("trace_id".to_owned(), trace_id.clone());
+        }
+        recorded
+    }
+}
 
-/// Runs commands against the event-sourced aggregate and projects their events.
+/// What a command did: its events as recorded, and the aggregate as they left it, so the
+/// caller can answer without reading back.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    pub events: Vec<EventEnvelope<A>>,
+    pub aggregate: A,
+}
+
+/// Runs commands against the event-sourced aggregates.
+///
+/// cqrs-es' `CqrsFramework` runs the same load → handle → commit cycle but keeps the committed
+/// events and the resulting aggregate to itself, and leaves a lost race (`AggregateConflict`)
+/// to the caller: this runs it with the same `EventStore` and `Aggregate` traits, returns both,
+/// and retries a lost race on a reloaded aggregate.
 pub struct CommandBus {
-    cqrs: CqrsFramework<AiModelConfig, SnapshotEventStore<AiModelConfig>>,
-    projector: Arc<Projector>,
+    store: SnapshotEventStore<AiModelConfig>,
+    services: ConfigServices,
 }
 
 impl CommandBus {
-    /// Projection is not a cqrs-es query: those run after the commit with nowhere to report a
-    /// failure, and a 2xx must mean the change is readable.
-    pub fn new(
-        pool: PgPool,
-        services: ConfigServices,
-        snapshot_every: usize,
-        projector: Arc<Projector>,
-    ) -> Self {
-        let store = SnapshotEventStore::new(pool, snapshot_every);
+    pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize) -> Self {
         CommandBus {
-            cqrs: CqrsFramework::new(store, vec![], services),
-            projector,
+            store: SnapshotEventStore::new(pool, snapshot_every),
+            services,
         }
-    }
-
-    /// Projects the aggregate so the response can promise read-your-writes.
-    async fn project(&self, aggregate_id: &str) -> Result<(), CommandError> {
-        let mut last_error = None;
-        for attempt in 1..=PROJECTION_ATTEMPTS {
-            match self.projector.catch_up(aggregate_id).await {
-                Ok(_) => return Ok(()),
-                Err(error) => {
-                    tracing::warn!(attempt, %error, "projection after commit failed");
-                    last_error = Some(error);
-                    tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
-                }
-            }
-        }
-        tracing::error!(
-            aggregate_id,
-            "change recorded but not projected; catch-up will repair it"
-        );
-        Err(CommandError::NotYetVisible(
-            last_error.map(|e| e.to_string()).unwrap_or_default(),
-        ))
     }
 
     /// Executes `command`, reloading the aggregate and trying again when another writer
@@ -77,22 +70,14 @@ impl CommandBus {
         id: &AggregateId,
         command: AiModelConfigCommand,
         metadata: &CommandMetadata,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Executed<AiModelConfig>, CommandError> {
         let aggregate_id = id.to_string();
+        let recorded = metadata.recorded();
         for attempt in 1..=MAX_COMMAND_ATTEMPTS {
-            let mut recorded = HashMap::from([
-                ("actor".to_owned(), metadata.actor.clone()),
-                ("request_id".to_owned(), metadata.request_id.clone()),
-            ]);
-            if let Some(trace_id) = &metadata.trace_id {
-                recorded.insert("trace_id".to_owned(), trace_id.clone());
-            }
             match self
-                .cqrs
-                .execute_with_metadata(&aggregate_id, command.clone(), recorded)
+                .attempt(&aggregate_id, command.clone(), &recorded)
                 .await
             {
-                Ok(()) => return self.project(&aggregate_id).await,
                 Err(AggregateError::AggregateConflict) => {
                     tracing::debug!(
                         attempt,
@@ -104,44 +89,51 @@ impl CommandBus {
                     let wait = rand::thread_rng().gen_range(1..=ceiling);
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
-                Err(AggregateError::UserError(error)) => return Err(CommandError::Domain(error)),
-                Err(AggregateError::DatabaseConnectionError(error)) => {
-                    return Err(CommandError::StoreUnavailable(error.to_string()))
-                }
-                Err(AggregateError::DeserializationError(error)) => {
-                    return Err(CommandError::Internal(error.to_string()))
-                }
-                Err(AggregateError::UnexpectedError(error))
-                    if is_connection_failure(error.as_ref()) =>
-                {
-                    return Err(CommandError::StoreUnavailable(error.to_string()))
-                }
-                Err(AggregateError::UnexpectedError(error)) => {
-                    return Err(CommandError::Internal(error.to_string()))
-                }
+                outcome => return outcome.map_err(command_error),
             }
         }
         Err(CommandError::Conflict {
             attempts: MAX_COMMAND_ATTEMPTS,
         })
     }
+
+    async fn attempt(
+        &self,
+        aggregate_id: &str,
+        command: AiModelConfigCommand,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Executed<AiModelConfig>, AggregateError<aimc_domain::DomainError>> {
+        let mut context = self.store.load_aggregate(aggregate_id).await?;
+        let sink = EventSink::default();
+        cqrs_es::AggregateContext::aggregate(&mut context)
+            .handle(command, &self.services, &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        let (events, aggregate) = self
+            .store
+            .append(sink.collect().await, context, metadata.clone())
+            .await?;
+        Ok(Executed { events, aggregate })
+    }
 }
 
-/// postgres-es reports a pool timeout or a dropped connection as an unexpected error; those
-/// mean "try again later", not "bug".
-fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(sqlx_error) = current.downcast_ref::<sqlx::Error>() {
-            return matches!(
-                sqlx_error,
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-            ) || matches!(sqlx_error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("57P") || code.starts_with("08")));
+fn command_error(error: AggregateError<aimc_domain::DomainError>) -> CommandError {
+    match error {
+        AggregateError::UserError(error) => CommandError::Domain(error),
+        AggregateError::AggregateConflict => CommandError::Conflict { attempts: 1 },
+        AggregateError::DatabaseConnectionError(error) => {
+            CommandError::StoreUnavailable(error.to_string())
         }
-        cause = current.source();
+        AggregateError::DeserializationError(error) => CommandError::Internal(error.to_string()),
+        AggregateError::UnexpectedError(error) => {
+            let unavailable = error
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(is_unavailable);
+            if unavailable {
+                CommandError::StoreUnavailable(error.to_string())
+            } else {
+                CommandError::Internal(error.to_string())
+            }
+        }
     }
-    false
 }

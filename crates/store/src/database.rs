@@ -41,3 +41,37 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("../../migrations").run(pool).await
 }
+
+/// Whether an error means the database cannot be reached right now (down, restarting, failing
+/// over, out of connections), so the request is worth retrying later: the one place that decides
+/// what answers 503.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-57P03: admin or crash shutdown, cannot connect
+            // now; 53300: too many connections; 25006: a read-only (standby) server after a
+            // failover.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
+        }),
+        _ => false,
+    }
+}
+
+/// Whether an error means another writer got there first (the same event sequence, or a
+/// serialization failure or deadlock between two writes): the command is retried.
+pub fn is_conflict(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => {
+            error.constraint() == Some("events_pkey")
+                || error
+                    .code()
+                    .is_some_and(|code| code == "40001" || code == "40P01")
+        }
+        _ => false,
+    }
+}

@@ -13,12 +13,10 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
-            other => StoreError::Internal(other.to_string()),
+        if crate::database::is_unavailable(&error) {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Internal(error.to_string())
         }
     }
 }
@@ -31,18 +29,17 @@ pub enum CommandError {
     /// Other writers kept winning the race for this aggregate.
     #[error("the configuration was changed concurrently {attempts} times; try again")]
     Conflict { attempts: usize },
+    /// The database could not be reached; the command may or may not have been recorded if the
+    /// connection was lost while it committed.
     #[error("the event store is unavailable: {0}")]
     StoreUnavailable(String),
-    /// The events were appended but the read model could not be updated in this request.
-    #[error("the change was recorded but is not readable yet: {0}")]
-    NotYetVisible(String),
     #[error("event store error: {0}")]
     Internal(String),
 }
 
 impl CommandError {
-    /// Whether the command certainly left the log untouched. `NotYetVisible` means the events
-    /// were appended; a lost connection may or may not have committed.
+    /// Whether the command certainly left the log untouched: a lost connection may or may not
+    /// have committed.
     pub fn appended_nothing(&self) -> bool {
         matches!(
             self,

@@ -1,20 +1,85 @@
+//! The event log (postgres-es' `events` table) with snapshots, behind cqrs-es' `EventStore`.
+//!
+//! Loading an aggregate is one query: its snapshot, the events after it, and how far its views
+//! have been projected. Committing is one statement: the events, the snapshot when one is due,
+//! and every read-model row they produce (see [`crate::read_model::writer`]), so a command that
+//! answers 2xx is readable on every replica and a command that fails leaves nothing behind.
+
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use aimc_domain::{AggregateId, AiModelConfig};
+use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
-use postgres_es::PostgresEventRepository;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
+
+use crate::catch_up;
+use crate::database::{is_conflict, is_unavailable};
+use crate::error::StoreError;
+use crate::read_model::writer::{self, Appended};
+use crate::read_model::{EventMetadata, Offsets, Projection, StreamPlace, VIEWS};
 
 /// The serialized shape of the aggregates snapshotted here. Bump it whenever a field is added,
 /// removed or changes meaning: `#[serde(default)]` would otherwise load an old snapshot into a
 /// state no replay would produce.
 pub const SNAPSHOT_SCHEMA_VERSION: i32 = 1;
 
-/// An aggregate loaded from its snapshot plus the events after it.
+/// How an aggregate's stream is filed in the read model, and the state its folds start from.
+pub trait Projected: Aggregate + Clone {
+    /// Where the stream's events go, from its id; none for an id this aggregate never has.
+    fn place(aggregate_id: &str) -> Option<StreamPlace>;
+
+    /// Starts the stream's folds from this state, projected up to `sequence`.
+    fn start_projection(&self, projection: &mut Projection, place: StreamPlace, sequence: i64);
+
+    fn project(
+        projection: &mut Projection,
+        aggregate_id: &str,
+        sequence: i64,
+        event: &Self::Event,
+        metadata: &EventMetadata,
+    );
+}
+
+impl Projected for AiModelConfig {
+    fn place(aggregate_id: &str) -> Option<StreamPlace> {
+        let id = AggregateId::parse(aggregate_id)?;
+        Some(StreamPlace {
+            aggregate_id: aggregate_id.to_owned(),
+            workspace: id.workspace.to_string(),
+            owner: id.owner.to_string(),
+        })
+    }
+
+    fn start_projection(&self, projection: &mut Projection, place: StreamPlace, sequence: i64) {
+        let names = self.credentials.values().map(|credential| {
+            (
+                crate::read_model::credentials::name_key(&credential.name),
+                credential.id.0,
+            )
+        });
+        projection.known_names(&place.workspace, names);
+        let config = self.is_created().then(|| self.clone());
+        projection.start_stream(place, config, Offsets::all(sequence));
+    }
+
+    fn project(
+        projection: &mut Projection,
+        aggregate_id: &str,
+        sequence: i64,
+        event: &Self::Event,
+        metadata: &EventMetadata,
+    ) {
+        projection.apply(aggregate_id, sequence, event, metadata);
+    }
+}
+
+/// An aggregate loaded from its snapshot plus the events after it, and as it was before the
+/// command, which the folds start from.
 pub struct LoadedAggregate<A> {
     aggregate_id: String,
     aggregate: A,
+    before: A,
     current_sequence: usize,
     snapshot_sequence: usize,
 }
@@ -30,19 +95,48 @@ impl<A: Aggregate> AggregateContext<A> for LoadedAggregate<A> {
 ///
 /// Not postgres-es' own snapshot store: cqrs-es 0.5's `EventSink` already applies each new event
 /// to the aggregate, and `PersistedEventStore` applies them again before snapshotting. Here the
-/// aggregate as the command left it *is* the snapshot, and the snapshot is written after the
-/// events commit, as a cache: if writing it fails, the events are still the truth.
+/// aggregate as the command left it *is* the snapshot, written with the events.
 pub struct SnapshotEventStore<A> {
-    repo: PostgresEventRepository,
     pool: PgPool,
     snapshot_every: usize,
     _aggregate: PhantomData<A>,
 }
 
-impl<A: Aggregate> SnapshotEventStore<A> {
+/// A stream as one query reads it for a command.
+struct Stream<A> {
+    snapshot: Snapshot<A>,
+    /// (sequence, payload) of the events after the snapshot.
+    events: Vec<(usize, String)>,
+    /// The lowest offset of its views.
+    projected: i64,
+}
+
+enum Snapshot<A> {
+    None,
+    Taken(A, usize),
+    /// Of an older shape of the aggregate: replaying is always right.
+    Unreadable,
+}
+
+const LOAD: &str = r#"
+WITH snapshot AS (
+    SELECT last_sequence, payload FROM aggregate_snapshots
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3
+)
+SELECT 0 AS part, last_sequence AS sequence, payload::text AS payload FROM snapshot
+UNION ALL
+SELECT 1, sequence, payload::text FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2
+   AND sequence > coalesce((SELECT last_sequence FROM snapshot), 0)
+UNION ALL
+SELECT 2, coalesce(min(o.last_sequence), 0), NULL
+  FROM unnest($4::text[]) AS v(projection)
+  LEFT JOIN projection_offsets o ON o.projection = v.projection AND o.aggregate_id = $2
+ORDER BY part, sequence"#;
+
+impl<A: Projected> SnapshotEventStore<A> {
     pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
         SnapshotEventStore {
-            repo: PostgresEventRepository::new(pool.clone()),
             pool,
             snapshot_every: snapshot_every.max(1),
             _aggregate: PhantomData,
@@ -70,120 +164,134 @@ impl<A: Aggregate> SnapshotEventStore<A> {
         Ok((aggregate, sequence))
     }
 
-    async fn read_snapshot(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Option<(A, usize)>, AggregateError<A::Error>> {
-        let row = sqlx::query(
-            "SELECT last_sequence, payload FROM aggregate_snapshots
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(SNAPSHOT_SCHEMA_VERSION)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let last_sequence: i64 = row.get("last_sequence");
-        let payload: serde_json::Value = row.get("payload");
-        match serde_json::from_value(payload) {
-            Ok(aggregate) => Ok(Some((aggregate, last_sequence as usize))),
-            Err(error) => {
-                // A snapshot from an older shape of the aggregate: replaying is always correct.
-                tracing::warn!(aggregate_id, %error, "ignoring unreadable snapshot");
-                Ok(None)
-            }
-        }
-    }
-
-    async fn write_snapshot(&self, aggregate_id: &str, aggregate: &A, last_sequence: usize) {
-        let payload = match serde_json::to_value(aggregate) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::warn!(aggregate_id, %error, "cannot serialise snapshot");
-                return;
-            }
+    async fn read_stream(&self, aggregate_id: &str) -> Result<Stream<A>, AggregateError<A::Error>> {
+        let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(LOAD)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(SNAPSHOT_SCHEMA_VERSION)
+            .bind(&VIEWS[..])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database_error)?;
+        let mut stream = Stream {
+            snapshot: Snapshot::None,
+            events: Vec::new(),
+            projected: 0,
         };
-        let written = sqlx::query(
-            "INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                SET last_sequence = excluded.last_sequence, schema_version = excluded.schema_version,
-                    payload = excluded.payload, taken_at = now()
-                WHERE aggregate_snapshots.last_sequence < excluded.last_sequence
-                   OR aggregate_snapshots.schema_version <> excluded.schema_version",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(last_sequence as i64)
-        .bind(SNAPSHOT_SCHEMA_VERSION)
-        .bind(payload)
-        .execute(&self.pool)
-        .await;
-        if let Err(error) = written {
-            tracing::warn!(aggregate_id, %error, "snapshot not written; the next load replays more events");
-        }
-    }
-}
-
-impl<A: Aggregate> SnapshotEventStore<A> {
-    /// Appends a command's events in one statement, so one round trip however many there are
-    /// (postgres-es' `persist` sends one INSERT per event inside BEGIN/COMMIT). The rows are
-    /// exactly those postgres-es writes and reads back.
-    async fn append(&self, events: &[SerializedEvent]) -> Result<(), AggregateError<A::Error>> {
-        let mut columns = EventColumns::default();
-        for event in events {
-            columns.aggregate_type.push(event.aggregate_type.as_str());
-            columns.aggregate_id.push(event.aggregate_id.as_str());
-            columns.sequence.push(event.sequence as i64);
-            columns.event_type.push(event.event_type.as_str());
-            columns.event_version.push(event.event_version.as_str());
-            columns.payload.push(event.payload.to_string());
-            columns.metadata.push(event.metadata.to_string());
-        }
-        let appended = sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]::json[], $7::text[]::json[])",
-        )
-        .bind(&columns.aggregate_type)
-        .bind(&columns.aggregate_id)
-        .bind(&columns.sequence)
-        .bind(&columns.event_type)
-        .bind(&columns.event_version)
-        .bind(&columns.payload)
-        .bind(&columns.metadata)
-        .execute(&self.pool)
-        .await;
-        match appended {
-            Ok(_) => Ok(()),
-            // A duplicate (aggregate, sequence) means another writer got there first.
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                Err(AggregateError::AggregateConflict)
+        for (part, sequence, payload) in rows {
+            match (part, payload) {
+                (0, Some(payload)) => {
+                    stream.snapshot = match serde_json::from_str(&payload) {
+                        Ok(aggregate) => Snapshot::Taken(aggregate, sequence as usize),
+                        Err(error) => {
+                            tracing::warn!(aggregate_id, %error, "ignoring unreadable snapshot");
+                            Snapshot::Unreadable
+                        }
+                    }
+                }
+                (1, Some(payload)) => stream.events.push((sequence as usize, payload)),
+                (2, _) => stream.projected = sequence,
+                _ => {}
             }
-            Err(error) => Err(database_error(error)),
         }
+        Ok(stream)
+    }
+
+    /// Appends the command's events and projects them, in one statement; returns them with
+    /// the aggregate as they left it.
+    pub async fn append(
+        &self,
+        events: Vec<A::Event>,
+        context: LoadedAggregate<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(Vec<EventEnvelope<A>>, A), AggregateError<A::Error>> {
+        if events.is_empty() {
+            return Ok((Vec::new(), context.aggregate));
+        }
+        let aggregate_id = context.aggregate_id.as_str();
+        let place = A::place(aggregate_id).ok_or_else(|| {
+            AggregateError::UnexpectedError(format!("malformed aggregate id {aggregate_id}").into())
+        })?;
+        // Stamped at append, not when the command started: a retried command's events
+        // happened when they were recorded.
+        let mut metadata = metadata;
+        metadata.insert(
+            "occurred_at".to_owned(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
+        let recorded = EventMetadata::from_map(&metadata);
+        let envelopes: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(context.current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+
+        let mut projection = Projection::default();
+        context
+            .before
+            .start_projection(&mut projection, place, context.current_sequence as i64);
+        for envelope in &envelopes {
+            A::project(
+                &mut projection,
+                aggregate_id,
+                envelope.sequence as i64,
+                &envelope.payload,
+                &recorded,
+            );
+        }
+        let changes = projection.take_changes();
+
+        let last_sequence = context.current_sequence + envelopes.len();
+        let snapshot = if last_sequence - context.snapshot_sequence >= self.snapshot_every {
+            Some((
+                last_sequence as i64,
+                SNAPSHOT_SCHEMA_VERSION,
+                serde_json::to_string(&context.aggregate)?,
+            ))
+        } else {
+            None
+        };
+        let serialized = envelopes
+            .iter()
+            .map(|envelope| {
+                SerializedEvent::try_from(envelope).map(|event| {
+                    (
+                        event.sequence as i64,
+                        event.event_type,
+                        event.event_version,
+                        event.payload.to_string(),
+                        event.metadata.to_string(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let appended = Appended {
+            aggregate_type: A::TYPE,
+            aggregate_id,
+            events: serialized,
+            snapshot,
+        };
+        writer::write(&self.pool, Some(&appended), &changes)
+            .await
+            .map_err(database_error)?;
+        Ok((envelopes, context.aggregate))
     }
 }
 
-#[derive(Default)]
-struct EventColumns<'a> {
-    aggregate_type: Vec<&'a str>,
-    aggregate_id: Vec<&'a str>,
-    sequence: Vec<i64>,
-    event_type: Vec<&'a str>,
-    event_version: Vec<&'a str>,
-    payload: Vec<String>,
-    metadata: Vec<String>,
-}
-
+/// A lost race is a conflict to retry; an unreachable database is "try later"; the rest is a
+/// fault.
 fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E> {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::Io(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => AggregateError::DatabaseConnectionError(Box::new(error)),
-        other => AggregateError::UnexpectedError(Box::new(other)),
+    if is_conflict(&error) {
+        AggregateError::AggregateConflict
+    } else if is_unavailable(&error) {
+        AggregateError::DatabaseConnectionError(Box::new(error))
+    } else {
+        AggregateError::UnexpectedError(Box::new(error))
     }
 }
 
@@ -196,33 +304,77 @@ fn deserialize<A: Aggregate>(
         .collect()
 }
 
-impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
+impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
     type AC = LoadedAggregate<A>;
 
     async fn load_events(
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        deserialize(self.repo.get_events::<A>(aggregate_id).await?)
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT sequence, event_type, event_version, payload::text, metadata::text FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database_error)?;
+        let events = rows
+            .into_iter()
+            .map(|(sequence, event_type, event_version, payload, metadata)| {
+                Ok(SerializedEvent::new(
+                    aggregate_id.to_owned(),
+                    sequence as usize,
+                    A::TYPE.to_owned(),
+                    event_type,
+                    event_version,
+                    serde_json::from_str(&payload)?,
+                    serde_json::from_str(&metadata)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        deserialize(events)
     }
 
     async fn load_aggregate(
         &self,
         aggregate_id: &str,
     ) -> Result<Self::AC, AggregateError<A::Error>> {
-        let (mut aggregate, snapshot_sequence) =
-            self.read_snapshot(aggregate_id).await?.unwrap_or_default();
-        let mut current_sequence = snapshot_sequence;
-        for envelope in deserialize::<A>(
-            self.repo
-                .get_last_events::<A>(aggregate_id, snapshot_sequence)
-                .await?,
-        )? {
-            current_sequence = envelope.sequence;
-            aggregate.apply(envelope.payload);
+        let stream = self.read_stream(aggregate_id).await?;
+        let (aggregate, current_sequence, snapshot_sequence) = match stream.snapshot {
+            Snapshot::Unreadable => {
+                let (aggregate, sequence) = self.replay_from_scratch(aggregate_id).await?;
+                (aggregate, sequence, 0)
+            }
+            snapshot => {
+                let (mut aggregate, snapshot_sequence) = match snapshot {
+                    Snapshot::Taken(aggregate, sequence) => (aggregate, sequence),
+                    _ => (A::default(), 0),
+                };
+                let mut current_sequence = snapshot_sequence;
+                for (sequence, payload) in stream.events {
+                    aggregate.apply(serde_json::from_str(&payload)?);
+                    current_sequence = sequence;
+                }
+                (aggregate, current_sequence, snapshot_sequence)
+            }
+        };
+        // Events a process of an older build appended and never projected: the views must be
+        // current before this command's rows are written on top of them.
+        if stream.projected < current_sequence as i64 {
+            catch_up::stream::<A>(&self.pool, aggregate_id)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Unavailable(_) => {
+                        AggregateError::DatabaseConnectionError(Box::new(error))
+                    }
+                    error => AggregateError::UnexpectedError(Box::new(error)),
+                })?;
         }
         Ok(LoadedAggregate {
             aggregate_id: aggregate_id.to_owned(),
+            before: aggregate.clone(),
             aggregate,
             current_sequence,
             snapshot_sequence,
@@ -235,38 +387,6 @@ impl<A: Aggregate> EventStore<A> for SnapshotEventStore<A> {
         context: Self::AC,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Stamped at append, not when the command started: a retried command's events
-        // happened when they were recorded.
-        let mut metadata = metadata;
-        metadata.insert(
-            "occurred_at".to_owned(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        );
-        let envelopes: Vec<EventEnvelope<A>> = events
-            .into_iter()
-            .zip(context.current_sequence + 1..)
-            .map(|(payload, sequence)| EventEnvelope {
-                aggregate_id: context.aggregate_id.clone(),
-                sequence,
-                payload,
-                metadata: metadata.clone(),
-            })
-            .collect();
-        let serialized = envelopes
-            .iter()
-            .map(SerializedEvent::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.append(&serialized).await?;
-
-        let last_sequence = context.current_sequence + envelopes.len();
-        if last_sequence - context.snapshot_sequence >= self.snapshot_every {
-            // The sink already applied the new events to this aggregate.
-            self.write_snapshot(&context.aggregate_id, &context.aggregate, last_sequence)
-                .await;
-        }
-        Ok(envelopes)
+        Ok(self.append(events, context, metadata).await?.0)
     }
 }

@@ -1,20 +1,23 @@
-//! Persistence: the postgres-es event log with snapshots, the projections that keep the read
-//! model current, and the queries that serve GET requests from it.
+//! Persistence: the postgres-es event log with snapshots, the read model the commands project
+//! into in the same transaction, and the queries that serve GET requests from it.
 
+mod catch_up;
 mod command_bus;
 mod credentials;
 mod database;
 mod error;
 mod event_store;
 mod history;
-mod projection;
+mod read_model;
+mod rebuild;
 mod views;
 
-pub use command_bus::{CommandBus, CommandMetadata, MAX_COMMAND_ATTEMPTS};
+pub use catch_up::{Projector, REBUILD_CHUNK_EVENTS};
+pub use command_bus::{CommandBus, CommandMetadata, Executed, MAX_COMMAND_ATTEMPTS};
 pub use credentials::{CredentialQueries, CredentialRow};
-pub use database::{connect, migrate, DatabaseSettings};
+pub use database::{connect, is_unavailable, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
-pub use event_store::SnapshotEventStore;
+pub use event_store::{Projected, SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};
 pub use history::{HistoryEntry, HistoryFilter, HistoryPage};
-pub use projection::{Projector, REBUILD_CHUNK_EVENTS};
+pub use read_model::EventMetadata;
 pub use views::{ConfigQueries, ConfigView};

@@ -1,0 +1,203 @@
+//! Keeping the read model level with the log outside of commands: catch-up of streams whose
+//! events some view has not applied (appended by an older build, which projected after
+//! committing, or left behind when such a process died), the full rebuild, and the clean-up of
+//! name claims no credential took.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimc_domain::AiModelConfig;
+use cqrs_es::Aggregate;
+use sqlx::PgPool;
+
+use crate::error::StoreError;
+use crate::event_store::Projected;
+use crate::read_model::writer;
+use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
+use crate::rebuild;
+
+/// Events per write of a rebuild: large enough that the statements' round trips do not count,
+/// small enough that a chunk's rows stay a few megabytes.
+pub const REBUILD_CHUNK_EVENTS: usize = 10_000;
+
+/// Projects the events of one stream that some view has not applied; returns how many.
+///
+/// The stream's offset rows are locked for the duration, so two processes catching up, or a
+/// catch-up and a command, never project the same events twice: a command's write waits for
+/// the lock, and a catch-up that waited finds the offsets already moved.
+pub(crate) async fn stream<A: Projected>(
+    pool: &PgPool,
+    aggregate_id: &str,
+) -> Result<usize, StoreError> {
+    let place = A::place(aggregate_id)
+        .ok_or_else(|| StoreError::Internal(format!("malformed aggregate id {aggregate_id}")))?;
+    let mut tx = pool.begin().await?;
+    // Creates the offset rows on first use and locks them either way (the no-op update takes
+    // the row lock), in one round trip.
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO projection_offsets (projection, aggregate_id)
+         SELECT unnest($1::text[]), $2
+         ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = projection_offsets.last_sequence
+         RETURNING projection, last_sequence",
+    )
+    .bind(&VIEWS[..])
+    .bind(aggregate_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let offset = |view: &str| {
+        rows.iter()
+            .find(|(projection, _)| projection == view)
+            .map_or(0, |(_, sequence)| *sequence)
+    };
+    let offsets = Offsets {
+        audit: offset(crate::read_model::AUDIT_LOG),
+        config: offset(crate::read_model::CONFIG_VIEW),
+        credentials: offset(crate::read_model::CREDENTIAL_VIEW),
+    };
+    // The whole stream: the folds need the state the views were left in, and catch-up is rare.
+    let events: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT sequence, payload::text, metadata::text FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    )
+    .bind(A::TYPE)
+    .bind(aggregate_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let last = events.last().map_or(0, |(sequence, ..)| *sequence);
+    if last <= offsets.lowest() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut projection = Projection::default();
+    projection.start_stream(place, None, offsets);
+    for (sequence, payload, metadata) in &events {
+        let event: A::Event = serde_json::from_str(payload)
+            .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?;
+        let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
+        A::project(&mut projection, aggregate_id, *sequence, &event, &metadata);
+    }
+    writer::write(&mut *tx, None, &projection.take_changes()).await?;
+    tx.commit().await?;
+    Ok((last - offsets.lowest()) as usize)
+}
+
+/// Brings the read model up to date with the event log, outside of commands.
+pub struct Projector {
+    pool: PgPool,
+}
+
+impl Projector {
+    pub fn new(pool: PgPool) -> Self {
+        Projector { pool }
+    }
+
+    /// Applies every event of `aggregate_id` the read model has not seen; returns how many.
+    #[tracing::instrument(skip(self))]
+    pub async fn catch_up(&self, aggregate_id: &str) -> Result<usize, StoreError> {
+        stream::<AiModelConfig>(&self.pool, aggregate_id).await
+    }
+
+    /// Catches up every aggregate whose events some projection has not applied yet.
+    #[tracing::instrument(skip(self))]
+    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        let lagging: Vec<String> = sqlx::query_scalar(
+            "SELECT e.aggregate_id
+               FROM (SELECT aggregate_id, max(sequence) AS last FROM events
+                      WHERE aggregate_type = $1 GROUP BY aggregate_id) e
+              WHERE EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(name)
+                             WHERE coalesce((SELECT o.last_sequence FROM projection_offsets o
+                                              WHERE o.projection = p.name AND o.aggregate_id = e.aggregate_id), 0) < e.last)",
+        )
+        .bind(AiModelConfig::TYPE)
+        .bind(&VIEWS[..])
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut applied, mut failed) = (0, 0);
+        for aggregate_id in &lagging {
+            // One aggregate that cannot be projected must not hold back all the others.
+            match self.catch_up(aggregate_id).await {
+                Ok(count) => applied += count,
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate");
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(StoreError::Internal(format!(
+                "{failed} aggregates could not be projected"
+            )));
+        }
+        if applied > 0 {
+            tracing::info!(
+                aggregates = lagging.len(),
+                events = applied,
+                "read model caught up"
+            );
+        }
+        Ok(applied)
+    }
+
+    /// Rebuilds the read model from the event log: empties every projection and replays all
+    /// events, [`REBUILD_CHUNK_EVENTS`] at a time. Returns how many events were applied.
+    ///
+    /// Meant for maintenance windows, with no other instance writing: each chunk commits on its
+    /// own, so until it finishes reads see a partial read model, and a command projected
+    /// meanwhile may collide with the replay and make it fail (run it again then). The
+    /// name registry is kept (it holds claims of requests in flight); replaying re-registers
+    /// every name anyway. Audit positions come out in time order across each workspace's
+    /// aggregates, and the offsets let commands continue where the replay stopped.
+    #[tracing::instrument(skip(self))]
+    pub async fn rebuild(&self) -> Result<usize, StoreError> {
+        self.rebuild_in_chunks(REBUILD_CHUNK_EVENTS).await
+    }
+
+    /// [`Projector::rebuild`] writing about `chunk_events` events per statement (whole
+    /// workspaces, unless one alone is larger).
+    #[tracing::instrument(skip(self))]
+    pub async fn rebuild_in_chunks(&self, chunk_events: usize) -> Result<usize, StoreError> {
+        sqlx::query(
+            "TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets",
+        )
+        .execute(&self.pool)
+        .await?;
+        let replayed = rebuild::replay_log(&self.pool, chunk_events).await?;
+        // Events appended after the replay's snapshot was taken, projected the usual way.
+        let appended = self.catch_up_all().await?;
+        tracing::info!(events = replayed + appended, "read model rebuilt");
+        Ok(replayed + appended)
+    }
+
+    /// Names claimed by commands that never completed (the process died in between, or the
+    /// outcome was unknown) would block the name for good; free those no credential holds.
+    /// Only meaningful once the read model has caught up with the log.
+    pub async fn release_abandoned_names(&self) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "DELETE FROM credential_names n
+              WHERE claimed_at < now() - interval '5 minutes'
+                AND NOT EXISTS (SELECT 1 FROM credential_view c
+                                 WHERE c.workspace_id = n.workspace_id AND c.name_key = n.name_key)",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released)
+    }
+
+    /// Runs [`Projector::catch_up_all`] every `interval` until the task is dropped.
+    pub async fn catch_up_periodically(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match self.catch_up_all().await {
+                Ok(_) => {
+                    if let Err(error) = self.release_abandoned_names().await {
+                        tracing::warn!(%error, "releasing abandoned credential names failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "periodic catch-up failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The read model: one pure fold per view, and one writer that stores what the folds decided.
+//!
+//! Every path that projects goes through [`Projection`]: a command projects its own events in
+//! the transaction that appends them, catch-up projects a log written by an older build, and
+//! `aimc projections rebuild` replays the whole log. They differ only in where the folds' state
+//! starts (the aggregate as loaded, a stream replayed from its start, nothing) and in how many
+//! events one write carries.
+
+pub(crate) mod audit;
+pub(crate) mod config;
+pub(crate) mod credentials;
+pub(crate) mod writer;
+
+use std::collections::HashMap;
+
+use aimc_domain::{AiModelConfig, AiModelConfigEvent};
+use chrono::{DateTime, Utc};
+
+use self::audit::AuditRow;
+use self::config::ConfigRow;
+use self::credentials::{CredentialChanges, NameChanges, NameRegistry};
+
+/// The views, sorted, as `projection_offsets` names them. A view's offset is the last sequence
+/// of each aggregate it has applied.
+pub(crate) const VIEWS: [&str; 3] = [AUDIT_LOG, CONFIG_VIEW, CREDENTIAL_VIEW];
+pub(crate) const AUDIT_LOG: &str = "audit_log";
+pub(crate) const CONFIG_VIEW: &str = "config_view";
+pub(crate) const CREDENTIAL_VIEW: &str = "credential_view";
+
+/// What the log records about an event besides its payload, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMetadata {
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl EventMetadata {
+    /// Reads cqrs-es' string map. A time that does not parse (or is missing, in logs older than
+    /// the `occurred_at` stamp) counts as now, as it always did.
+    pub fn from_map(metadata: &HashMap<String, String>) -> Self {
+        EventMetadata {
+            actor: metadata.get("actor").cloned(),
+            request_id: metadata.get("request_id").cloned(),
+            trace_id: metadata.get("trace_id").cloned(),
+            occurred_at: metadata
+                .get("occurred_at")
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map(|at| at.with_timezone(&Utc))
+                .unwrap_or_else(Utc::now),
+        }
+    }
+}
+
+/// The stream an event belongs to, as the views file it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlace {
+    pub aggregate_id: String,
+    pub workspace: String,
+    pub owner: String,
+}
+
+/// Per view, the last sequence of a stream it has applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub audit: i64,
+    pub config: i64,
+    pub credentials: i64,
+}
+
+impl Offsets {
+    pub fn all(sequence: i64) -> Self {
+        Offsets {
+            audit: sequence,
+            config: sequence,
+            credentials: sequence,
+        }
+    }
+
+    /// Where the view that is furthest behind stands.
+    pub fn lowest(&self) -> i64 {
+        self.audit.min(self.config).min(self.credentials)
+    }
+
+    fn raise_to(&mut self, sequence: i64) {
+        self.audit = self.audit.max(sequence);
+        self.config = self.config.max(sequence);
+        self.credentials = self.credentials.max(sequence);
+    }
+}
+
+/// One stream's fold state.
+struct StreamFold {
+    place: StreamPlace,
+    config: Option<ConfigRow>,
+    config_changed: bool,
+    offsets: Offsets,
+    offsets_changed: bool,
+}
+
+/// Row changes decided by the folds, not yet written; see [`writer`].
+#[derive(Debug, Default)]
+pub struct ReadModelChanges {
+    pub(crate) configs: Vec<ConfigRow>,
+    pub(crate) credentials: CredentialChanges,
+    pub(crate) names: NameChanges,
+    /// In the order the events happened; positions are handed out by the writer.
+    pub(crate) audit: Vec<AuditRow>,
+    pub(crate) offsets: Vec<(String, Offsets)>,
+}
+
+impl ReadModelChanges {
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+            && self.credentials.is_empty()
+            && self.names.is_empty()
+            && self.audit.is_empty()
+            && self.offsets.is_empty()
+    }
+}
+
+/// The folds of every view over any number of streams, with their state.
+/// Public only to name it in [`crate::Projected`]; nothing outside this crate can build one.
+#[derive(Default)]
+pub struct Projection {
+    streams: HashMap<String, StreamFold>,
+    registries: HashMap<String, NameRegistry>,
+    credentials: CredentialChanges,
+    audit: Vec<AuditRow>,
+}
+
+impl Projection {
+    /// Starts a stream's folds where its views stand: `config` is its configuration as projected
+    /// up to `offsets.config` (none before it was created).
+    pub fn start_stream(
+        &mut self,
+        place: StreamPlace,
+        config: Option<AiModelConfig>,
+        offsets: Offsets,
+    ) {
+        let config = config.map(|view| ConfigRow::known(&place, view, offsets.config));
+        self.streams.insert(
+            place.aggregate_id.clone(),
+            StreamFold {
+                place,
+                config,
+                config_changed: false,
+                offsets,
+                offsets_changed: false,
+            },
+        );
+    }
+
+    /// Names the registry holds already in a workspace, as (name key, holder).
+    pub fn known_names(
+        &mut self,
+        workspace: &str,
+        names: impl IntoIterator<Item = (String, uuid::Uuid)>,
+    ) {
+        let registry = self.registries.entry(workspace.to_owned()).or_default();
+        for (key, holder) in names {
+            registry.known(key, holder);
+        }
+    }
+
+    /// Events applied since the changes were last taken.
+    pub fn pending_events(&self) -> usize {
+        self.audit.len()
+    }
+
+    pub fn has_stream(&self, aggregate_id: &str) -> bool {
+        self.streams.contains_key(aggregate_id)
+    }
+
+    /// Applies one event of a stream started with [`Projection::start_stream`]: each view whose
+    /// offset is behind it records its change, the others only advance their state.
+    pub fn apply(
+        &mut self,
+        aggregate_id: &str,
+        sequence: i64,
+        event: &AiModelConfigEvent,
+        metadata: &EventMetadata,
+    ) {
+        let Some(stream) = self.streams.get_mut(aggregate_id) else {
+            debug_assert!(false, "apply before start_stream for {aggregate_id}");
+            return;
+        };
+        let place = &stream.place;
+        let offsets = stream.offsets;
+        config::apply(&mut stream.config, place, sequence, event, metadata);
+        if sequence > offsets.config {
+            stream.config_changed = true;
+        }
+        let registry = self.registries.entry(place.workspace.clone()).or_default();
+        let emit = sequence > offsets.credentials;
+        credentials::apply_names(registry, event, emit);
+        if emit {
+            credentials::apply(&mut self.credentials, place, event, metadata);
+        }
+        if sequence > offsets.audit {
+            self.audit
+                .push(audit::row(place, sequence, event, metadata));
+        }
+        if sequence > offsets.lowest() {
+            stream.offsets.raise_to(sequence);
+            stream.offsets_changed = true;
+        }
+    }
+
+    /// The changes recorded since the last call; the folds keep their state.
+    pub fn take_changes(&mut self) -> ReadModelChanges {
+        let mut changes = ReadModelChanges {
+            credentials: std::mem::take(&mut self.credentials),
+            audit: std::mem::take(&mut self.audit),
+            ..ReadModelChanges::default()
+        };
+        for stream in self.streams.values_mut() {
+            if std::mem::take(&mut stream.config_changed) {
+                if let Some(row) = &stream.config {
+                    changes.configs.push(row.clone());
+                }
+            }
+            if std::mem::take(&mut stream.offsets_changed) {
+                changes
+                    .offsets
+                    .push((stream.place.aggregate_id.clone(), stream.offsets));
+            }
+        }
+        for (workspace, registry) in &mut self.registries {
+            registry.take_changes(workspace, &mut changes.names);
+        }
+        // Stable order, so concurrent writers lock rows in the same order.
+        changes
+            .configs
+            .sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
+        changes.offsets.sort_by(|a, b| a.0.cmp(&b.0));
+        changes
+    }
+
+    /// Drops the state of a workspace's streams once their changes were taken, so a replay's
+    /// memory holds one workspace at a time.
+    pub fn forget_workspace(&mut self, workspace: &str) {
+        self.streams
+            .retain(|_, stream| stream.place.workspace != workspace);
+        self.registries.remove(workspace);
+    }
+}

@@ -1,0 +1,287 @@
+//! The bulk replay behind [`Projector::rebuild`](crate::Projector::rebuild).
+//!
+//! The log is read once through a cursor, in the order the rebuilt audit trail should have,
+//! folded by the same [`Projection`] a command uses, and written a chunk at a time by the same
+//! writer: one set-based statement per chunk instead of one per command.
+//!
+//! A chunk holds whole workspaces, so each workspace's audit positions are handed out in one
+//! place; only a workspace bigger than a chunk is written in pieces, its state carried over.
+//! Memory is bounded by the chunk size plus the live state (not the history) of one workspace.
+
+use std::collections::HashSet;
+
+use aimc_domain::{AiModelConfig, AiModelConfigEvent};
+use cqrs_es::Aggregate;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::event_store::Projected;
+use crate::read_model::writer;
+use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
+
+/// Every event, a workspace at a time; within a workspace by time, then aggregate, then sequence.
+///
+/// An aggregate's events are placed by the latest time seen so far in its own history, so a
+/// clock that stepped back between two commands cannot reorder one aggregate's events.
+///
+/// Times are compared as text in the shape `SnapshotEventStore::commit` stamps (RFC 3339, UTC,
+/// six decimals), where text order is time order and nothing needs parsing. Any other shape
+/// is brought to it through jsonpath's `datetime()`, PG 15's only cast that yields null instead
+/// of failing (it wants `+00:00` for `Z`); a time that does not parse counts as no later than
+/// the aggregate's previous event.
+/// Workspaces and aggregates sort in the "C" collation: under a linguistic one, `ws-a/...` and
+/// `ws-ab/...` ids can interleave, and a workspace would no longer be contiguous.
+const DECLARE_REPLAY: &str = r#"
+DECLARE replay NO SCROLL CURSOR FOR
+WITH stamped AS (
+    SELECT aggregate_id, sequence, payload, metadata, metadata ->> 'occurred_at' AS occurred_at
+      FROM events
+     WHERE aggregate_type = $1),
+timed AS (
+    SELECT aggregate_id, sequence, payload, metadata,
+           max(CASE WHEN occurred_at LIKE '____-__-__T__:__:__.______Z' THEN occurred_at
+                    ELSE coalesce(to_char((jsonb_path_query_first(
+                                               to_jsonb(regexp_replace(occurred_at, '[Zz]$', '+00:00')),
+                                               '$.datetime()', '{}', true) #>> '{}')::timestamptz AT TIME ZONE 'UTC',
+                                          'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '')
+               END COLLATE "C") OVER (PARTITION BY aggregate_id ORDER BY sequence) AS replay_at
+      FROM stamped)
+SELECT split_part(aggregate_id, '/', 1), aggregate_id, sequence, payload::text, metadata::text
+  FROM timed
+ ORDER BY split_part(aggregate_id, '/', 1) COLLATE "C", replay_at, aggregate_id COLLATE "C", sequence"#;
+
+/// The sort behind the cursor holds the whole log; in memory it takes a fraction of the time
+/// it takes spilled to disk with the default 4 MB.
+const SORT_MEMORY: &str = "SET LOCAL work_mem = '64MB'";
+
+/// FETCH takes no bind parameter, so rows per round trip are fixed here, apart from chunk size.
+const FETCH_PAGE: &str = "FETCH FORWARD 2000 FROM replay";
+
+/// Workspace (as the cursor grouped it), aggregate id, sequence, payload, metadata.
+type LogRow = (String, String, i64, String, String);
+
+/// Replays the whole log into projections the caller has emptied, writing about
+/// `chunk_events` events per statement. Returns how many events were applied.
+pub(crate) async fn replay_log(pool: &PgPool, chunk_events: usize) -> Result<usize, StoreError> {
+    let mut reader = LogReader::open(pool).await?;
+    let mut replay = Replay::new(chunk_events);
+    let mut writer = ChunkWriter::new(pool.clone());
+    loop {
+        let page = reader.next_page().await?;
+        if page.is_empty() {
+            break;
+        }
+        let unseen = replay.workspaces_not_started(&page);
+        for (workspace, key, holder) in reader.registered_names(&unseen).await? {
+            replay.projection.known_names(&workspace, [(key, holder)]);
+        }
+        for row in page {
+            if let Some(chunk) = replay.push(row) {
+                writer.write(chunk).await?;
+            }
+        }
+    }
+    writer.write(replay.projection.take_changes()).await?;
+    writer.flush().await?;
+    reader.close().await?;
+    replay.outcome()
+}
+
+/// Writes one chunk at a time in the background, so the database stores a chunk while the
+/// next one is read and folded. Chunks still commit in order: each waits for the previous.
+struct ChunkWriter {
+    pool: PgPool,
+    in_flight: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl ChunkWriter {
+    fn new(pool: PgPool) -> Self {
+        ChunkWriter {
+            pool,
+            in_flight: None,
+        }
+    }
+
+    async fn write(&mut self, chunk: ReadModelChanges) -> Result<(), StoreError> {
+        self.flush().await?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let pool = self.pool.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            writer::write(&pool, None, &chunk).await?;
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        in_flight
+            .await
+            .map_err(|error| StoreError::Internal(format!("writing a chunk stopped: {error}")))?
+    }
+}
+
+impl Drop for ChunkWriter {
+    /// A replay that failed does not leave a chunk being written behind it.
+    fn drop(&mut self) {
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.abort();
+        }
+    }
+}
+
+/// The log in replay order, through a cursor on a connection of its own, so that chunks can
+/// commit while it stays open.
+struct LogReader {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl LogReader {
+    async fn open(pool: &PgPool) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SORT_MEMORY).execute(&mut *tx).await?;
+        sqlx::query(DECLARE_REPLAY)
+            .bind(AiModelConfig::TYPE)
+            .execute(&mut *tx)
+            .await?;
+        Ok(LogReader { tx })
+    }
+
+    async fn next_page(&mut self) -> Result<Vec<LogRow>, StoreError> {
+        Ok(sqlx::query_as(FETCH_PAGE).fetch_all(&mut *self.tx).await?)
+    }
+
+    /// The registry is not emptied by a rebuild (it holds claims of requests in flight), so
+    /// replaying a workspace starts from its names as they stand, as catch-up would.
+    async fn registered_names(
+        &mut self,
+        workspaces: &[String],
+    ) -> Result<Vec<(String, String, Uuid)>, StoreError> {
+        if workspaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT workspace_id, name_key, credential_id FROM credential_names
+              WHERE workspace_id = ANY($1)",
+        )
+        .bind(workspaces)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn close(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The replay's progress: the folds of the workspaces of the chunk being filled.
+struct Replay {
+    chunk_events: usize,
+    projection: Projection,
+    /// The workspace being folded, and those folded since the last chunk was taken.
+    current: Option<String>,
+    finished: Vec<String>,
+    /// Aggregates whose folding stopped at an event that cannot be read, as catch-up would stop
+    /// at it: their offsets stay before it, so catch-up keeps reporting them.
+    failed: HashSet<String>,
+    applied: usize,
+}
+
+impl Replay {
+    fn new(chunk_events: usize) -> Self {
+        Replay {
+            chunk_events: chunk_events.max(1),
+            projection: Projection::default(),
+            current: None,
+            finished: Vec::new(),
+            failed: HashSet::new(),
+            applied: 0,
+        }
+    }
+
+    fn workspaces_not_started(&self, page: &[LogRow]) -> Vec<String> {
+        let mut unseen: Vec<String> = Vec::new();
+        for (workspace, ..) in page {
+            if Some(workspace) != self.current.as_ref() && unseen.last() != Some(workspace) {
+                unseen.push(workspace.clone());
+            }
+        }
+        unseen
+    }
+
+    /// Folds one event; returns a chunk's changes when one is full.
+    fn push(&mut self, row: LogRow) -> Option<ReadModelChanges> {
+        let (workspace, aggregate_id, sequence, payload, metadata) = row;
+        let mut full = None;
+        if self.current.as_ref() != Some(&workspace) {
+            self.finished.extend(self.current.replace(workspace));
+            // Whole workspaces per chunk: the next one starts a new chunk if this one is full.
+            if self.projection.pending_events() >= self.chunk_events {
+                full = Some(self.take_chunk());
+            }
+        } else if self.projection.pending_events() >= self.chunk_events {
+            // A workspace alone filling a chunk is written in pieces, so memory stays bounded.
+            full = Some(self.take_chunk());
+        }
+        self.apply(&aggregate_id, sequence, &payload, &metadata);
+        full
+    }
+
+    fn take_chunk(&mut self) -> ReadModelChanges {
+        let chunk = self.projection.take_changes();
+        for workspace in self.finished.drain(..) {
+            self.projection.forget_workspace(&workspace);
+        }
+        chunk
+    }
+
+    fn apply(&mut self, aggregate_id: &str, sequence: i64, payload: &str, metadata: &str) {
+        if self.failed.contains(aggregate_id) {
+            return;
+        }
+        if !self.projection.has_stream(aggregate_id) {
+            let Some(place) = AiModelConfig::place(aggregate_id) else {
+                tracing::error!(aggregate_id, "malformed aggregate id; not projected");
+                self.failed.insert(aggregate_id.to_owned());
+                return;
+            };
+            self.projection
+                .start_stream(place, None, Offsets::default());
+        }
+        let event: AiModelConfigEvent = match serde_json::from_str(payload) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::error!(aggregate_id, sequence, %error, "unreadable event; its aggregate is projected up to the one before");
+                self.failed.insert(aggregate_id.to_owned());
+                return;
+            }
+        };
+        // Metadata that does not read as a map of strings is ignored, as catch-up does.
+        let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
+        AiModelConfig::project(
+            &mut self.projection,
+            aggregate_id,
+            sequence,
+            &event,
+            &metadata,
+        );
+        self.applied += 1;
+    }
+
+    fn outcome(&self) -> Result<usize, StoreError> {
+        if !self.failed.is_empty() {
+            return Err(StoreError::Internal(format!(
+                "{} aggregates could not be projected",
+                self.failed.len()
+            )));
+        }
+        Ok(self.applied)
+    }
+}
