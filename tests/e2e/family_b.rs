@@ -228,8 +228,9 @@ async fn updating_rotates_the_secret_without_showing_it_and_other_tenants_get_40
         listed.body["aiLlms"][0]["endpoint"],
         "https://api.anthropic.com/"
     );
+    // A family B configuration is a credential with a stream of its own.
     let types = app
-        .event_types(&format!("{}/workspace", app.workspace))
+        .event_types(&format!("{}/credentials/{id}", app.workspace))
         .await;
     assert_eq!(
         &types[types.len() - 3..],

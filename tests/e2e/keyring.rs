@@ -204,7 +204,8 @@ async fn a_vault_ciphertext_opens_only_for_its_credential_and_workspace() {
         WorkspaceId::parse("x-client").unwrap(),
     );
     let context = |n: u128| {
-        KeyContext::for_credential("x/user:alice", CredentialId(uuid::Uuid::from_u128(n)))
+        let config = aimc_domain::ConfigId::parse("x/user:alice").unwrap();
+        KeyContext::for_credential(&config, CredentialId(uuid::Uuid::from_u128(n)))
     };
     let sealed = keyring
         .encrypt(

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use aimc_domain::{AggregateId, Owner, WorkspaceId};
+use aimc_domain::WorkspaceId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -16,7 +16,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
-use crate::state::AppState;
 
 /// A caller's role in one workspace, from least to most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -87,27 +86,6 @@ pub struct Principal {
 impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
-    }
-
-    /// The caller's own configuration (`<workspace>/user:<sub>`) in the workspace the request
-    /// names, if the role allows.
-    pub fn own_config(
-        &self,
-        requested: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = self.workspace(requested, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::User(self.sub.clone())))
-    }
-
-    /// The workspace-wide configuration (`<workspace>/workspace`), if the role allows.
-    pub fn workspace_config(
-        &self,
-        requested: Option<&str>,
-        at_least: Role,
-    ) -> Result<AggregateId, ApiError> {
-        let (workspace, _) = self.workspace(requested, at_least)?;
-        Ok(AggregateId::new(workspace, Owner::Workspace))
     }
 
     /// The workspace a request acts on: the one it names, else the token's only one. A
@@ -363,10 +341,10 @@ pub fn mint_hs256_token(
 pub struct BearerAuth(pub Principal);
 
 async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let state = request
-        .data::<Arc<AppState>>()
-        .ok_or_else(|| poem::Error::from(ApiError::internal("application state missing")))?;
-    let principal = state.auth.verify(&bearer.token)?;
+    let authenticator = request
+        .data::<Arc<Authenticator>>()
+        .ok_or_else(|| poem::Error::from(ApiError::internal("token verification not set up")))?;
+    let principal = authenticator.verify(&bearer.token)?;
     tracing::Span::current().record("sub", principal.sub.as_str());
     Ok(principal)
 }

@@ -4,36 +4,32 @@
 // response; it is only built on the error path, where its size costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
-mod ai_llm;
-mod ai_model_config;
-mod api_keys;
 pub mod auth;
-mod credentials;
+mod caller;
+mod credential_test;
+mod families;
 mod metrics;
 mod operations;
+mod plain_key;
 mod problem;
-mod provider_check;
+mod provider_catalogue;
 mod request_body;
 mod request_context;
-mod resolve;
-mod settings;
-mod shared;
+mod resolution;
 mod state;
-mod user_api_keys;
 
 use std::sync::Arc;
 
-use aimc_store::CommandMetadata;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
+pub use credential_test::provider_probe::{is_private, CheckOutcome, ProviderChecker};
 pub use metrics::Metrics;
 pub use problem::{ApiError, Problem};
-pub use provider_check::{is_private, CheckOutcome, ProviderChecker};
+pub use provider_catalogue::SEED_002_PROVIDERS;
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
 pub use state::{AppState, SystemKey};
-pub use user_api_keys::SEED_002_PROVIDERS;
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -57,13 +53,15 @@ pub enum ApiTags {
     Operations,
 }
 
+use families::{ai_llm, ai_model_config, api_keys, settings, shared, user_api_keys};
+
 type Apis = (
     ai_model_config::AiModelConfigApi,
     ai_llm::AiLlmApi,
     user_api_keys::UserApiKeysApi,
     api_keys::ApiKeysApi,
     settings::SettingsApi,
-    resolve::ResolveApi,
+    shared::ResolveApi,
     shared::SharedApi,
     operations::OperationsApi,
 );
@@ -76,7 +74,7 @@ fn service() -> OpenApiService<Apis, ()> {
             user_api_keys::UserApiKeysApi,
             api_keys::ApiKeysApi,
             settings::SettingsApi,
-            resolve::ResolveApi,
+            shared::ResolveApi,
             shared::SharedApi,
             operations::OperationsApi,
         ),
@@ -113,17 +111,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                     .body(exposition.render())
             }),
         )
+        .data(state.auth.clone())
         .data(state)
         .with(request_context::RequestPlumbing(metrics))
-}
-
-pub(crate) fn command_metadata(
-    principal: &auth::Principal,
-    context: &RequestContext,
-) -> CommandMetadata {
-    CommandMetadata {
-        actor: principal.sub.clone(),
-        request_id: context.request_id.clone(),
-        trace_id: Some(context.trace_id.clone()),
-    }
 }

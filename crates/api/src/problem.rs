@@ -1,6 +1,6 @@
 //! The one place where failures become HTTP responses: RFC 9457 problem details.
 
-use aimc_domain::{DomainError, ValueError};
+use aimc_domain::{DomainError, Service, ValueError};
 use aimc_keyring::KeyringError;
 use aimc_store::{CommandError, StoreError};
 use poem::http::StatusCode;
@@ -214,34 +214,42 @@ impl ApiError {
     }
 }
 
+/// What a domain refusal is when a family has nothing more specific to say: each family's
+/// error layer names its own fields first and falls back on this.
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        match &error {
-            DomainError::ConfigAlreadyExists => ApiError::conflict(error.to_string()),
-            DomainError::ConfigNotFound => ApiError::not_found(error.to_string()),
-            DomainError::DuplicateModel { index, .. } => {
-                ApiError::invalid_field(format!("models[{index}]"), error.to_string())
-            }
-            DomainError::UndecryptableKey { index } => ApiError::invalid_field(
-                format!("models[{index}].apiKeyEncrypted"),
-                "does not decrypt with this workspace's encryption key (GET /api/v1/encryption-key): encrypt the key with RSA-OAEP-SHA256 and send the standard base64 of the result",
-            ),
-            DomainError::EmptyKey { index } => ApiError::invalid_field(
-                format!("models[{index}].apiKeyEncrypted"),
-                "decrypts to an empty key; send null to remove a key",
-            ),
-            DomainError::CredentialNotFound => ApiError::not_found(error.to_string()),
-            DomainError::KeyRequired { provider } => ApiError::invalid_field(format!("{provider}.apiKey"), error.to_string()),
-            DomainError::ProviderNotConfigured { .. } | DomainError::DuplicateTask { .. } => {
-                ApiError::invalid_field("assignments", error.to_string())
-            }
-            DomainError::CredentialExists | DomainError::CredentialChangedDuringTest => ApiError::conflict(error.to_string()),
-            DomainError::EmptyCredentialKey => ApiError::bad_request(error.to_string()),
-            DomainError::KeyringUnavailable(reason) => {
+        let detail = error.to_string();
+        match error {
+            DomainError::ConfigAlreadyExists
+            | DomainError::CredentialExists
+            | DomainError::CredentialChangedDuringTest
+            | DomainError::NoFreeName => ApiError::conflict(detail),
+            DomainError::ConfigNotFound
+            | DomainError::CredentialNotFound(_)
+            | DomainError::NoProviderKey { .. } => ApiError::not_found(detail),
+            DomainError::DuplicateModel { .. }
+            | DomainError::UndecryptableKey { .. }
+            | DomainError::EmptyModelKey { .. }
+            | DomainError::EmptyKey
+            | DomainError::ProviderNotConfigured { .. }
+            | DomainError::DuplicateTask { .. }
+            | DomainError::KeyRequired { .. } => ApiError::bad_request(detail),
+            DomainError::NameTaken { .. } => ApiError::invalid_field("name", detail),
+            DomainError::Unavailable(Service::Keyring, reason) => {
                 tracing::warn!(%reason, "keyring unavailable");
-                ApiError::unavailable("the keyring (Vault) is unavailable; nothing was changed, retry later")
+                ApiError::unavailable(
+                    "the keyring (Vault) is unavailable; nothing was changed, retry later",
+                )
             }
-            DomainError::KeyringFailed(reason) => ApiError::internal(format!("keyring failed: {reason}")),
+            DomainError::Unavailable(Service::Registry, reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::unavailable(
+                    "the database is unavailable; nothing was changed, retry later",
+                )
+            }
+            DomainError::ServiceFailed(service, reason) => {
+                ApiError::internal(format!("{service:?} failed: {reason}"))
+            }
         }
     }
 }
@@ -338,4 +346,43 @@ pub fn framework_error_response(error: poem::Error) -> poem::Response {
         }
     };
     api_error.into_response()
+}
+
+/// The error side of an operation whose response type documents every status it answers with
+/// itself (families B and E, which speak their seeds' shapes): a refusal in that type, adding
+/// nothing to the spec, so handlers can still use `?`.
+pub struct Refused<R>(pub R);
+
+impl<R: ApiResponse> ApiResponse for Refused<R> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        poem_openapi::registry::MetaResponses {
+            responses: Vec::new(),
+        }
+    }
+
+    fn register(_registry: &mut poem_openapi::registry::Registry) {}
+}
+
+impl<R: IntoResponse> From<Refused<R>> for poem::Error {
+    fn from(refused: Refused<R>) -> Self {
+        poem::Error::from_response(refused.0.into_response())
+    }
+}
+
+impl<R: From<ApiError>> From<ApiError> for Refused<R> {
+    fn from(error: ApiError) -> Self {
+        Refused(R::from(error))
+    }
+}
+
+impl<R: From<ApiError>> From<StoreError> for Refused<R> {
+    fn from(error: StoreError) -> Self {
+        Refused(R::from(ApiError::from(error)))
+    }
+}
+
+impl<R: From<ApiError>> From<CommandError> for Refused<R> {
+    fn from(error: CommandError) -> Self {
+        Refused(R::from(ApiError::from(error)))
+    }
 }

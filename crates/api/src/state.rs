@@ -4,9 +4,8 @@ use aimc_keyring::Keyring;
 use aimc_store::{CommandBus, ConfigQueries, CredentialQueries};
 
 use crate::auth::Authenticator;
-use crate::provider_check::ProviderChecker;
+use crate::credential_test::provider_probe::ProviderChecker;
 
-/// What every handler may reach: the write side, the read side, the keyring and the verifier.
 /// A fallback key from the service's configuration (`AIMC_SYSTEM_KEYS_FILE`), encrypted like
 /// every other key and never returned, not even as ciphertext.
 #[derive(Debug, Clone)]
@@ -16,12 +15,13 @@ pub struct SystemKey {
     pub ciphertext: aimc_domain::Ciphertext,
 }
 
+/// What every handler may reach: the write side, the read side, the keyring and the verifier.
 pub struct AppState {
     pub commands: CommandBus,
     pub queries: ConfigQueries,
     pub credentials: CredentialQueries,
     pub keyring: Arc<dyn Keyring>,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub checker: ProviderChecker,
     pub system_keys: Vec<SystemKey>,
 }

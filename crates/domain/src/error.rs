@@ -1,39 +1,60 @@
-/// Why the aggregate refused a command. The API layer decides the HTTP status.
+use crate::ids::CredentialId;
+use crate::values::{CredentialName, ModelName, ModelType, Provider, TaskName};
+
+/// A service the aggregate reaches through a port (see [`crate::ConfigServices`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Vault transit, or the local key: seals keys.
+    Keyring,
+    /// The name registry, credential numbers and directory, kept in the database.
+    Registry,
+}
+
+/// Why the aggregate refused a command, in the domain's words. Each API family decides the
+/// status and names its own fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("an AI model configuration already exists")]
     ConfigAlreadyExists,
     #[error("no AI model configuration exists yet")]
     ConfigNotFound,
-    #[error("repeats provider \"{provider}\", type \"{model_type}\" and model \"{model}\" of an earlier entry")]
+    #[error("repeats provider \"{provider}\", type \"{}\" and model \"{}\" of an earlier entry", model_type.as_str(), model.as_str())]
     DuplicateModel {
-        index: usize,
-        provider: String,
-        model_type: String,
-        model: String,
+        /// Position of the repeated model in the request.
+        model_index: usize,
+        provider: Provider,
+        model_type: ModelType,
+        model: ModelName,
     },
-    #[error("models[{index}].apiKeyEncrypted does not decrypt with this workspace's encryption key (see GET /api/v1/encryption-key)")]
-    UndecryptableKey { index: usize },
-    #[error("models[{index}]'s key is empty once surrounding whitespace is removed")]
-    EmptyKey { index: usize },
-    #[error("a key is empty once surrounding whitespace is removed")]
-    EmptyCredentialKey,
+    /// A client-encrypted key that the workspace's key pair does not open.
     #[error(
-        "task \"{task}\" names provider \"{provider}\", for which this configuration has no key"
+        "the key of model {model_index} does not decrypt with this workspace's encryption key"
     )]
-    ProviderNotConfigured { task: String, provider: String },
-    #[error("task \"{task}\" is assigned twice")]
-    DuplicateTask { task: String },
+    UndecryptableKey { model_index: usize },
+    #[error("the key of model {model_index} is empty once surrounding whitespace is removed")]
+    EmptyModelKey { model_index: usize },
+    #[error("a key is empty once surrounding whitespace is removed")]
+    EmptyKey,
+    #[error("task \"{}\" names provider \"{provider}\", for which this configuration has no key", task.as_str())]
+    ProviderNotConfigured { task: TaskName, provider: Provider },
+    #[error("task \"{}\" is assigned twice", task.as_str())]
+    DuplicateTask { task: TaskName },
     #[error("no key is configured for {provider} yet: send one")]
-    KeyRequired { provider: String },
+    KeyRequired { provider: Provider },
+    #[error("no key is stored for {provider}")]
+    NoProviderKey { provider: Provider },
     #[error("the credential changed while it was being tested; test it again")]
     CredentialChangedDuringTest,
-    #[error("no credential with this id")]
-    CredentialNotFound,
-    #[error("a credential with this id already exists")]
+    #[error("no credential {0}")]
+    CredentialNotFound(CredentialId),
+    #[error("a credential with this id exists already")]
     CredentialExists,
-    #[error("the keyring is unavailable")]
-    KeyringUnavailable(String),
-    #[error("the keyring failed")]
-    KeyringFailed(String),
+    #[error("a credential named \"{name}\" exists already in this workspace")]
+    NameTaken { name: CredentialName },
+    #[error("no free name was found for the credential")]
+    NoFreeName,
+    #[error("the {0:?} is unavailable: {1}")]
+    Unavailable(Service, String),
+    #[error("the {0:?} failed: {1}")]
+    ServiceFailed(Service, String),
 }

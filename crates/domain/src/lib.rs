@@ -1,23 +1,32 @@
-//! The `AiModelConfig` aggregate: what a person or a workspace has configured for AI providers.
+//! The domain of aimc: configurations of AI providers and models, and the credentials they
+//! need, as event-sourced aggregates.
 //!
-//! Pure domain code: no I/O. Encryption reaches the aggregate only through the [`KeySealer`]
-//! port in [`ConfigServices`], which the keyring crate implements.
+//! Pure domain code: no I/O. What the aggregates need from outside (sealing keys, the name
+//! registry, credential numbers) reaches them only through the ports in [`ConfigServices`].
 
-mod aggregate;
-mod commands;
+mod config;
+mod credential;
 mod error;
-mod events;
+mod ids;
 mod services;
+#[cfg(test)]
+mod testing;
 mod values;
 
-pub use aggregate::{AiModelConfig, Credential, Model, Validation};
-pub use commands::{AiModelConfigCommand, KeyInput, ModelSpec, ProviderKeyChange};
-pub use error::DomainError;
-pub use events::AiModelConfigEvent;
+pub use config::{
+    AiModelConfig, ConfigCommand, ConfigEvent, KeyInput, Model, ModelSpec, ProviderKeyChange,
+};
+pub use credential::{
+    Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
+    NameChoice, NewCredential, TestOutcome, Validation,
+};
+pub use error::{DomainError, Service};
+pub use ids::{ConfigId, CredentialId, ModelId, Owner, StreamId, WorkspaceId};
 pub use services::{
-    ConfigServices, IdSource, KeyContext, KeySealer, RandomIds, SealError, SealRequest, SealedKey,
+    ConfigServices, CredentialDirectory, CredentialNames, CredentialNumbers, IdSource, KeyContext,
+    KeySealer, RandomIds, RegistryError, SealError, SealRequest, SealedKey,
 };
 pub use values::{
-    AggregateId, Ciphertext, CredentialId, CredentialName, KeyHint, ModelId, ModelName, ModelType,
-    Owner, Provider, SystemPrompt, TaskName, ValueError, WorkspaceId,
+    Ciphertext, CredentialName, KeyHint, ModelName, ModelType, NameKey, Provider, SystemPrompt,
+    TaskName, ValueError,
 };

@@ -4,7 +4,6 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// Why a raw value was refused. The API layer adds the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,9 +196,32 @@ impl CredentialName {
         &self.0
     }
 
-    /// What uniqueness is decided on: names differing only in case are the same name.
-    pub fn key(&self) -> String {
-        self.0.to_lowercase()
+    /// What uniqueness is decided on: names differing only in case are the same name. The one
+    /// place that folds case.
+    pub fn key(&self) -> NameKey {
+        NameKey(self.0.to_lowercase())
+    }
+}
+
+impl fmt::Display for CredentialName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A credential name as uniqueness sees it; see [`CredentialName::key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NameKey(String);
+
+impl NameKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A key as the registry stores it.
+    pub fn stored(raw: String) -> Self {
+        NameKey(raw)
     }
 }
 
@@ -263,128 +285,6 @@ impl SystemPrompt {
     }
 }
 
-/// A tenant. Also names its Vault keys, hence the restricted alphabet.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WorkspaceId(String);
-
-impl WorkspaceId {
-    pub const MAX_CHARS: usize = 64;
-
-    pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        if raw.is_empty() {
-            return Err(ValueError::Empty);
-        }
-        if raw.len() > Self::MAX_CHARS {
-            return Err(ValueError::TooLong {
-                max: Self::MAX_CHARS,
-            });
-        }
-        let edges_alphanumeric = raw.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
-        if !edges_alphanumeric
-            || !raw
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return Err(ValueError::InvalidCharacters);
-        }
-        Ok(WorkspaceId(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The keyring's workspace for the system fallback keys. No tenant can be called this:
-    /// tenant ids start with a letter or digit.
-    pub fn system() -> Self {
-        WorkspaceId("_system".to_owned())
-    }
-}
-
-impl fmt::Display for WorkspaceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Whose settings an aggregate holds: one person's, or the whole workspace's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Owner {
-    User(String),
-    Workspace,
-}
-
-impl Owner {
-    pub fn parse(raw: &str) -> Option<Self> {
-        if raw == "workspace" {
-            Some(Owner::Workspace)
-        } else {
-            raw.strip_prefix("user:")
-                .filter(|sub| !sub.is_empty())
-                .map(|sub| Owner::User(sub.to_owned()))
-        }
-    }
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Owner::User(sub) => write!(f, "user:{sub}"),
-            Owner::Workspace => f.write_str("workspace"),
-        }
-    }
-}
-
-/// `<workspace>/<owner>`: the workspace comes first so one tenant's aggregates share a prefix,
-/// and it cannot contain '/', so the split is unambiguous whatever the subject holds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AggregateId {
-    pub workspace: WorkspaceId,
-    pub owner: Owner,
-}
-
-impl AggregateId {
-    pub fn new(workspace: WorkspaceId, owner: Owner) -> Self {
-        AggregateId { workspace, owner }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        let (workspace, owner) = raw.split_once('/')?;
-        Some(AggregateId {
-            workspace: WorkspaceId::parse(workspace).ok()?,
-            owner: Owner::parse(owner)?,
-        })
-    }
-}
-
-impl fmt::Display for AggregateId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.workspace, self.owner)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CredentialId(pub Uuid);
-
-impl fmt::Display for CredentialId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ModelId(pub Uuid);
-
-impl fmt::Display for ModelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A key as the keyring returned it (`vault:v1:...` or `local:v1:...`): safe to store and log,
 /// useless without the keyring and the credential it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +311,11 @@ impl KeyHint {
         let head: String = chars[..3].iter().collect();
         let tail: String = chars[chars.len() - 4..].iter().collect();
         KeyHint(format!("{head}...{tail}"))
+    }
+
+    /// A hint as stored, made by [`KeyHint::from_plain`] when the key arrived.
+    pub fn stored(raw: String) -> Self {
+        KeyHint(raw)
     }
 
     pub fn as_str(&self) -> &str {
@@ -464,31 +369,10 @@ mod tests {
     }
 
     #[test]
-    fn aggregate_id_round_trips_even_when_the_subject_contains_slashes() {
-        let id = AggregateId::new(
-            WorkspaceId::parse("w1").unwrap(),
-            Owner::User("auth0|a/b".into()),
-        );
-        assert_eq!(id.to_string(), "w1/user:auth0|a/b");
-        assert_eq!(AggregateId::parse(&id.to_string()), Some(id));
-    }
-
-    #[test]
-    fn workspace_ids_are_restricted_to_a_path_safe_alphabet() {
-        assert!(WorkspaceId::parse("acme-prod_1.eu").is_ok());
-        assert_eq!(
-            WorkspaceId::parse("a/b"),
-            Err(ValueError::InvalidCharacters)
-        );
-        // Vault key names must start and end with a word character.
-        assert_eq!(
-            WorkspaceId::parse("acme-"),
-            Err(ValueError::InvalidCharacters)
-        );
-        assert_eq!(
-            WorkspaceId::parse(".acme"),
-            Err(ValueError::InvalidCharacters)
-        );
-        assert_eq!(WorkspaceId::parse(""), Err(ValueError::Empty));
+    fn names_differing_only_in_case_have_one_key() {
+        let upper = CredentialName::parse("  My OpenAI Config ").unwrap();
+        let lower = CredentialName::parse("my openai config").unwrap();
+        assert_eq!(upper.as_str(), "My OpenAI Config");
+        assert_eq!(upper.key(), lower.key());
     }
 }

@@ -230,7 +230,8 @@ mod tests {
     }
 
     fn context(n: u128) -> KeyContext {
-        KeyContext::for_credential("w1/user:alice", CredentialId(uuid::Uuid::from_u128(n)))
+        let config = aimc_domain::ConfigId::parse("w1/user:alice").unwrap();
+        KeyContext::for_credential(&config, CredentialId(uuid::Uuid::from_u128(n)))
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use aimc_api::{AppState, AuthSettings, Authenticator, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{Keyring, KeyringSealer, LocalKeyring, VaultKeyring, VaultSettings};
-use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, DatabaseSettings, Projector};
+use aimc_store::{
+    CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings, Projector,
+};
 use anyhow::{bail, Context};
 use opentelemetry::trace::TraceContextExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -150,16 +152,20 @@ impl Application {
         if let Err(error) = projector.catch_up_all().await {
             tracing::error!(%error, "start-up catch-up of the read model failed");
         }
+        let registry = Arc::new(CredentialRegistry::new(pool.clone()));
         let services = ConfigServices {
             sealer: Arc::new(KeyringSealer(keyring.clone())),
             ids: Arc::new(RandomIds),
+            names: registry.clone(),
+            numbers: registry.clone(),
+            directory: registry,
         };
         let state = Arc::new(AppState {
             commands: CommandBus::new(pool.clone(), services, settings.snapshot_every),
             queries: ConfigQueries::new(pool.clone()),
             credentials: CredentialQueries::new(pool),
             keyring,
-            auth,
+            auth: Arc::new(auth),
             checker: aimc_api::ProviderChecker::new(
                 settings.allow_private_endpoints,
                 Duration::from_secs(10),

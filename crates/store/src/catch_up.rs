@@ -6,14 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_domain::AiModelConfig;
+use aimc_domain::{AiModelConfig, CredentialAggregate};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 
 use crate::error::StoreError;
-use crate::event_store::Projected;
-use crate::read_model::writer;
+use crate::event_store::{project, Projected};
+use crate::read_model::writer::{self, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
+
+/// The aggregate types whose streams the read model folds.
+pub(crate) const STREAM_TYPES: [&str; 2] = [AiModelConfig::TYPE, CredentialAggregate::TYPE];
 use crate::rebuild;
 
 /// Events per write of a rebuild: large enough that the statements' round trips do not count,
@@ -29,8 +32,6 @@ pub(crate) async fn stream<A: Projected>(
     pool: &PgPool,
     aggregate_id: &str,
 ) -> Result<usize, StoreError> {
-    let place = A::place(aggregate_id)
-        .ok_or_else(|| StoreError::Internal(format!("malformed aggregate id {aggregate_id}")))?;
     let mut tx = pool.begin().await?;
     // Creates the offset rows on first use and locks them either way (the no-op update takes
     // the row lock), in one round trip.
@@ -69,14 +70,26 @@ pub(crate) async fn stream<A: Projected>(
         return Ok(0);
     }
     let mut projection = Projection::default();
-    projection.start_stream(place, None, offsets);
     for (sequence, payload, metadata) in &events {
         let event: A::Event = serde_json::from_str(payload)
             .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?;
         let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
-        A::project(&mut projection, aggregate_id, *sequence, &event, &metadata);
+        project::<A>(
+            &mut projection,
+            aggregate_id,
+            *sequence,
+            &event,
+            &metadata,
+            offsets,
+        )?;
     }
-    writer::write(&mut *tx, None, &projection.take_changes()).await?;
+    writer::write(
+        &mut *tx,
+        None,
+        &projection.take_changes(),
+        NameClaims::FirstComes,
+    )
+    .await?;
     tx.commit().await?;
     Ok((last - offsets.lowest()) as usize)
 }
@@ -91,31 +104,40 @@ impl Projector {
         Projector { pool }
     }
 
-    /// Applies every event of `aggregate_id` the read model has not seen; returns how many.
+    /// Applies every event of a stream the read model has not seen; returns how many.
     #[tracing::instrument(skip(self))]
-    pub async fn catch_up(&self, aggregate_id: &str) -> Result<usize, StoreError> {
-        stream::<AiModelConfig>(&self.pool, aggregate_id).await
+    pub async fn catch_up(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<usize, StoreError> {
+        match aggregate_type {
+            CredentialAggregate::TYPE => {
+                stream::<CredentialAggregate>(&self.pool, aggregate_id).await
+            }
+            _ => stream::<AiModelConfig>(&self.pool, aggregate_id).await,
+        }
     }
 
     /// Catches up every aggregate whose events some projection has not applied yet.
     #[tracing::instrument(skip(self))]
     pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
-        let lagging: Vec<String> = sqlx::query_scalar(
-            "SELECT e.aggregate_id
-               FROM (SELECT aggregate_id, max(sequence) AS last FROM events
-                      WHERE aggregate_type = $1 GROUP BY aggregate_id) e
+        let lagging: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.aggregate_type, e.aggregate_id
+               FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
+                      WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
               WHERE EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(name)
                              WHERE coalesce((SELECT o.last_sequence FROM projection_offsets o
                                               WHERE o.projection = p.name AND o.aggregate_id = e.aggregate_id), 0) < e.last)",
         )
-        .bind(AiModelConfig::TYPE)
+        .bind(&STREAM_TYPES[..])
         .bind(&VIEWS[..])
         .fetch_all(&self.pool)
         .await?;
         let (mut applied, mut failed) = (0, 0);
-        for aggregate_id in &lagging {
+        for (aggregate_type, aggregate_id) in &lagging {
             // One aggregate that cannot be projected must not hold back all the others.
-            match self.catch_up(aggregate_id).await {
+            match self.catch_up(aggregate_type, aggregate_id).await {
                 Ok(count) => applied += count,
                 Err(error) => {
                     failed += 1;

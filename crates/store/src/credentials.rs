@@ -1,34 +1,117 @@
-//! Credentials across families: the per-credential read model and the name registry.
+//! Credentials across families, from the per-credential read model: where each lives, the
+//! lists families B, D and E show, and the name registry.
 
-use aimc_domain::{CredentialId, CredentialName, WorkspaceId};
+use aimc_domain::{
+    Ciphertext, ConfigId, CredentialId, CredentialName, KeyHint, Provider, StreamId, WorkspaceId,
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::StoreError;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Where a credential lives (its configuration's stream, or one of its own) and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialHome {
+    pub credential_id: CredentialId,
+    pub stream: StreamId,
+    pub owner: ConfigId,
+}
+
+/// A credential as the read model holds it.
+#[derive(Debug, Clone)]
 pub struct CredentialRow {
-    pub credential_id: Uuid,
+    pub home: CredentialHome,
     pub number: Option<i64>,
-    pub aggregate_id: String,
-    pub workspace_id: String,
-    pub owner: String,
-    pub name: String,
-    pub provider: String,
+    pub name: CredentialName,
+    pub provider: Provider,
     pub endpoint: Option<String>,
-    pub hint: String,
-    pub access_key_hint: Option<String>,
+    pub hint: KeyHint,
+    pub secret: Option<Ciphertext>,
+    pub access_key_hint: Option<KeyHint>,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last test against the provider: none until tested.
     pub validated_ok: Option<bool>,
     pub validated_at: Option<DateTime<Utc>>,
     pub validation_note: Option<String>,
 }
 
+impl CredentialRow {
+    pub fn id(&self) -> CredentialId {
+        self.home.credential_id
+    }
+
+    /// Whether it lives in its configuration's stream.
+    pub fn is_kept_by_its_configuration(&self) -> bool {
+        self.home.stream == StreamId::Config(self.home.owner.clone())
+    }
+}
+
+/// The columns as stored; typed by [`StoredRow::typed`].
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    credential_id: Uuid,
+    number: Option<i64>,
+    aggregate_id: String,
+    workspace_id: String,
+    owner: String,
+    name: String,
+    provider: String,
+    endpoint: Option<String>,
+    hint: String,
+    secret: Option<String>,
+    access_key_hint: Option<String>,
+    created_by: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    validated_ok: Option<bool>,
+    validated_at: Option<DateTime<Utc>>,
+    validation_note: Option<String>,
+}
+
+impl StoredRow {
+    fn typed(self) -> Result<CredentialRow, StoreError> {
+        let malformed = |what: &str| {
+            StoreError::Internal(format!(
+                "credential_view row {} has a malformed {what}",
+                self.credential_id
+            ))
+        };
+        let owner = aimc_domain::Owner::parse(&self.owner).ok_or_else(|| malformed("owner"))?;
+        let workspace =
+            WorkspaceId::parse(&self.workspace_id).map_err(|_| malformed("workspace"))?;
+        Ok(CredentialRow {
+            home: CredentialHome {
+                credential_id: CredentialId(self.credential_id),
+                stream: StreamId::parse(&self.aggregate_id).ok_or_else(|| malformed("stream"))?,
+                owner: ConfigId::new(workspace, owner),
+            },
+            number: self.number,
+            name: CredentialName::parse(&self.name).map_err(|_| malformed("name"))?,
+            provider: Provider::parse(&self.provider).map_err(|_| malformed("provider"))?,
+            endpoint: self.endpoint,
+            hint: KeyHint::stored(self.hint),
+            secret: self.secret.map(Ciphertext),
+            access_key_hint: self.access_key_hint.map(KeyHint::stored),
+            created_by: self.created_by,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            validated_ok: self.validated_ok,
+            validated_at: self.validated_at,
+            validation_note: self.validation_note,
+        })
+    }
+}
+
+fn typed(rows: Vec<StoredRow>) -> Result<Vec<CredentialRow>, StoreError> {
+    rows.into_iter().map(StoredRow::typed).collect()
+}
+
 const COLUMNS: &str = "credential_id, number, aggregate_id, workspace_id, owner, name, provider, endpoint, hint,
-                       access_key_hint, created_by, created_at, updated_at, validated_ok, validated_at, validation_note";
+                       secret, access_key_hint, created_by, created_at, updated_at, validated_ok, validated_at,
+                       validation_note";
 
 #[derive(Clone)]
 pub struct CredentialQueries {
@@ -40,106 +123,93 @@ impl CredentialQueries {
         CredentialQueries { pool }
     }
 
-    /// The credentials of one owner in a workspace, newest first; with `validated_only`, only
-    /// those whose last test succeeded.
+    /// The credentials of one owner, newest first; with `validated_only`, only those whose last
+    /// test succeeded.
     pub async fn of_owner(
         &self,
-        workspace: &WorkspaceId,
-        owner: &str,
+        owner: &ConfigId,
         validated_only: bool,
     ) -> Result<Vec<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view
               WHERE workspace_id = $1 AND owner = $2 AND (NOT $3 OR validated_ok)
               ORDER BY created_at DESC, credential_id DESC"
         ))
-        .bind(workspace.as_str())
-        .bind(owner)
+        .bind(owner.workspace.as_str())
+        .bind(owner.owner.to_string())
         .bind(validated_only)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        typed(rows)
+    }
+
+    /// For each provider, the owner's key for it: the one its configuration keeps (seed 004's
+    /// "save a provider key" replaces that one), else its newest.
+    pub async fn provider_keys(
+        &self,
+        owner: &ConfigId,
+        providers: &[Provider],
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
+        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
+            "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
+              WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3)
+              ORDER BY provider, aggregate_id = $4 DESC, created_at DESC, credential_id DESC"
+        ))
+        .bind(owner.workspace.as_str())
+        .bind(owner.owner.to_string())
+        .bind(&providers)
+        .bind(owner.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        typed(rows)
+    }
+
+    /// Each owner's newest key of `provider` whose last test (if any) succeeded.
+    pub async fn newest_usable(
+        &self,
+        owners: &[ConfigId],
+        provider: Provider,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let Some(workspace) = owners.first().map(|owner| &owner.workspace) else {
+            return Ok(Vec::new());
+        };
+        let owners: Vec<String> = owners.iter().map(|owner| owner.owner.to_string()).collect();
+        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
+            "SELECT DISTINCT ON (owner) {COLUMNS} FROM credential_view
+              WHERE workspace_id = $1 AND owner = ANY($2) AND provider = $3
+                AND validated_ok IS NOT FALSE
+              ORDER BY owner, created_at DESC, credential_id DESC"
+        ))
+        .bind(workspace.as_str())
+        .bind(&owners)
+        .bind(provider.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        typed(rows)
     }
 
     pub async fn by_number(&self, number: i64) -> Result<Option<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let row: Option<StoredRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view WHERE number = $1"
         ))
         .bind(number)
         .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// `count` fresh integer ids, for commands that may create that many credentials.
-    pub async fn next_numbers(&self, count: usize) -> Result<Vec<i64>, StoreError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(
-            sqlx::query_scalar("SELECT nextval('credential_numbers') FROM generate_series(1, $1)")
-                .bind(count as i64)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// A fresh integer id for a new credential.
-    pub async fn next_number(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT nextval('credential_numbers')")
-            .fetch_one(&self.pool)
-            .await?)
+        .await?;
+        row.map(StoredRow::typed).transpose()
     }
 
     pub async fn by_id(
         &self,
         credential: CredentialId,
     ) -> Result<Option<CredentialRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        let row: Option<StoredRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM credential_view WHERE credential_id = $1"
         ))
         .bind(credential.0)
         .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Claims `name` in the workspace for `credential`; false when another credential holds it.
-    pub async fn claim_name(
-        &self,
-        workspace: &WorkspaceId,
-        name: &CredentialName,
-        credential: CredentialId,
-    ) -> Result<bool, StoreError> {
-        let holder: Option<Uuid> = sqlx::query_scalar(
-            "WITH claimed AS (
-                 INSERT INTO credential_names (workspace_id, name_key, credential_id) VALUES ($1, $2, $3)
-                 ON CONFLICT (workspace_id, name_key) DO NOTHING
-                 RETURNING credential_id)
-             SELECT credential_id FROM claimed
-             UNION ALL
-             SELECT credential_id FROM credential_names WHERE workspace_id = $1 AND name_key = $2
-             LIMIT 1",
-        )
-        .bind(workspace.as_str())
-        .bind(name.key())
-        .bind(credential.0)
-        .fetch_optional(&self.pool)
         .await?;
-        Ok(holder == Some(credential.0))
-    }
-
-    /// Gives up a name this credential holds (no effect on a name held by another).
-    pub async fn release_name(
-        &self,
-        workspace: &WorkspaceId,
-        name_key: &str,
-        credential: CredentialId,
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM credential_names WHERE workspace_id = $1 AND name_key = $2 AND credential_id = $3")
-            .bind(workspace.as_str())
-            .bind(name_key)
-            .bind(credential.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        row.map(StoredRow::typed).transpose()
     }
 
     pub async fn name_available(
@@ -151,7 +221,7 @@ impl CredentialQueries {
             "SELECT EXISTS (SELECT 1 FROM credential_names WHERE workspace_id = $1 AND name_key = $2)",
         )
         .bind(workspace.as_str())
-        .bind(name.key())
+        .bind(name.key().as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(!taken)

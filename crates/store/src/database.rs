@@ -62,15 +62,18 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether an error means another writer got there first (the same event sequence, or a
-/// serialization failure or deadlock between two writes): the command is retried.
+/// Whether an error means another writer got there first (the same event sequence, the same
+/// credential name, or a serialization failure or deadlock between two writes): the command is
+/// retried, and decided again on what the winner left.
 pub fn is_conflict(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(error) => {
-            error.constraint() == Some("events_pkey")
-                || error
-                    .code()
-                    .is_some_and(|code| code == "40001" || code == "40P01")
+            matches!(
+                error.constraint(),
+                Some("events_pkey" | "credential_names_pkey")
+            ) || error
+                .code()
+                .is_some_and(|code| code == "40001" || code == "40P01")
         }
         _ => false,
     }

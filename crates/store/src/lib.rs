@@ -10,14 +10,18 @@ mod event_store;
 mod history;
 mod read_model;
 mod rebuild;
+mod registry;
 mod views;
 
 pub use catch_up::{Projector, REBUILD_CHUNK_EVENTS};
-pub use command_bus::{CommandBus, CommandMetadata, Executed, MAX_COMMAND_ATTEMPTS};
-pub use credentials::{CredentialQueries, CredentialRow};
+pub use command_bus::{
+    CommandBus, CommandMetadata, CredentialExecuted, Executed, MAX_COMMAND_ATTEMPTS,
+};
+pub use credentials::{CredentialHome, CredentialQueries, CredentialRow};
 pub use database::{connect, is_unavailable, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
 pub use event_store::{Projected, SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};
 pub use history::{HistoryEntry, HistoryFilter, HistoryPage};
 pub use read_model::EventMetadata;
+pub use registry::CredentialRegistry;
 pub use views::{ConfigQueries, ConfigView};

@@ -10,15 +10,16 @@
 
 use std::collections::HashSet;
 
-use aimc_domain::{AiModelConfig, AiModelConfigEvent};
+use aimc_domain::{AiModelConfig, CredentialAggregate, NameKey};
 use cqrs_es::Aggregate;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::catch_up::STREAM_TYPES;
 use crate::error::StoreError;
-use crate::event_store::Projected;
-use crate::read_model::writer;
+use crate::event_store::{project, Projected};
+use crate::read_model::writer::{self, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
 
 /// Every event, a workspace at a time; within a workspace by time, then aggregate, then sequence.
@@ -36,11 +37,11 @@ use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
 const DECLARE_REPLAY: &str = r#"
 DECLARE replay NO SCROLL CURSOR FOR
 WITH stamped AS (
-    SELECT aggregate_id, sequence, payload, metadata, metadata ->> 'occurred_at' AS occurred_at
+    SELECT aggregate_type, aggregate_id, sequence, payload, metadata, metadata ->> 'occurred_at' AS occurred_at
       FROM events
-     WHERE aggregate_type = $1),
+     WHERE aggregate_type = ANY($1)),
 timed AS (
-    SELECT aggregate_id, sequence, payload, metadata,
+    SELECT aggregate_type, aggregate_id, sequence, payload, metadata,
            max(CASE WHEN occurred_at LIKE '____-__-__T__:__:__.______Z' THEN occurred_at
                     ELSE coalesce(to_char((jsonb_path_query_first(
                                                to_jsonb(regexp_replace(occurred_at, '[Zz]$', '+00:00')),
@@ -48,7 +49,7 @@ timed AS (
                                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '')
                END COLLATE "C") OVER (PARTITION BY aggregate_id ORDER BY sequence) AS replay_at
       FROM stamped)
-SELECT split_part(aggregate_id, '/', 1), aggregate_id, sequence, payload::text, metadata::text
+SELECT split_part(aggregate_id, '/', 1), aggregate_type, aggregate_id, sequence, payload::text, metadata::text
   FROM timed
  ORDER BY split_part(aggregate_id, '/', 1) COLLATE "C", replay_at, aggregate_id COLLATE "C", sequence"#;
 
@@ -59,8 +60,8 @@ const SORT_MEMORY: &str = "SET LOCAL work_mem = '64MB'";
 /// FETCH takes no bind parameter, so rows per round trip are fixed here, apart from chunk size.
 const FETCH_PAGE: &str = "FETCH FORWARD 2000 FROM replay";
 
-/// Workspace (as the cursor grouped it), aggregate id, sequence, payload, metadata.
-type LogRow = (String, String, i64, String, String);
+/// Workspace (as the cursor grouped it), aggregate type and id, sequence, payload, metadata.
+type LogRow = (String, String, String, i64, String, String);
 
 /// Replays the whole log into projections the caller has emptied, writing about
 /// `chunk_events` events per statement. Returns how many events were applied.
@@ -75,7 +76,9 @@ pub(crate) async fn replay_log(pool: &PgPool, chunk_events: usize) -> Result<usi
         }
         let unseen = replay.workspaces_not_started(&page);
         for (workspace, key, holder) in reader.registered_names(&unseen).await? {
-            replay.projection.known_names(&workspace, [(key, holder)]);
+            replay
+                .projection
+                .known_names(&workspace, [(NameKey::stored(key), holder)]);
         }
         for row in page {
             if let Some(chunk) = replay.push(row) {
@@ -111,7 +114,7 @@ impl ChunkWriter {
         }
         let pool = self.pool.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            writer::write(&pool, None, &chunk).await?;
+            writer::write(&pool, None, &chunk, NameClaims::FirstComes).await?;
             Ok(())
         }));
         Ok(())
@@ -147,7 +150,7 @@ impl LogReader {
         let mut tx = pool.begin().await?;
         sqlx::query(SORT_MEMORY).execute(&mut *tx).await?;
         sqlx::query(DECLARE_REPLAY)
-            .bind(AiModelConfig::TYPE)
+            .bind(&STREAM_TYPES[..])
             .execute(&mut *tx)
             .await?;
         Ok(LogReader { tx })
@@ -218,7 +221,7 @@ impl Replay {
 
     /// Folds one event; returns a chunk's changes when one is full.
     fn push(&mut self, row: LogRow) -> Option<ReadModelChanges> {
-        let (workspace, aggregate_id, sequence, payload, metadata) = row;
+        let (workspace, aggregate_type, aggregate_id, sequence, payload, metadata) = row;
         let mut full = None;
         if self.current.as_ref() != Some(&workspace) {
             self.finished.extend(self.current.replace(workspace));
@@ -230,7 +233,12 @@ impl Replay {
             // A workspace alone filling a chunk is written in pieces, so memory stays bounded.
             full = Some(self.take_chunk());
         }
-        self.apply(&aggregate_id, sequence, &payload, &metadata);
+        match aggregate_type.as_str() {
+            CredentialAggregate::TYPE => {
+                self.apply::<CredentialAggregate>(&aggregate_id, sequence, &payload, &metadata)
+            }
+            _ => self.apply::<AiModelConfig>(&aggregate_id, sequence, &payload, &metadata),
+        }
         full
     }
 
@@ -242,20 +250,17 @@ impl Replay {
         chunk
     }
 
-    fn apply(&mut self, aggregate_id: &str, sequence: i64, payload: &str, metadata: &str) {
+    fn apply<A: Projected>(
+        &mut self,
+        aggregate_id: &str,
+        sequence: i64,
+        payload: &str,
+        metadata: &str,
+    ) {
         if self.failed.contains(aggregate_id) {
             return;
         }
-        if !self.projection.has_stream(aggregate_id) {
-            let Some(place) = AiModelConfig::place(aggregate_id) else {
-                tracing::error!(aggregate_id, "malformed aggregate id; not projected");
-                self.failed.insert(aggregate_id.to_owned());
-                return;
-            };
-            self.projection
-                .start_stream(place, None, Offsets::default());
-        }
-        let event: AiModelConfigEvent = match serde_json::from_str(payload) {
+        let event: A::Event = match serde_json::from_str(payload) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(aggregate_id, sequence, %error, "unreadable event; its aggregate is projected up to the one before");
@@ -265,14 +270,21 @@ impl Replay {
         };
         // Metadata that does not read as a map of strings is ignored, as catch-up does.
         let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
-        AiModelConfig::project(
+        let projected = project::<A>(
             &mut self.projection,
             aggregate_id,
             sequence,
             &event,
             &metadata,
+            Offsets::default(),
         );
-        self.applied += 1;
+        match projected {
+            Ok(()) => self.applied += 1,
+            Err(error) => {
+                tracing::error!(aggregate_id, %error, "not projected");
+                self.failed.insert(aggregate_id.to_owned());
+            }
+        }
     }
 
     fn outcome(&self) -> Result<usize, StoreError> {

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aimc_domain::AiModelConfig;
+use aimc_domain::{AiModelConfig, ConfigId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -53,11 +53,11 @@ impl ConfigQueries {
     /// PostgreSQL, which is most of its cost. A lookup alone goes out at once. Every query
     /// starts after the lookups it answers arrived, so a read still sees every write that was
     /// answered before it was made.
-    #[tracing::instrument(skip(self))]
-    pub async fn config(&self, aggregate_id: &str) -> Result<Option<ConfigView>, StoreError> {
+    #[tracing::instrument(skip(self), fields(config = %id))]
+    pub async fn config(&self, id: &ConfigId) -> Result<Option<ConfigView>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
-            aggregate_id: aggregate_id.to_owned(),
+            aggregate_id: id.to_string(),
             reply,
         };
         let stopped = || StoreError::Unavailable("the read model's lookups have stopped".into());

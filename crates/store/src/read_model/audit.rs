@@ -1,9 +1,8 @@
 //! `audit_log`: who changed what and when, one entry per event, keys reduced to their hints.
 
-use aimc_domain::AiModelConfigEvent;
 use chrono::{DateTime, Utc};
 
-use super::{EventMetadata, StreamPlace};
+use super::{EventMetadata, StreamPlace, ViewedEvent};
 
 /// An `audit_log` row but its position, which the writer hands out per workspace.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +23,7 @@ pub(crate) struct AuditRow {
 pub(crate) fn row(
     place: &StreamPlace,
     sequence: i64,
-    event: &AiModelConfigEvent,
+    event: ViewedEvent<'_>,
     metadata: &EventMetadata,
 ) -> AuditRow {
     AuditRow {
@@ -42,8 +41,8 @@ pub(crate) fn row(
 }
 
 /// The event's fields as the audit trail shows them: ciphertexts dropped, hints kept.
-fn details(event: &AiModelConfigEvent) -> serde_json::Value {
-    let serialized = serde_json::to_value(event).unwrap_or_default();
+fn details(event: ViewedEvent<'_>) -> serde_json::Value {
+    let serialized = event.serialized();
     let mut details = match serialized {
         serde_json::Value::Object(mut tagged) => tagged
             .remove(event.name())
@@ -59,7 +58,7 @@ fn details(event: &AiModelConfigEvent) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use aimc_domain::{Ciphertext, CredentialId, KeyHint};
+    use aimc_domain::{Ciphertext, CredentialEvent, CredentialId, KeyHint};
     use secrecy::SecretString;
     use uuid::Uuid;
 
@@ -71,6 +70,7 @@ mod tests {
             aggregate_id: "acme/user:alice".into(),
             workspace: "acme".into(),
             owner: "user:alice".into(),
+            is_config: true,
         };
         let metadata = EventMetadata {
             actor: Some("alice".into()),
@@ -78,13 +78,13 @@ mod tests {
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             occurred_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         };
-        let event = AiModelConfigEvent::CredentialAccessKeyReplaced {
+        let event = CredentialEvent::AccessKeyReplaced {
             credential_id: CredentialId(Uuid::nil()),
             access_key: Ciphertext("vault:v1:secret-looking".into()),
             access_key_hint: KeyHint::from_plain(&SecretString::from("AKIAEXAMPLEKEY1234")),
         };
 
-        let entry = row(&place, 4, &event, &metadata);
+        let entry = row(&place, 4, ViewedEvent::Credential(&event), &metadata);
 
         assert_eq!(entry.event_type, "CredentialAccessKeyReplaced");
         assert_eq!(entry.sequence, 4);

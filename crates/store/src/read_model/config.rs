@@ -1,6 +1,6 @@
 //! `config_view`: one document per configuration, what family A's GET returns in one lookup.
 
-use aimc_domain::{AiModelConfig, AiModelConfigEvent};
+use aimc_domain::{AiModelConfig, ConfigEvent};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 
@@ -40,7 +40,7 @@ pub(crate) fn apply(
     row: &mut Option<ConfigRow>,
     place: &StreamPlace,
     sequence: i64,
-    event: &AiModelConfigEvent,
+    event: &ConfigEvent,
     metadata: &EventMetadata,
 ) {
     let row = row.get_or_insert_with(|| ConfigRow {
@@ -54,7 +54,7 @@ pub(crate) fn apply(
 
 #[cfg(test)]
 mod tests {
-    use aimc_domain::{ModelId, ModelName, ModelType, Provider, SystemPrompt};
+    use aimc_domain::{ModelId, ModelName, ModelType, Owner, Provider, SystemPrompt, WorkspaceId};
     use uuid::Uuid;
 
     use super::*;
@@ -64,6 +64,7 @@ mod tests {
             aggregate_id: "acme/user:alice".into(),
             workspace: "acme".into(),
             owner: "user:alice".into(),
+            is_config: true,
         }
     }
 
@@ -79,18 +80,18 @@ mod tests {
     #[test]
     fn a_configuration_is_created_with_its_first_event_and_dated_by_its_last() {
         let mut row = None;
-        let created = AiModelConfigEvent::ConfigCreated {
-            workspace: "acme".into(),
-            owner: "user:alice".into(),
+        let created = ConfigEvent::ConfigCreated {
+            workspace: WorkspaceId::parse("acme").unwrap(),
+            owner: Owner::User("alice".into()),
         };
-        let model = AiModelConfigEvent::ModelAdded {
+        let model = ConfigEvent::ModelAdded {
             model_id: ModelId(Uuid::nil()),
             provider: Provider::Openai,
             model_type: ModelType::Chat,
             model: ModelName::parse("gpt-4").unwrap(),
             is_paid: true,
         };
-        let prompt = AiModelConfigEvent::SystemPromptChanged {
+        let prompt = ConfigEvent::SystemPromptChanged {
             system_prompt: Some(SystemPrompt::parse("be brief").unwrap()),
         };
 
@@ -104,13 +105,13 @@ mod tests {
         assert_eq!(row.updated_at, Some(at(9).occurred_at));
         assert_eq!(row.view.models.len(), 1);
         assert_eq!(row.view.system_prompt.unwrap().as_str(), "be brief");
-        assert_eq!(row.view.id.as_deref(), Some("acme/user:alice"));
+        assert_eq!(row.view.id.unwrap().to_string(), "acme/user:alice");
     }
 
     #[test]
     fn a_row_known_only_by_its_document_keeps_its_stored_creation_time() {
         let mut row = Some(ConfigRow::known(&place(), AiModelConfig::default(), 4));
-        let prompt = AiModelConfigEvent::SystemPromptChanged {
+        let prompt = ConfigEvent::SystemPromptChanged {
             system_prompt: None,
         };
 

@@ -7,18 +7,13 @@
 
 use std::collections::HashMap;
 
-use aimc_domain::AiModelConfigEvent;
+use aimc_domain::{CredentialEvent, CredentialName, NameKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{EventMetadata, StreamPlace};
-
-/// What uniqueness compares: names differing only in case are one name.
-pub(crate) fn name_key(name: &str) -> String {
-    name.to_lowercase()
-}
 
 /// A `credential_view` row; the field names are the column names.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,11 +23,14 @@ pub(crate) struct CredentialRow {
     pub aggregate_id: String,
     pub workspace_id: String,
     pub owner: String,
-    pub name: String,
-    pub name_key: String,
+    pub name: CredentialName,
+    pub name_key: NameKey,
     pub provider: &'static str,
     pub endpoint: Option<String>,
     pub hint: String,
+    /// The secret's ciphertext, for the operations that need it (tests against the provider,
+    /// resolving with the `keys:ciphertext` scope).
+    pub secret: String,
     pub access_key_hint: Option<String>,
     pub created_by: Option<String>,
     pub validated_ok: Option<bool>,
@@ -53,10 +51,11 @@ pub(crate) struct TestedColumns {
 /// Columns an event changes; `None` leaves a column as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CredentialPatch {
-    pub name: Option<String>,
+    pub name: Option<CredentialName>,
     pub provider: Option<&'static str>,
     pub endpoint: Option<Option<String>>,
     pub hint: Option<String>,
+    pub secret: Option<String>,
     pub access_key_hint: Option<String>,
     pub tested: Option<Option<TestedColumns>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -79,6 +78,7 @@ impl CredentialPatch {
             provider: later.provider.or(self.provider),
             endpoint: later.endpoint.or(self.endpoint),
             hint: later.hint.or(self.hint),
+            secret: later.secret.or(self.secret),
             access_key_hint: later.access_key_hint.or(self.access_key_hint),
             tested: later.tested.or(self.tested),
             updated_at: later.updated_at.or(self.updated_at),
@@ -87,7 +87,7 @@ impl CredentialPatch {
 
     fn applied_to(self, mut row: CredentialRow) -> CredentialRow {
         if let Some(name) = self.name {
-            row.name_key = name_key(&name);
+            row.name_key = name.key();
             row.name = name;
         }
         if let Some(provider) = self.provider {
@@ -98,6 +98,9 @@ impl CredentialPatch {
         }
         if let Some(hint) = self.hint {
             row.hint = hint;
+        }
+        if let Some(secret) = self.secret {
+            row.secret = secret;
         }
         if let Some(hint) = self.access_key_hint {
             row.access_key_hint = Some(hint);
@@ -121,7 +124,7 @@ impl CredentialPatch {
         };
         if let Some(name) = &self.name {
             set("name", name.as_str().into());
-            set("name_key", name_key(name).into());
+            set("name_key", name.key().as_str().into());
         }
         if let Some(provider) = self.provider {
             set("provider", provider.into());
@@ -131,6 +134,9 @@ impl CredentialPatch {
         }
         if let Some(hint) = &self.hint {
             set("hint", hint.as_str().into());
+        }
+        if let Some(secret) = &self.secret {
+            set("secret", secret.as_str().into());
         }
         if let Some(hint) = &self.access_key_hint {
             set("access_key_hint", hint.as_str().into());
@@ -211,18 +217,19 @@ impl CredentialChanges {
 pub(crate) fn apply(
     changes: &mut CredentialChanges,
     place: &StreamPlace,
-    event: &AiModelConfigEvent,
+    event: &CredentialEvent,
     metadata: &EventMetadata,
 ) {
-    use AiModelConfigEvent as E;
+    use CredentialEvent as E;
     let at = metadata.occurred_at;
     let (credential, change) = match event {
-        E::CredentialAdded {
+        E::Added {
             credential_id,
             name,
             provider,
             endpoint,
             access_key_hint,
+            secret,
             hint,
             number,
             ..
@@ -235,10 +242,11 @@ pub(crate) fn apply(
                 workspace_id: place.workspace.clone(),
                 owner: place.owner.clone(),
                 name: name.clone(),
-                name_key: name_key(name),
+                name_key: name.key(),
                 provider: provider.as_str(),
                 endpoint: endpoint.clone(),
                 hint: hint.as_str().to_owned(),
+                secret: secret.as_str().to_owned(),
                 access_key_hint: access_key_hint.as_ref().map(|h| h.as_str().to_owned()),
                 created_by: metadata.actor.clone(),
                 validated_ok: None,
@@ -248,7 +256,7 @@ pub(crate) fn apply(
                 updated_at: at,
             })),
         ),
-        E::CredentialRenamed {
+        E::Renamed {
             credential_id,
             name,
         } => (
@@ -259,7 +267,7 @@ pub(crate) fn apply(
                 ..CredentialPatch::default()
             }),
         ),
-        E::CredentialProviderChanged {
+        E::ProviderChanged {
             credential_id,
             provider,
         } => (
@@ -269,7 +277,7 @@ pub(crate) fn apply(
                 ..CredentialPatch::untested(at)
             }),
         ),
-        E::CredentialEndpointChanged {
+        E::EndpointChanged {
             credential_id,
             endpoint,
         } => (
@@ -279,18 +287,19 @@ pub(crate) fn apply(
                 ..CredentialPatch::untested(at)
             }),
         ),
-        E::CredentialSecretReplaced {
+        E::SecretReplaced {
             credential_id,
+            secret,
             hint,
-            ..
         } => (
             credential_id.0,
             CredentialChange::Patch(CredentialPatch {
                 hint: Some(hint.as_str().to_owned()),
+                secret: Some(secret.as_str().to_owned()),
                 ..CredentialPatch::untested(at)
             }),
         ),
-        E::CredentialAccessKeyReplaced {
+        E::AccessKeyReplaced {
             credential_id,
             access_key_hint,
             ..
@@ -301,7 +310,7 @@ pub(crate) fn apply(
                 ..CredentialPatch::untested(at)
             }),
         ),
-        E::CredentialValidated {
+        E::Validated {
             credential_id,
             ok,
             reason,
@@ -317,8 +326,7 @@ pub(crate) fn apply(
                 ..CredentialPatch::default()
             }),
         ),
-        E::CredentialRemoved { credential_id } => (credential_id.0, CredentialChange::Delete),
-        _ => return,
+        E::Removed { credential_id } => (credential_id.0, CredentialChange::Delete),
     };
     changes.record(credential, change);
 }
@@ -327,11 +335,11 @@ pub(crate) fn apply(
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct NameChanges {
     /// (workspace, key, holder)
-    pub taken: Vec<(String, String, Uuid)>,
+    pub taken: Vec<(String, NameKey, Uuid)>,
     /// (workspace, key, former holder)
-    pub released: Vec<(String, String, Uuid)>,
+    pub released: Vec<(String, NameKey, Uuid)>,
     /// (workspace, key, former holder, new holder)
-    pub moved: Vec<(String, String, Uuid, Uuid)>,
+    pub moved: Vec<(String, NameKey, Uuid, Uuid)>,
 }
 
 impl NameChanges {
@@ -344,18 +352,18 @@ impl NameChanges {
 /// since. A name someone holds already stays theirs: their claim was made first.
 #[derive(Debug, Default)]
 pub(crate) struct NameRegistry {
-    holders: HashMap<String, Uuid>,
+    holders: HashMap<NameKey, Uuid>,
     /// Changed keys, with the holder the table has for them.
-    written: HashMap<String, Option<Uuid>>,
+    written: HashMap<NameKey, Option<Uuid>>,
 }
 
 impl NameRegistry {
     /// A name the table holds already.
-    pub fn known(&mut self, key: String, holder: Uuid) {
+    pub fn known(&mut self, key: NameKey, holder: Uuid) {
         self.holders.entry(key).or_insert(holder);
     }
 
-    fn register(&mut self, key: String, holder: Uuid, emit: bool) {
+    fn register(&mut self, key: NameKey, holder: Uuid, emit: bool) {
         if self.holders.contains_key(&key) {
             return;
         }
@@ -366,10 +374,10 @@ impl NameRegistry {
     }
 
     /// Frees every name `holder` holds but `keep`.
-    fn release(&mut self, holder: Uuid, keep: Option<&str>, emit: bool) {
+    fn release(&mut self, holder: Uuid, keep: Option<&NameKey>, emit: bool) {
         let written = &mut self.written;
         self.holders.retain(|key, held_by| {
-            let frees = *held_by == holder && Some(key.as_str()) != keep;
+            let frees = *held_by == holder && Some(key) != keep;
             if frees && emit {
                 written.entry(key.clone()).or_insert(Some(holder));
             }
@@ -394,23 +402,23 @@ impl NameRegistry {
 }
 
 /// The registry's fold; `emit` is false for events whose effects are stored already.
-pub(crate) fn apply_names(registry: &mut NameRegistry, event: &AiModelConfigEvent, emit: bool) {
-    use AiModelConfigEvent as E;
+pub(crate) fn apply_names(registry: &mut NameRegistry, event: &CredentialEvent, emit: bool) {
+    use CredentialEvent as E;
     match event {
-        E::CredentialAdded {
+        E::Added {
             credential_id,
             name,
             ..
-        } => registry.register(name_key(name), credential_id.0, emit),
-        E::CredentialRenamed {
+        } => registry.register(name.key(), credential_id.0, emit),
+        E::Renamed {
             credential_id,
             name,
         } => {
-            let key = name_key(name);
+            let key = name.key();
             registry.release(credential_id.0, Some(&key), emit);
             registry.register(key, credential_id.0, emit);
         }
-        E::CredentialRemoved { credential_id } => registry.release(credential_id.0, None, emit),
+        E::Removed { credential_id } => registry.release(credential_id.0, None, emit),
         _ => {}
     }
 }
@@ -427,6 +435,7 @@ mod tests {
             aggregate_id: "acme/workspace".into(),
             workspace: "acme".into(),
             owner: "workspace".into(),
+            is_config: true,
         }
     }
 
@@ -443,10 +452,18 @@ mod tests {
         CredentialId(Uuid::from_u128(n))
     }
 
-    fn added(n: u128, name: &str) -> AiModelConfigEvent {
-        AiModelConfigEvent::CredentialAdded {
+    fn name(raw: &str) -> CredentialName {
+        CredentialName::parse(raw).unwrap()
+    }
+
+    fn key(raw: &str) -> NameKey {
+        name(raw).key()
+    }
+
+    fn added(n: u128, name_given: &str) -> CredentialEvent {
+        CredentialEvent::Added {
             credential_id: id(n),
-            name: name.into(),
+            name: name(name_given),
             provider: Provider::Openai,
             endpoint: Some("https://api.openai.com/v1".into()),
             access_key: None,
@@ -454,10 +471,11 @@ mod tests {
             secret: Ciphertext("vault:v1:abc".into()),
             hint: KeyHint::from_plain(&SecretString::from("sk-first-key-0001")),
             number: Some(7),
+            owner: None,
         }
     }
 
-    fn fold(events: &[(AiModelConfigEvent, i64)]) -> CredentialChanges {
+    fn fold(events: &[(CredentialEvent, i64)]) -> CredentialChanges {
         let mut changes = CredentialChanges::default();
         for (event, seconds) in events {
             apply(&mut changes, &place(), event, &at(*seconds));
@@ -470,19 +488,19 @@ mod tests {
         let changes = fold(&[
             (added(1, "Prod"), 0),
             (
-                AiModelConfigEvent::CredentialValidated {
+                CredentialEvent::Validated {
                     credential_id: id(1),
                     ok: true,
                     status: Some(200),
                     reason: "3 models".into(),
-                    checked_at: "2027-01-15T08:00:05Z".into(),
+                    checked_at: at(5).occurred_at,
                 },
                 5,
             ),
             (
-                AiModelConfigEvent::CredentialRenamed {
+                CredentialEvent::Renamed {
                     credential_id: id(1),
-                    name: "Production".into(),
+                    name: name("Production"),
                 },
                 9,
             ),
@@ -491,8 +509,8 @@ mod tests {
         let [(_, CredentialChange::Insert(row))] = changes.sorted()[..] else {
             panic!("one insert: {changes:?}");
         };
-        assert_eq!(row.name, "Production");
-        assert_eq!(row.name_key, "production");
+        assert_eq!(row.name, name("Production"));
+        assert_eq!(row.name_key, key("production"));
         assert_eq!(row.validated_ok, Some(true));
         assert_eq!(row.validated_at, Some(at(5).occurred_at));
         assert_eq!(row.created_at, at(0).occurred_at);
@@ -505,17 +523,17 @@ mod tests {
     fn a_new_secret_voids_the_last_test_and_later_changes_win() {
         let changes = fold(&[
             (
-                AiModelConfigEvent::CredentialValidated {
+                CredentialEvent::Validated {
                     credential_id: id(2),
                     ok: false,
                     status: Some(401),
                     reason: "refused".into(),
-                    checked_at: "2027-01-15T08:00:00Z".into(),
+                    checked_at: at(0).occurred_at,
                 },
                 0,
             ),
             (
-                AiModelConfigEvent::CredentialSecretReplaced {
+                CredentialEvent::SecretReplaced {
                     credential_id: id(2),
                     secret: Ciphertext("vault:v1:def".into()),
                     hint: KeyHint::from_plain(&SecretString::from("sk-second-key-0002")),
@@ -531,6 +549,7 @@ mod tests {
             patch.columns(),
             serde_json::json!({
                 "hint": "sk-...0002",
+                "secret": "vault:v1:def",
                 "validated_ok": null,
                 "validation_note": null,
                 "validated_at": null,
@@ -544,20 +563,20 @@ mod tests {
         let changes = fold(&[
             (added(3, "Short-lived"), 0),
             (
-                AiModelConfigEvent::CredentialRemoved {
+                CredentialEvent::Removed {
                     credential_id: id(3),
                 },
                 1,
             ),
             (
-                AiModelConfigEvent::CredentialRenamed {
+                CredentialEvent::Renamed {
                     credential_id: id(4),
-                    name: "x".into(),
+                    name: name("x"),
                 },
                 2,
             ),
             (
-                AiModelConfigEvent::CredentialRemoved {
+                CredentialEvent::Removed {
                     credential_id: id(4),
                 },
                 3,
@@ -580,15 +599,15 @@ mod tests {
     #[test]
     fn names_are_taken_released_and_moved_once_per_key() {
         let mut registry = NameRegistry::default();
-        registry.known("stored".into(), id(9).0);
+        registry.known(key("stored"), id(9).0);
         for event in [
             added(1, "Prod"),
-            AiModelConfigEvent::CredentialRenamed {
+            CredentialEvent::Renamed {
                 credential_id: id(1),
-                name: "PROD".into(),
+                name: name("PROD"),
             },
             added(2, "Stored"),
-            AiModelConfigEvent::CredentialRemoved {
+            CredentialEvent::Removed {
                 credential_id: id(9),
             },
         ] {
@@ -598,8 +617,8 @@ mod tests {
         assert_eq!(
             names(&mut registry),
             NameChanges {
-                taken: vec![("acme".into(), "prod".into(), id(1).0)],
-                released: vec![("acme".into(), "stored".into(), id(9).0)],
+                taken: vec![("acme".into(), key("prod"), id(1).0)],
+                released: vec![("acme".into(), key("stored"), id(9).0)],
                 moved: vec![],
             },
             "a rename to the same key keeps it; a name held already stays its holder's"
@@ -607,17 +626,17 @@ mod tests {
 
         apply_names(
             &mut registry,
-            &AiModelConfigEvent::CredentialRenamed {
+            &CredentialEvent::Renamed {
                 credential_id: id(1),
-                name: "Stored".into(),
+                name: name("Stored"),
             },
             true,
         );
         assert_eq!(
             names(&mut registry),
             NameChanges {
-                taken: vec![("acme".into(), "stored".into(), id(1).0)],
-                released: vec![("acme".into(), "prod".into(), id(1).0)],
+                taken: vec![("acme".into(), key("stored"), id(1).0)],
+                released: vec![("acme".into(), key("prod"), id(1).0)],
                 moved: vec![],
             }
         );
@@ -626,10 +645,10 @@ mod tests {
     #[test]
     fn a_name_freed_and_taken_by_another_in_one_write_moves() {
         let mut registry = NameRegistry::default();
-        registry.known("prod".into(), id(1).0);
+        registry.known(key("prod"), id(1).0);
         apply_names(
             &mut registry,
-            &AiModelConfigEvent::CredentialRemoved {
+            &CredentialEvent::Removed {
                 credential_id: id(1),
             },
             true,
@@ -638,7 +657,7 @@ mod tests {
 
         assert_eq!(
             names(&mut registry).moved,
-            vec![("acme".into(), "prod".into(), id(1).0, id(2).0)]
+            vec![("acme".into(), key("prod"), id(1).0, id(2).0)]
         );
     }
 
@@ -648,7 +667,7 @@ mod tests {
         apply_names(&mut registry, &added(1, "Prod"), false);
         apply_names(
             &mut registry,
-            &AiModelConfigEvent::CredentialRemoved {
+            &CredentialEvent::Removed {
                 credential_id: id(1),
             },
             true,
@@ -656,7 +675,7 @@ mod tests {
 
         assert_eq!(
             names(&mut registry).released,
-            vec![("acme".into(), "prod".into(), id(1).0)]
+            vec![("acme".into(), key("prod"), id(1).0)]
         );
     }
 }

@@ -13,7 +13,7 @@ pub(crate) mod writer;
 
 use std::collections::HashMap;
 
-use aimc_domain::{AiModelConfig, AiModelConfigEvent};
+use aimc_domain::{AiModelConfig, ConfigEvent, CredentialEvent};
 use chrono::{DateTime, Utc};
 
 use self::audit::AuditRow;
@@ -59,6 +59,40 @@ pub struct StreamPlace {
     pub aggregate_id: String,
     pub workspace: String,
     pub owner: String,
+    /// Only a configuration's stream has a `config_view` row.
+    pub is_config: bool,
+}
+
+/// An event as the views see it: a configuration's, or a credential's wherever it lives.
+#[derive(Debug, Clone, Copy)]
+pub enum ViewedEvent<'a> {
+    Config(&'a ConfigEvent),
+    Credential(&'a CredentialEvent),
+}
+
+impl ViewedEvent<'_> {
+    fn credential(&self) -> Option<&CredentialEvent> {
+        match *self {
+            ViewedEvent::Config(ConfigEvent::Credential(event)) => Some(event),
+            ViewedEvent::Credential(event) => Some(event),
+            ViewedEvent::Config(_) => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            ViewedEvent::Config(event) => event.name(),
+            ViewedEvent::Credential(event) => event.name(),
+        }
+    }
+
+    fn serialized(&self) -> serde_json::Value {
+        match self {
+            ViewedEvent::Config(event) => serde_json::to_value(event),
+            ViewedEvent::Credential(event) => serde_json::to_value(event),
+        }
+        .unwrap_or_default()
+    }
 }
 
 /// Per view, the last sequence of a stream it has applied.
@@ -156,7 +190,7 @@ impl Projection {
     pub fn known_names(
         &mut self,
         workspace: &str,
-        names: impl IntoIterator<Item = (String, uuid::Uuid)>,
+        names: impl IntoIterator<Item = (aimc_domain::NameKey, uuid::Uuid)>,
     ) {
         let registry = self.registries.entry(workspace.to_owned()).or_default();
         for (key, holder) in names {
@@ -179,7 +213,7 @@ impl Projection {
         &mut self,
         aggregate_id: &str,
         sequence: i64,
-        event: &AiModelConfigEvent,
+        event: ViewedEvent<'_>,
         metadata: &EventMetadata,
     ) {
         let Some(stream) = self.streams.get_mut(aggregate_id) else {
@@ -188,15 +222,19 @@ impl Projection {
         };
         let place = &stream.place;
         let offsets = stream.offsets;
-        config::apply(&mut stream.config, place, sequence, event, metadata);
-        if sequence > offsets.config {
-            stream.config_changed = true;
+        if let (true, ViewedEvent::Config(event)) = (place.is_config, event) {
+            config::apply(&mut stream.config, place, sequence, event, metadata);
+            if sequence > offsets.config {
+                stream.config_changed = true;
+            }
         }
-        let registry = self.registries.entry(place.workspace.clone()).or_default();
-        let emit = sequence > offsets.credentials;
-        credentials::apply_names(registry, event, emit);
-        if emit {
-            credentials::apply(&mut self.credentials, place, event, metadata);
+        if let Some(credential_event) = event.credential() {
+            let registry = self.registries.entry(place.workspace.clone()).or_default();
+            let emit = sequence > offsets.credentials;
+            credentials::apply_names(registry, credential_event, emit);
+            if emit {
+                credentials::apply(&mut self.credentials, place, credential_event, metadata);
+            }
         }
         if sequence > offsets.audit {
             self.audit

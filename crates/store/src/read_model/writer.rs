@@ -22,7 +22,32 @@ pub(crate) struct Appended<'a> {
     pub snapshot: Option<(i64, i32, String)>,
 }
 
-const WRITE: &str = r#"
+/// Whether a name already in the registry refuses the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameClaims {
+    /// A command's: the name was checked free when the command was decided, so finding it
+    /// taken means another writer won the race (the command is retried, and then refused or
+    /// given another name).
+    Enforced,
+    /// A replay's: the log may hold names that clashed under older builds; the first holder
+    /// keeps the name, as it did then.
+    FirstComes,
+}
+
+/// The statement, with the name claims of [`NameClaims::Enforced`] or [`NameClaims::FirstComes`].
+static WRITE: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [
+        WRITE_TEMPLATE.replace(ON_NAME_CLASH, ""),
+        WRITE_TEMPLATE.replace(
+            ON_NAME_CLASH,
+            "ON CONFLICT (workspace_id, name_key) DO NOTHING",
+        ),
+    ]
+});
+
+const ON_NAME_CLASH: &str = "/* on name clash */";
+
+const WRITE_TEMPLATE: &str = r#"
 WITH
 appended AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -56,9 +81,9 @@ credentials_added AS (
 ),
 credentials_changed AS (
     UPDATE credential_view c
-       SET (name, name_key, provider, endpoint, hint, access_key_hint, validated_ok, validated_at,
-            validation_note, updated_at)
-         = (SELECT r.name, r.name_key, r.provider, r.endpoint, r.hint, r.access_key_hint,
+       SET (name, name_key, provider, endpoint, hint, secret, access_key_hint, validated_ok,
+            validated_at, validation_note, updated_at)
+         = (SELECT r.name, r.name_key, r.provider, r.endpoint, r.hint, r.secret, r.access_key_hint,
                    r.validated_ok, r.validated_at, r.validation_note, r.updated_at
               FROM jsonb_populate_record(c, p.columns) AS r)
       FROM unnest($19::uuid[], $20::jsonb[]) AS p(credential_id, columns)
@@ -81,7 +106,7 @@ names_moved AS (
 names_taken AS (
     INSERT INTO credential_names (workspace_id, name_key, credential_id)
     SELECT * FROM unnest($29::text[], $30::text[], $31::uuid[])
-    ON CONFLICT (workspace_id, name_key) DO NOTHING
+    /* on name clash */
 ),
 audit_counts AS (
     SELECT workspace_id, count(*) AS entries FROM unnest($32::text[]) AS a(workspace_id) GROUP BY workspace_id
@@ -118,8 +143,13 @@ pub(crate) async fn write<'e>(
     executor: impl Executor<'e, Database = Postgres>,
     appended: Option<&Appended<'_>>,
     changes: &ReadModelChanges,
+    claims: NameClaims,
 ) -> Result<(), sqlx::Error> {
-    let mut query = sqlx::query(WRITE);
+    let statement = match claims {
+        NameClaims::Enforced => &WRITE[0],
+        NameClaims::FirstComes => &WRITE[1],
+    };
+    let mut query = sqlx::query(statement);
 
     // Events and snapshot.
     let (aggregate_type, aggregate_id) = appended

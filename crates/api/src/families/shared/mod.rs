@@ -1,16 +1,22 @@
-//! Endpoints every family shares: the client-side encryption key and the audit history.
+//! Endpoints every family shares: the client-side encryption key, credential names, the audit
+//! history and task resolution.
+
+mod resolve;
+
+pub use resolve::ResolveApi;
 
 use std::sync::Arc;
 
-use aimc_domain::{AiModelConfigEvent, CredentialName, Owner};
+use aimc_domain::{ConfigEvent, CredentialName, Owner};
 use aimc_store::HistoryFilter;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::param::{Header, Query};
+use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::auth::{BearerAuth, Role};
+use crate::auth::Role;
+use crate::caller::{Caller, CallerByBody};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::ApiTags;
@@ -108,18 +114,15 @@ impl SharedApi {
     #[tracing::instrument(skip_all)]
     async fn encryption_key(
         &self,
-        auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
-        workspace: Header<Option<String>>,
+        caller: Caller,
         /// The workspace, as an alternative to the header.
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
     ) -> Result<EncryptionKeyResponse, ApiError> {
-        let (workspace, _) = auth
-            .0
-            .workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
+        let (workspace, _) = caller.workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
         let key = state.keyring.client_key(&workspace).await?;
         Ok(EncryptionKeyResponse::Ok(Json(EncryptionKey {
             key_version: key.key_version,
@@ -143,7 +146,7 @@ impl SharedApi {
     #[tracing::instrument(skip_all)]
     async fn name_available(
         &self,
-        auth: BearerAuth,
+        caller: CallerByBody,
         state: Data<&Arc<AppState>>,
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "workspaceId")]
@@ -151,7 +154,9 @@ impl SharedApi {
         /// The name to check.
         name: Query<String>,
     ) -> Result<NameAvailabilityResponse, ApiError> {
-        let (workspace, _) = auth.0.workspace(workspace_id.0.as_deref(), Role::Viewer)?;
+        let (workspace, _) = caller
+            .0
+            .workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
         let name = CredentialName::parse(&name.0)
             .map_err(|error| ApiError::invalid_value("name", error))?;
         let available = state.credentials.name_available(&workspace, &name).await?;
@@ -175,11 +180,10 @@ impl SharedApi {
     #[allow(clippy::too_many_arguments)]
     async fn history(
         &self,
-        auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
-        workspace: Header<Option<String>>,
+        caller: Caller,
         /// The workspace, as an alternative to the header.
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
@@ -198,10 +202,8 @@ impl SharedApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
     ) -> Result<HistoryResponse, ApiError> {
-        let (workspace, role) = auth
-            .0
-            .workspace(workspace_id.0.or(workspace.0).as_deref(), Role::Viewer)?;
-        let own = Owner::User(auth.0.sub.clone()).to_string();
+        let (workspace, role) = caller.workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
+        let own = Owner::User(caller.sub().to_owned()).to_string();
         let owner = match owner.0 {
             Some(owner) if Owner::parse(&owner).is_none() => {
                 return Err(ApiError::invalid_field(
@@ -229,13 +231,13 @@ impl SharedApi {
             .unwrap_or_default();
         if let Some(unknown) = event_types
             .iter()
-            .find(|t| !AiModelConfigEvent::NAMES.contains(&t.as_str()))
+            .find(|t| !ConfigEvent::NAMES.contains(&t.as_str()))
         {
             return Err(ApiError::invalid_field(
                 "type",
                 format!(
                     "unknown event type \"{unknown}\"; known types: {}",
-                    AiModelConfigEvent::NAMES.join(", ")
+                    ConfigEvent::NAMES.join(", ")
                 ),
             ));
         }

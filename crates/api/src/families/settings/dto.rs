@@ -1,0 +1,191 @@
+//! Seed 004's bodies and FastAPI's error shapes.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use serde::Deserialize;
+
+use crate::problem::{ApiError, Problem};
+
+/// FastAPI's error body.
+#[derive(Debug, Object)]
+pub struct Detail {
+    pub detail: String,
+}
+
+/// One refused field, as FastAPI reports it.
+#[derive(Debug, Object)]
+pub struct ValidationIssue {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[oai(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ValidationDetail {
+    pub detail: Vec<ValidationIssue>,
+}
+
+/// A provider's state in the workspace; the key itself is never returned.
+#[derive(Debug, Object)]
+pub struct ProviderStatus {
+    /// openai, gemini, anthropic, openrouter or ollama.
+    pub provider: String,
+    pub is_configured: bool,
+    /// Configured, and its last test (if any) succeeded.
+    pub is_active: bool,
+    /// `sk-...cdef`, when configured.
+    pub key_hint: Option<String>,
+}
+
+#[derive(Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct SaveProviderRequest {
+    /// The full API key.
+    #[oai(validator(max_length = 4096))]
+    pub api_key: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ProviderTestResult {
+    pub provider: String,
+    pub success: bool,
+    pub message: String,
+    /// The provider's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAssignment {
+    #[oai(validator(max_length = 64))]
+    pub task: String,
+    pub provider: String,
+    #[oai(validator(max_length = 200))]
+    pub model: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAssignments {
+    #[oai(validator(max_items = 100))]
+    pub assignments: Vec<TaskAssignment>,
+}
+
+/// One response type per endpoint, each with FastAPI's error shapes; parse errors become 422.
+macro_rules! settings_response {
+    ($name:ident, $body:ty, $description:literal) => {
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::unprocessable")]
+        pub enum $name {
+            #[doc = $description]
+            #[oai(status = 200)]
+            Ok(Json<$body>),
+            /// Invalid provider, or a request the settings cannot take.
+            #[oai(status = 400)]
+            BadRequest(Json<Detail>),
+            /// No valid bearer token (problem details, as on every family).
+            #[oai(status = 401, content_type = "application/problem+json")]
+            Unauthorized(Json<Problem>),
+            /// The token does not allow this in the workspace.
+            #[oai(status = 403)]
+            Forbidden(Json<Detail>),
+            /// Nothing to act on.
+            #[oai(status = 404)]
+            NotFound(Json<Detail>),
+            /// The body is invalid: `detail` lists the fields.
+            #[oai(status = 422)]
+            Unprocessable(Json<ValidationDetail>),
+            /// Unexpected failure.
+            #[oai(status = 500)]
+            Internal(Json<Detail>),
+            /// Vault or the database is unavailable; retry after the given seconds.
+            #[oai(status = 503)]
+            Unavailable(Json<Detail>, #[oai(header = "Retry-After")] u32),
+        }
+
+        impl $name {
+            fn unprocessable(error: poem::Error) -> Self {
+                $name::Unprocessable(Json(validation_detail(error)))
+            }
+        }
+
+        impl From<ApiError> for $name {
+            fn from(error: ApiError) -> Self {
+                let detail = Json(Detail {
+                    detail: error.detail().to_owned(),
+                });
+                match error {
+                    ApiError::BadRequest(_)
+                    | ApiError::PayloadTooLarge(_)
+                    | ApiError::Conflict(_) => $name::BadRequest(detail),
+                    ApiError::Unauthorized(problem, _) => $name::Unauthorized(problem),
+                    ApiError::Forbidden(_) => $name::Forbidden(detail),
+                    ApiError::NotFound(_) => $name::NotFound(detail),
+                    ApiError::Internal(_) => $name::Internal(detail),
+                    ApiError::Unavailable(_, retry_after) => {
+                        $name::Unavailable(detail, retry_after)
+                    }
+                }
+            }
+        }
+    };
+}
+
+settings_response!(
+    ProvidersResponse,
+    Vec<ProviderStatus>,
+    "Every provider's status."
+);
+settings_response!(
+    ProviderResponse,
+    ProviderStatus,
+    "The provider's status after the change."
+);
+settings_response!(
+    TestResponse,
+    ProviderTestResult,
+    "The outcome of the test; a failed test is still a 200."
+);
+settings_response!(
+    AssignmentsResponse,
+    TaskAssignments,
+    "The workspace's task assignments."
+);
+
+pub(super) fn validation_detail(error: poem::Error) -> ValidationDetail {
+    let reason = match error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
+        Some(payload) => payload.reason.clone(),
+        None => error.to_string(),
+    };
+    let (field, message) = crate::request_body::field_of(&reason)
+        .map(|(field, message)| (field.to_owned(), message.to_owned()))
+        .unwrap_or_else(|| ("body".to_owned(), reason.clone()));
+    let mut loc = vec!["body".to_owned()];
+    loc.extend(
+        field
+            .split('.')
+            .filter(|part| *part != "body")
+            .map(str::to_owned),
+    );
+    ValidationDetail {
+        detail: vec![ValidationIssue {
+            loc,
+            msg: message,
+            kind: "value_error".into(),
+        }],
+    }
+}
+
+pub(super) fn unprocessable_field(field: &str, message: &str) -> ValidationDetail {
+    ValidationDetail {
+        detail: vec![ValidationIssue {
+            loc: vec!["body".into(), field.into()],
+            msg: message.into(),
+            kind: "value_error".into(),
+        }],
+    }
+}

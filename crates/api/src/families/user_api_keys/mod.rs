@@ -1,0 +1,199 @@
+//! Family C (seed 002): a person's own provider keys with a model id per provider, falling
+//! back to seed 002's default models. `GET`/`PUT /api/user/api-keys`,
+//! `DELETE /api/user/api-keys/{provider}`.
+
+mod dto;
+mod error;
+
+use std::sync::Arc;
+
+use aimc_domain::{ConfigCommand, ConfigId, ModelName, Provider, ProviderKeyChange};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::OpenApi;
+use secrecy::SecretString;
+
+use self::dto::{BedrockKeyInput, KeysResponse, ProviderKeyInput, UpdateRequest, UserApiKeys};
+use crate::auth::Role;
+use crate::caller::Caller;
+use crate::problem::ApiError;
+use crate::provider_catalogue::{seed_002_named, SEED_002_PROVIDERS};
+use crate::request_body::Checked;
+use crate::state::AppState;
+use crate::{plain_key, ApiTags};
+
+fn key(field: String, raw: Option<String>) -> Result<Option<SecretString>, ApiError> {
+    raw.map(|raw| plain_key::parse(&field, &raw)).transpose()
+}
+
+fn model(provider: &str, raw: Option<String>) -> Result<Option<ModelName>, ApiError> {
+    raw.map(|raw| {
+        ModelName::parse(&raw)
+            .map_err(|error| ApiError::invalid_value(format!("{provider}.modelId"), error))
+    })
+    .transpose()
+}
+
+/// Every provider's input checked before any is stored, as the command's changes.
+fn changes(owner: &ConfigId, body: UpdateRequest) -> Result<Vec<ProviderKeyChange>, ApiError> {
+    let default_model = |provider: Provider| {
+        let (_, _, model) = SEED_002_PROVIDERS
+            .iter()
+            .find(|(_, known, _)| *known == provider)
+            .copied()
+            .expect("a seed 002 provider");
+        ModelName::parse(model).map_err(ApiError::internal)
+    };
+    let name = |spelling: &str| format!("{} {spelling} key", owner.owner);
+    let mut changes = Vec::new();
+    let simple: [(&str, Provider, Option<ProviderKeyInput>); 3] = [
+        ("anthropic", Provider::Anthropic, body.anthropic),
+        ("openai", Provider::Openai, body.openai),
+        ("openrouter", Provider::Openrouter, body.openrouter),
+    ];
+    for (spelling, provider, input) in simple {
+        let Some(input) = input else { continue };
+        changes.push(ProviderKeyChange {
+            provider,
+            model: model(spelling, input.model_id)?,
+            default_model: default_model(provider)?,
+            secret: key(format!("{spelling}.apiKey"), input.api_key)?,
+            access_key: None,
+            endpoint: None,
+            name: name(spelling),
+        });
+    }
+    if let Some(BedrockKeyInput {
+        access_key_id,
+        secret_access_key,
+        region,
+        model_id,
+    }) = body.bedrock
+    {
+        let endpoint = region
+            .map(|region| {
+                let valid = !region.is_empty()
+                    && region.len() <= 32
+                    && region
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                valid
+                    .then(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
+                    .ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "bedrock.region",
+                            "must be an AWS region such as us-east-1",
+                        )
+                    })
+            })
+            .transpose()?;
+        changes.push(ProviderKeyChange {
+            provider: Provider::Aws,
+            model: model("bedrock", model_id)?,
+            default_model: default_model(Provider::Aws)?,
+            secret: key("bedrock.secretAccessKey".into(), secret_access_key)?,
+            access_key: key("bedrock.accessKeyId".into(), access_key_id)?,
+            endpoint,
+            name: name("bedrock"),
+        });
+    }
+    Ok(changes)
+}
+
+pub struct UserApiKeysApi;
+
+#[OpenApi(prefix_path = "/api/user/api-keys", tag = "ApiTags::UserApiKeys")]
+impl UserApiKeysApi {
+    /// Check which providers are configured
+    ///
+    /// For anthropic, openai, openrouter and bedrock: whether the caller stored a key (with
+    /// its hint) and the model id in use. Needs the viewer role.
+    #[oai(path = "/", method = "get", operation_id = "getUserApiKeys")]
+    #[tracing::instrument(skip_all)]
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// The workspace to act in; defaults to the token's only workspace.
+        #[oai(name = "X-Workspace-Id")]
+        caller: Caller,
+    ) -> Result<KeysResponse, ApiError> {
+        let owner = caller.own_config(Role::Viewer)?;
+        let view = state.queries.config(&owner).await?;
+        Ok(KeysResponse::Ok(Json(UserApiKeys::new(
+            view.as_ref().map(|view| &view.config),
+        ))))
+    }
+
+    /// Add or update API keys
+    ///
+    /// Sets keys and model ids for the providers named; others stay as they are. Without a
+    /// model id, seed 002's default model is used. All providers are stored in one change or
+    /// not at all. Needs the member role.
+    #[oai(path = "/", method = "put", operation_id = "updateUserApiKeys")]
+    #[tracing::instrument(skip_all)]
+    async fn put(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// The workspace to act in; defaults to the token's only workspace.
+        #[oai(name = "X-Workspace-Id")]
+        caller: Caller,
+        body: Json<Checked<UpdateRequest>>,
+    ) -> Result<KeysResponse, ApiError> {
+        let owner = caller.own_config(Role::Member)?;
+        let changes = changes(&owner, body.0 .0)?;
+        let command = ConfigCommand::SetProviderKeys {
+            id: owner.clone(),
+            changes,
+        };
+        let executed = state
+            .commands
+            .execute(&owner, command, &caller.metadata())
+            .await
+            .map_err(error::command)?;
+        let config = executed.aggregate;
+        Ok(KeysResponse::Ok(Json(UserApiKeys::new(
+            config.is_created().then_some(&config),
+        ))))
+    }
+
+    /// Remove a provider's key
+    ///
+    /// The model id stays; the provider falls back to the workspace's or the system's key.
+    /// Needs the member role.
+    #[oai(
+        path = "/:provider",
+        method = "delete",
+        operation_id = "deleteUserApiKey"
+    )]
+    #[tracing::instrument(skip_all)]
+    async fn delete(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// The workspace to act in; defaults to the token's only workspace.
+        #[oai(name = "X-Workspace-Id")]
+        caller: Caller,
+        /// anthropic, openai, openrouter or bedrock.
+        provider: Path<String>,
+    ) -> Result<KeysResponse, ApiError> {
+        let owner = caller.own_config(Role::Member)?;
+        let (_, provider, _) = seed_002_named(&provider.0).ok_or_else(|| {
+            ApiError::invalid_field(
+                "provider",
+                "must be one of anthropic, openai, openrouter, bedrock",
+            )
+        })?;
+        let executed = state
+            .commands
+            .execute(
+                &owner,
+                ConfigCommand::RemoveProviderKey { provider },
+                &caller.metadata(),
+            )
+            .await
+            .map_err(error::command)?;
+        Ok(KeysResponse::Ok(Json(UserApiKeys::new(Some(
+            &executed.aggregate,
+        )))))
+    }
+}
