@@ -152,6 +152,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     start(settings, random_name("ws-")).await
 }
 
+/// An app with exactly `settings`, serving `workspace`: for scenarios whose database, keys and
+/// names are fixed in advance (the upgrade fixture) rather than drawn at random.
+pub async fn spawn_app_from(settings: Settings, workspace: &str) -> TestApp {
+    start(settings, workspace.to_owned()).await
+}
+
 /// Another instance (replica) on the same database and Vault keys as `app`.
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
     let mut replica = start(app.settings.clone(), app.workspace.clone()).await;
