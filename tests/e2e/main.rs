@@ -15,3 +15,4 @@ mod input;
 mod keyring;
 mod operations;
 mod resolve;
+mod upgrade;

@@ -1,0 +1,1046 @@
+//! Data written by an earlier build keeps working. `tests/fixtures/legacy-d6a1883` holds what
+//! the build of commit d6a1883 wrote to its database (event log, snapshots, read model, name
+//! registry, migration history) through every API family, and what that build answered to a
+//! set of reads. A later build loaded onto that database must answer those reads exactly as
+//! it did, accept writes to the old configurations, and rebuild its read model from the old log.
+//!
+//! The fixture is written once, by the build it is named after, with the `#[ignore]`d
+//! `write_the_legacy_fixture`; see the README beside it before regenerating it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aimc_api::Role;
+use aimc_domain::AiModelConfigEvent;
+use aimc_server::configuration::{KeyringKind, Settings};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::fake_provider::FakeProvider;
+use crate::harness::*;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/legacy-d6a1883");
+
+/// Test-only master key of the local keyring (base64 of "aimc-legacy-fixture-test-only-01").
+/// The fixture's ciphertexts, and the workspaces' RSA key pairs derived from it, only open
+/// with this key, so it must never change.
+const LEGACY_ENCRYPTION_KEY: &str = "YWltYy1sZWdhY3ktZml4dHVyZS10ZXN0LW9ubHktMDE=";
+/// Test-only HS256 secret: recorded reads store who asked, and tokens are minted from this.
+const LEGACY_JWT_SECRET: &str = "aimc-legacy-fixture-jwt-secret-test-only-0001";
+const WS: &str = "legacy-ws";
+const WITH_KEYS: &str = "/api/v1/get/ai-model-config?includeEncryptedKeys=true";
+/// A second tenant, so the fixture holds more than one workspace's keys and history.
+const WS2: &str = "legacy-ws-2";
+
+// Every plain key the scenario sends. None may appear in the fixture: only their ciphertexts
+// and hints are stored. Each ends in a distinct group of four, so hints say whose key it is.
+const ALICE_OPENAI: &str = "sk-proj-legacy-alice-openai-0001aaaa";
+const ALICE_ANTHROPIC: &str = "sk-ant-legacy-alice-anthropic-0002bbbb";
+const ALICE_OPENAI_NEW: &str = "sk-proj-legacy-alice-openai-0003cccc";
+const ALICE_EMBEDDING: &str = "sk-proj-legacy-alice-embedding-0004dddd";
+const BOB_GEMINI: &str = "AIzaLegacyBobGemini-0005eeee";
+const BOB_OPENROUTER: &str = "sk-or-legacy-bob-openrouter-0006ffff";
+const CAROL_OPENAI: &str = "sk-proj-legacy-carol-ws2-0007gggg";
+const PROD_ACCESS_KEY: &str = "AKIALEGACYPROD0008hhhh";
+const PROD_SECRET: &str = "sk-proj-legacy-b-prod-0009iiii";
+const PROD_ACCESS_KEY_NEW: &str = "AKIALEGACYPROD0010jjjj";
+/// The one key the fake provider behind "Fake Good" accepts.
+const GOOD_KEY: &str = "sk-legacy-provider-good-0011kkkk";
+const REVOKED_KEY: &str = "sk-legacy-provider-revoked-0012llll";
+const STAGING_SECRET: &str = "sk-ant-legacy-b-staging-0013mmmm";
+const STAGING_SECRET_NEW: &str = "wJalrLegacyStagingBedrock/0014nnnn";
+const TEMPORARY_SECRET: &str = "sk-legacy-b-temporary-0015oooo";
+const SQUATTER_SECRET: &str = "sk-legacy-b-squatter-0016pppp";
+const CAFE_SECRET: &str = "sk-legacy-b-cafe-0017qqqq";
+const WS2_B_SECRET: &str = "sk-proj-legacy-b-ws2-0018rrrr";
+const DAN_ANTHROPIC: &str = "sk-ant-legacy-dan-0019ssss";
+const DAN_OPENROUTER: &str = "sk-or-legacy-dan-0020tttt";
+const DAN_BEDROCK_ACCESS: &str = "AKIALEGACYDAN0021uuuu";
+const DAN_BEDROCK_SECRET: &str = "wJalrLegacyDanBedrockSecret/0022vvvv";
+const DAN_BEDROCK_ACCESS_NEW: &str = "AKIALEGACYDAN0023wwww";
+const ALICE_D_OPENAI: &str = "sk-legacy-alice-d-openai-0024xxxx";
+const ALICE_D_OPENAI_NEW: &str = "sk-legacy-alice-d-openai-0025yyyy";
+const ALICE_D_ANTHROPIC: &str = "sk-ant-legacy-alice-d-0026zzzz";
+const BOB_D_GEMINI: &str = "AIzaLegacyBobD-0027abab";
+const E_GEMINI: &str = "AIzaLegacyWorkspaceGemini-0028cdcd";
+const E_GEMINI_NEW: &str = "AIzaLegacyWorkspaceGemini-0029efef";
+/// The one key the fake provider behind the workspace's Anthropic key accepts.
+const E_ANTHROPIC: &str = "sk-ant-legacy-workspace-0030ghgh";
+const WS2_E_OPENAI: &str = "sk-proj-legacy-ws2-settings-0031ijij";
+/// The service's own fallback key (configuration, not stored data).
+const SYSTEM_OPENROUTER: &str = "sk-or-legacy-system-fallback-0032klkl";
+
+const LEGACY_KEYS: [&str; 32] = [
+    ALICE_OPENAI,
+    ALICE_ANTHROPIC,
+    ALICE_OPENAI_NEW,
+    ALICE_EMBEDDING,
+    BOB_GEMINI,
+    BOB_OPENROUTER,
+    CAROL_OPENAI,
+    PROD_ACCESS_KEY,
+    PROD_SECRET,
+    PROD_ACCESS_KEY_NEW,
+    GOOD_KEY,
+    REVOKED_KEY,
+    STAGING_SECRET,
+    STAGING_SECRET_NEW,
+    TEMPORARY_SECRET,
+    SQUATTER_SECRET,
+    CAFE_SECRET,
+    WS2_B_SECRET,
+    DAN_ANTHROPIC,
+    DAN_OPENROUTER,
+    DAN_BEDROCK_ACCESS,
+    DAN_BEDROCK_SECRET,
+    DAN_BEDROCK_ACCESS_NEW,
+    ALICE_D_OPENAI,
+    ALICE_D_OPENAI_NEW,
+    ALICE_D_ANTHROPIC,
+    BOB_D_GEMINI,
+    E_GEMINI,
+    E_GEMINI_NEW,
+    E_ANTHROPIC,
+    WS2_E_OPENAI,
+    SYSTEM_OPENROUTER,
+];
+
+/// The settings both builds run with: a fresh database, the local keyring under the fixed
+/// master key, the fixed JWT secret, the fixed system key, and loopback providers allowed.
+async fn legacy_settings() -> Settings {
+    let mut settings = test_settings().await;
+    settings.keyring = KeyringKind::Local;
+    settings.encryption_key = Some(SecretString::from(LEGACY_ENCRYPTION_KEY));
+    settings.vault_addr = None;
+    settings.vault_token = None;
+    settings.jwt_hs256_secret = Some(SecretString::from(LEGACY_JWT_SECRET));
+    settings.allow_private_endpoints = true;
+    settings.system_keys_file = Some(system_keys_file());
+    settings
+}
+
+fn system_keys_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "aimc-legacy-system-keys-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "[openrouter]\napi_key = \"{SYSTEM_OPENROUTER}\"\nmodel = \"openai/gpt-4o-mini\"\n"
+        ),
+    )
+    .expect("Failed to write the system keys file");
+    path
+}
+
+fn database_url(app: &TestApp) -> String {
+    app.settings
+        .database_url
+        .as_ref()
+        .expect("the harness sets a database URL")
+        .expose_secret()
+        .to_owned()
+}
+
+/// Who makes a request: the claims of the token. Tokens expire, so the fixture records these
+/// and a token is minted from [`LEGACY_JWT_SECRET`] whenever the read is replayed.
+#[derive(Debug, Clone, PartialEq)]
+struct Caller {
+    sub: String,
+    workspaces: BTreeMap<String, Role>,
+    scope: Option<String>,
+}
+
+impl Caller {
+    fn new(sub: &str, workspaces: &[(&str, Role)]) -> Caller {
+        Caller {
+            sub: sub.to_owned(),
+            workspaces: workspaces
+                .iter()
+                .map(|(workspace, role)| (workspace.to_string(), *role))
+                .collect(),
+            scope: None,
+        }
+    }
+
+    fn in_ws(sub: &str, role: Role) -> Caller {
+        Caller::new(sub, &[(WS, role)])
+    }
+
+    fn with_scope(mut self, scope: &str) -> Caller {
+        self.scope = Some(scope.to_owned());
+        self
+    }
+
+    fn token(&self, app: &TestApp) -> String {
+        let workspaces: Vec<(&str, Role)> = self
+            .workspaces
+            .iter()
+            .map(|(workspace, role)| (workspace.as_str(), *role))
+            .collect();
+        app.token_for(&self.sub, &workspaces, self.scope.as_deref())
+    }
+
+    fn to_json(&self) -> Value {
+        let workspaces: serde_json::Map<String, Value> = self
+            .workspaces
+            .iter()
+            .map(|(workspace, role)| (workspace.clone(), json!(role.as_str())))
+            .collect();
+        json!({"sub": self.sub, "workspaces": workspaces, "scope": self.scope})
+    }
+}
+
+/// Sends one request as `who`, with a token minted for it.
+async fn send(
+    app: &TestApp,
+    who: &Caller,
+    method: Method,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<Value>,
+) -> TestResponse {
+    let token = who.token(app);
+    app.request_with(method, path, Some(&token), |mut request| {
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    })
+    .await
+}
+
+/// The requests of a scenario: each must succeed, and answers its JSON body.
+struct Steps<'a> {
+    app: &'a TestApp,
+}
+
+impl Steps<'_> {
+    async fn send(
+        &self,
+        who: &Caller,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Value {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let response = send(self.app, who, method.clone(), path, &headers, body).await;
+        assert!(
+            response.status.is_success(),
+            "{method} {path} as {}: {} {}",
+            who.sub,
+            response.status,
+            response.text
+        );
+        response.body
+    }
+
+    async fn get(&self, who: &Caller, path: &str) -> Value {
+        self.send(who, Method::GET, path, &[], None).await
+    }
+
+    async fn post(&self, who: &Caller, path: &str, body: Value) -> Value {
+        self.send(who, Method::POST, path, &[], Some(body)).await
+    }
+
+    /// A POST that carries no body, such as a test of a stored key.
+    async fn post_empty(&self, who: &Caller, path: &str) -> Value {
+        self.send(who, Method::POST, path, &[], None).await
+    }
+
+    async fn put(&self, who: &Caller, path: &str, body: Value) -> Value {
+        self.send(who, Method::PUT, path, &[], Some(body)).await
+    }
+
+    async fn delete(&self, who: &Caller, path: &str) -> Value {
+        self.send(who, Method::DELETE, path, &[], None).await
+    }
+
+    /// `plain` encrypted with the public key of `who`'s workspace, as family A's clients send
+    /// keys (`apiKeyEncrypted`).
+    async fn sealed(&self, who: &Caller, plain: &str) -> Value {
+        json!(self.app.encrypt_key(&who.token(self.app), plain).await)
+    }
+
+    /// A family B configuration in the first workspace; answers its id.
+    async fn new_llm(
+        &self,
+        admin: &Caller,
+        name: &str,
+        ai_type: &str,
+        endpoint: &str,
+        secret: &str,
+    ) -> String {
+        let body = json!({"name": name, "aiType": ai_type, "endpoint": endpoint,
+                          "secret": secret, "workspaceId": WS});
+        let created = self.post(admin, "/ai/llm", body).await;
+        created["aiLlmId"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A read the fixture records: what was asked, and by whom. Its answer is an [`Answer`].
+#[derive(Debug, Clone)]
+struct Read {
+    /// Names the read in failure messages and lets tests find a recorded answer.
+    about: String,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    who: Caller,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    status: u16,
+    /// The JSON body; null when the body is empty.
+    body: Value,
+}
+
+impl Read {
+    fn get(about: &str, path: &str, who: &Caller) -> Read {
+        Read {
+            about: about.to_owned(),
+            method: Method::GET,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            who: who.clone(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Read {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    async fn ask(&self, app: &TestApp) -> Answer {
+        let response = send(
+            app,
+            &self.who,
+            self.method.clone(),
+            &self.path,
+            &self.headers,
+            None,
+        )
+        .await;
+        assert!(
+            response.text.is_empty() || !response.body.is_null(),
+            "{}: the answer is not JSON: {}",
+            self.about,
+            response.text
+        );
+        Answer {
+            status: response.status.as_u16(),
+            body: response.body,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let headers: String = self
+            .headers
+            .iter()
+            .map(|(name, value)| format!(" [{name}: {value}]"))
+            .collect();
+        let scope = self
+            .who
+            .scope
+            .as_deref()
+            .map(|scope| format!(", scope {scope}"))
+            .unwrap_or_default();
+        format!(
+            "{} {}{headers} as {}{scope} ({})",
+            self.method, self.path, self.who.sub, self.about
+        )
+    }
+
+    fn to_json(&self, answer: &Answer) -> Value {
+        let headers: serde_json::Map<String, Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), json!(value)))
+            .collect();
+        json!({
+            "about": self.about,
+            "method": self.method.as_str(),
+            "path": self.path,
+            "headers": headers,
+            "who": self.who.to_json(),
+            "status": answer.status,
+            "body": answer.body,
+        })
+    }
+}
+
+async fn ask_all(app: &TestApp, reads: &[Read]) -> Vec<Answer> {
+    let mut answers = Vec::with_capacity(reads.len());
+    for read in reads {
+        answers.push(read.ask(app).await);
+    }
+    answers
+}
+
+fn llm_id(list: &Value, name: &str) -> String {
+    list["aiLlms"]
+        .as_array()
+        .expect("aiLlms")
+        .iter()
+        .find(|llm| llm["name"] == name)
+        .unwrap_or_else(|| panic!("no configuration named {name} in {list}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn llm_names(list: &Value) -> Vec<String> {
+    list["aiLlms"]
+        .as_array()
+        .expect("aiLlms")
+        .iter()
+        .map(|llm| llm["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn model(provider: &str, model_type: &str, model: &str, is_paid: bool) -> Value {
+    json!({"provider": provider, "type": model_type, "model": model, "isPaid": is_paid})
+}
+
+fn with_key(mut model: Value, key: Value) -> Value {
+    model["apiKeyEncrypted"] = key;
+    model
+}
+
+/// The reads whose answers the fixture records: every family's view of every owner, the
+/// history in several views, task resolution, name availability and the encryption keys.
+/// `alice_cursor` is the `nextCursor` of alice's first page of history.
+fn reads_to_record(alice_cursor: &str) -> Vec<Read> {
+    let alice = Caller::in_ws("alice", Role::Member);
+    let alice_scoped = alice.clone().with_scope("keys:ciphertext");
+    let bob = Caller::in_ws("bob", Role::Member);
+    let bob_scoped = bob.clone().with_scope("keys:ciphertext");
+    let dan = Caller::in_ws("dan", Role::Member);
+    let vic = Caller::in_ws("vic", Role::Viewer);
+    let ada = Caller::in_ws("ada", Role::Admin);
+    let ada_both = Caller::new("ada", &[(WS, Role::Admin), (WS2, Role::Admin)]);
+    let carol = Caller::new("carol", &[(WS2, Role::Member)]);
+    let carol_scoped = carol.clone().with_scope("keys:ciphertext");
+    let config = "/api/v1/get/ai-model-config";
+    let with_keys = WITH_KEYS;
+    let llms = format!("/ai/llm?workspaceId={WS}");
+    let available = format!("/ai/llm/available?workspaceId={WS}");
+    let name = |name: &str| format!("/api/v1/names/available?workspaceId={WS}&name={name}");
+    let resolve = |query: &str| format!("/api/v1/resolve?{query}");
+    let next_page = format!("/api/v1/history?limit=20&cursor={alice_cursor}");
+    vec![
+        Read::get("A: alice's", config, &alice),
+        Read::get("A: alice's, with ciphertexts", with_keys, &alice_scoped),
+        Read::get("A: ciphertexts without the scope", with_keys, &alice),
+        Read::get("A: bob's", config, &bob),
+        Read::get("A: bob's, with ciphertexts", with_keys, &bob_scoped),
+        Read::get("A: dan's, made through family C", config, &dan),
+        Read::get("A: carol's, in the second workspace", config, &carol),
+        Read::get("A: carol's, with ciphertexts", with_keys, &carol_scoped),
+        Read::get("A: none yet", config, &vic),
+        Read::get("B: the workspace's", &llms, &ada),
+        Read::get("B: the workspace's, to a viewer", &llms, &vic),
+        Read::get("B: the workspace's validated", &available, &ada),
+        Read::get(
+            "B: the second workspace's",
+            &format!("/ai/llm?workspaceId={WS2}"),
+            &ada_both,
+        ),
+        Read::get(
+            "B: the second workspace's validated",
+            &format!("/ai/llm/available?workspaceId={WS2}"),
+            &ada_both,
+        ),
+        Read::get("C: alice's", "/api/user/api-keys", &alice),
+        Read::get("C: bob's", "/api/user/api-keys", &bob),
+        Read::get("C: dan's", "/api/user/api-keys", &dan),
+        Read::get("C: none yet", "/api/user/api-keys", &vic),
+        Read::get("D: alice's", "/api/keys", &alice),
+        Read::get("D: bob's", "/api/keys", &bob),
+        Read::get("D: dan's", "/api/keys", &dan),
+        Read::get("D: carol's", "/api/keys", &carol),
+        Read::get("E: providers", "/api/v1/settings/providers", &ada),
+        Read::get(
+            "E: second workspace's providers",
+            "/api/v1/settings/providers",
+            &ada_both,
+        )
+        .header("X-Workspace-Id", WS2),
+        Read::get("E: tasks", "/api/v1/settings/task-assignments", &vic),
+        Read::get(
+            "E: second workspace's tasks",
+            "/api/v1/settings/task-assignments",
+            &ada_both,
+        )
+        .header("X-Workspace-Id", WS2),
+        Read::get("history: the workspace", "/api/v1/history?limit=500", &ada),
+        Read::get(
+            "history: the second workspace",
+            "/api/v1/history?limit=500",
+            &ada_both,
+        )
+        .header("X-Workspace-Id", WS2),
+        Read::get(
+            "history: alice's, first page",
+            "/api/v1/history?limit=20",
+            &alice,
+        ),
+        Read::get("history: alice's, second page", &next_page, &alice),
+        Read::get(
+            "history: tests and removals",
+            "/api/v1/history?limit=500&type=CredentialValidated,CredentialRemoved",
+            &ada,
+        ),
+        Read::get(
+            "history: dan's, to an admin",
+            "/api/v1/history?owner=user:dan",
+            &ada,
+        ),
+        Read::get(
+            "history: a member's of the workspace",
+            "/api/v1/history?owner=workspace",
+            &alice,
+        ),
+        Read::get("resolve: alice's chat", &resolve("task=chat"), &alice),
+        Read::get(
+            "resolve: alice's chat, scoped",
+            &resolve("task=chat"),
+            &alice_scoped,
+        ),
+        Read::get(
+            "resolve: alice's free chat",
+            &resolve("task=chat&freeOnly=true"),
+            &alice,
+        ),
+        Read::get(
+            "resolve: alice's summaries",
+            &resolve("task=summarize"),
+            &alice,
+        ),
+        Read::get(
+            "resolve: alice's embeddings",
+            &resolve("task=embed"),
+            &alice,
+        ),
+        Read::get(
+            "resolve: bob's translations",
+            &resolve("task=translate"),
+            &bob,
+        ),
+        Read::get("resolve: dan's chat", &resolve("task=chat"), &dan),
+        Read::get("resolve: a viewer's chat", &resolve("task=chat"), &vic),
+        Read::get(
+            "resolve: a viewer's free chat",
+            &resolve("task=chat&freeOnly=true"),
+            &vic,
+        ),
+        Read::get(
+            "resolve: carol's chat, scoped",
+            &resolve("task=chat"),
+            &carol_scoped,
+        ),
+        Read::get(
+            "resolve: an unassigned task",
+            &resolve("task=classify"),
+            &ada,
+        ),
+        Read::get("names: renamed to", &name("Staging%20Claude"), &ada),
+        Read::get("names: renamed from", &name("staging%20anthropic"), &ada),
+        Read::get("names: deleted", &name("Temporary"), &ada),
+        Read::get(
+            "names: taken, in another case",
+            &name("PROD%20OPENAI"),
+            &vic,
+        ),
+        Read::get("names: with an accent", &name("caf%C3%A9"), &vic),
+        Read::get(
+            "names: given to a family E key",
+            &name("Google%20key"),
+            &ada,
+        ),
+        Read::get(
+            "names: given to a family A key",
+            &name("user:alice%20OpenAI%20gpt-4"),
+            &ada,
+        ),
+        Read::get(
+            "names: given to a family C key",
+            &name("user:dan%20bedrock%20key"),
+            &ada,
+        ),
+        Read::get("names: free", &name("Nobody%27s"), &ada),
+        Read::get(
+            "names: taken in the second workspace",
+            &format!("/api/v1/names/available?workspaceId={WS2}&name=prod%20openai"),
+            &ada_both,
+        ),
+        Read::get("encryption key", "/api/v1/encryption-key", &alice),
+        Read::get(
+            "encryption key of the second workspace",
+            "/api/v1/encryption-key",
+            &carol,
+        ),
+    ]
+}
+
+/// Runs the scenario through every API family against today's build and writes the fixture:
+/// the database as pg_dump sees it, and the answers to [`reads_to_record`].
+///
+/// Run explicitly: `cargo nextest run -p aimc-e2e write_the_legacy_fixture --run-ignored only`.
+/// Only the build the fixture is named after should write it (see its README).
+#[tokio::test]
+#[ignore = "writes tests/fixtures/legacy-d6a1883; run only to regenerate it"]
+async fn write_the_legacy_fixture() {
+    let good_provider = FakeProvider::start(GOOD_KEY).await;
+    let anthropic_provider = FakeProvider::start(E_ANTHROPIC).await;
+    let app = spawn_app_from(legacy_settings().await, WS).await;
+    for key in LEGACY_KEYS {
+        app.remember_secret(key);
+    }
+    let s = Steps { app: &app };
+    let alice = Caller::in_ws("alice", Role::Member);
+    let bob = Caller::in_ws("bob", Role::Member);
+    let dan = Caller::in_ws("dan", Role::Member);
+    let ada = Caller::in_ws("ada", Role::Admin);
+    let ada_both = Caller::new("ada", &[(WS, Role::Admin), (WS2, Role::Admin)]);
+    let carol = Caller::new("carol", &[(WS2, Role::Member)]);
+    let create = "/api/v1/create/ai-model-config";
+    let update = "/api/v1/update/ai-model-config";
+    let llm = |id: &str| format!("/ai/llm/{id}");
+
+    // Family A: alice creates seed 000's configuration.
+    let openai = s.sealed(&alice, ALICE_OPENAI).await;
+    let anthropic = s.sealed(&alice, ALICE_ANTHROPIC).await;
+    s.post(
+        &alice,
+        create,
+        json!({"models": [
+        with_key(model("OpenAI", "chat", "gpt-4", true), openai),
+        with_key(model("Anthropic", "chat", "claude-2", true), anthropic),
+        with_key(model("Ollama", "chat", "llama3", false), Value::Null),
+    ], "system_prompt": "You are a helpful AI assistant."}),
+    )
+    .await;
+
+    // Family B: the workspace's production configuration, with an access key.
+    s.post(
+        &ada,
+        "/ai/llm",
+        json!({
+            "name": "Prod OpenAI", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+            "key": PROD_ACCESS_KEY, "secret": PROD_SECRET, "workspaceId": WS
+        }),
+    )
+    .await;
+
+    // Family A: bob's configuration, with Gemini and a local model.
+    let gemini = s.sealed(&bob, BOB_GEMINI).await;
+    s.post(
+        &bob,
+        create,
+        json!({"models": [
+        with_key(model("Gemini", "chat", "gemini-1.5-pro", true), gemini),
+        model("Ollama", "chat", "llama3", false),
+    ], "system_prompt": "Answer briefly."}),
+    )
+    .await;
+
+    // Family D: alice numbers two keys of her own.
+    let d_openai = s
+        .post(
+            &alice,
+            "/api/keys",
+            json!({"service": "OPENAI", "api_key": ALICE_D_OPENAI}),
+        )
+        .await["id"]
+        .clone();
+    let d_anthropic = s
+        .post(
+            &alice,
+            "/api/keys",
+            json!({"service": "anthropic", "api_key": ALICE_D_ANTHROPIC}),
+        )
+        .await["id"]
+        .clone();
+
+    // Family A: a new OpenAI key.
+    let openai = s.sealed(&alice, ALICE_OPENAI_NEW).await;
+    s.put(
+        &alice,
+        update,
+        json!({"models": [
+            with_key(model("OpenAI", "chat", "gpt-4", true), openai),
+            model("Anthropic", "chat", "claude-2", true),
+            model("Ollama", "chat", "llama3", false),
+        ]}),
+    )
+    .await;
+
+    // Family B: configurations to test, rename, move and delete, one whose name the service
+    // will want for a family E key, and one whose name is not ASCII.
+    let fake = good_provider.address.as_str();
+    let good = s
+        .new_llm(&ada, "Fake Good", "OPENAI", &format!("{fake}/v1"), GOOD_KEY)
+        .await;
+    let revoked = s
+        .new_llm(&ada, "Fake Revoked", "OPENAI", fake, REVOKED_KEY)
+        .await;
+    let anthropic_api = "https://api.anthropic.com";
+    let staging = s
+        .new_llm(
+            &ada,
+            "Staging Anthropic",
+            "ANTHROPIC",
+            anthropic_api,
+            STAGING_SECRET,
+        )
+        .await;
+    let example = "https://llm.example.com";
+    let temporary = s
+        .new_llm(&ada, "Temporary", "OTHER", example, TEMPORARY_SECRET)
+        .await;
+    s.new_llm(&ada, "Anthropic key", "OTHER", example, SQUATTER_SECRET)
+        .await;
+    s.new_llm(
+        &ada,
+        "Café",
+        "OTHER",
+        "https://llm.example.com/café",
+        CAFE_SECRET,
+    )
+    .await;
+
+    // Family A: the Anthropic key removed with null.
+    s.put(
+        &alice,
+        update,
+        json!({"models": [
+            model("OpenAI", "chat", "gpt-4", true),
+            with_key(model("Anthropic", "chat", "claude-2", true), Value::Null),
+            model("Ollama", "chat", "llama3", false),
+        ]}),
+    )
+    .await;
+
+    // Family B: one key the provider accepts, one it refuses.
+    let accepted = s
+        .post_empty(&ada, &format!("/ai/llm/{good}/validate"))
+        .await;
+    assert_eq!(accepted["success"], true, "{accepted}");
+    let refused = s
+        .post_empty(&ada, &format!("/ai/llm/{revoked}/validate"))
+        .await;
+    assert_eq!(refused["success"], false, "{refused}");
+
+    // Family A: gpt-4 becomes gpt-4o, first in the list, keeping its key.
+    s.put(
+        &alice,
+        update,
+        json!({"models": [
+            model("OpenAI", "chat", "gpt-4o", true),
+            model("Anthropic", "chat", "claude-2", true),
+            model("Ollama", "chat", "llama3", false),
+        ]}),
+    )
+    .await;
+
+    // Family B: renamed, then moved to Bedrock with a new secret; an access key replaced; a
+    // configuration deleted.
+    s.put(&ada, &llm(&staging), json!({"name": "Staging Claude"}))
+        .await;
+    s.put(
+        &ada,
+        &llm(&staging),
+        json!({"aiType": "AWS", "secret": STAGING_SECRET_NEW,
+        "endpoint": "https://bedrock-runtime.us-east-1.amazonaws.com"}),
+    )
+    .await;
+    let prod = llm_id(
+        &s.get(&ada, &format!("/ai/llm?workspaceId={WS}")).await,
+        "Prod OpenAI",
+    );
+    s.put(&ada, &llm(&prod), json!({"key": PROD_ACCESS_KEY_NEW}))
+        .await;
+    s.delete(&ada, &llm(&temporary)).await;
+
+    // Family C: dan's providers, Bedrock with an access key, a secret and a region.
+    s.put(
+        &dan,
+        "/api/user/api-keys",
+        json!({
+            "anthropic": {"apiKey": DAN_ANTHROPIC},
+            "openrouter": {"apiKey": DAN_OPENROUTER, "modelId": "meta-llama/llama-3-70b-instruct"},
+            "bedrock": {"accessKeyId": DAN_BEDROCK_ACCESS, "secretAccessKey": DAN_BEDROCK_SECRET,
+                        "region": "us-east-1"}
+        }),
+    )
+    .await;
+
+    // Family A: Anthropic becomes free, and an embedding model comes with its own key.
+    let embedding = s.sealed(&alice, ALICE_EMBEDDING).await;
+    s.put(
+        &alice,
+        update,
+        json!({"models": [
+            model("OpenAI", "chat", "gpt-4o", true),
+            model("Anthropic", "chat", "claude-2", false),
+            model("Ollama", "chat", "llama3", false),
+            with_key(model("OpenAI", "embedding", "text-embedding-3-small", true), embedding),
+        ]}),
+    )
+    .await;
+
+    // Family C: alice picks another model id for the OpenAI model family A made.
+    s.put(
+        &alice,
+        "/api/user/api-keys",
+        json!({"openai": {"modelId": "gpt-4-turbo"}}),
+    )
+    .await;
+
+    // Family E: keys for Gemini and Anthropic; "Anthropic key" is taken, so a suffix is added.
+    let providers = "/api/v1/settings/providers";
+    s.post(
+        &ada,
+        &format!("{providers}/gemini"),
+        json!({"api_key": E_GEMINI}),
+    )
+    .await;
+    s.post(
+        &ada,
+        &format!("{providers}/anthropic"),
+        json!({"api_key": E_ANTHROPIC}),
+    )
+    .await;
+    let llms = s.get(&ada, &format!("/ai/llm?workspaceId={WS}")).await;
+    let suffixed = llm_names(&llms)
+        .into_iter()
+        .find(|name| name.starts_with("Anthropic key ("))
+        .expect("the generated name took a suffix");
+    let e_anthropic = llm_id(&llms, &suffixed);
+
+    // Family E's Anthropic key, pointed at a fake Anthropic through family B and tested; the
+    // Gemini key replaced.
+    let endpoint = anthropic_provider.address.as_str();
+    s.put(
+        &ada,
+        &llm(&e_anthropic),
+        json!({"endpoint": endpoint, "secret": E_ANTHROPIC}),
+    )
+    .await;
+    let tested = s
+        .post_empty(&ada, &format!("{providers}/anthropic/test"))
+        .await;
+    assert_eq!(tested["success"], true, "{tested}");
+    s.post(
+        &ada,
+        &format!("{providers}/gemini"),
+        json!({"api_key": E_GEMINI_NEW}),
+    )
+    .await;
+
+    // Family E: tasks assigned, then changed (one reassigned, one dropped, one added).
+    let tasks = "/api/v1/settings/task-assignments";
+    s.post(
+        &ada,
+        tasks,
+        json!({"assignments": [
+            {"task": "summarize", "provider": "anthropic", "model": "claude-sonnet-4-20250514"},
+            {"task": "translate", "provider": "gemini", "model": "gemini-1.5-pro"}
+        ]}),
+    )
+    .await;
+    s.post(
+        &ada,
+        tasks,
+        json!({"assignments": [
+            {"task": "summarize", "provider": "anthropic", "model": "claude-opus-4-20250514"},
+            {"task": "chat", "provider": "gemini", "model": "gemini-1.5-flash"}
+        ]}),
+    )
+    .await;
+
+    // Family A: reordered; the prompt changed, then cleared.
+    let reordered = json!([
+        model("Ollama", "chat", "llama3", false),
+        model("OpenAI", "chat", "gpt-4-turbo", true),
+        model("Anthropic", "chat", "claude-2", false),
+        model("OpenAI", "embedding", "text-embedding-3-small", true),
+    ]);
+    let concise = "You are a concise AI assistant.";
+    s.put(
+        &alice,
+        update,
+        json!({"models": reordered, "system_prompt": concise}),
+    )
+    .await;
+    s.put(
+        &alice,
+        update,
+        json!({"models": reordered, "system_prompt": null}),
+    )
+    .await;
+    // Sending back the stored ciphertexts keeps the keys and records nothing.
+    let events_before = app.event_count().await;
+    let alice_scoped = alice.clone().with_scope("keys:ciphertext");
+    let stored = s.get(&alice_scoped, WITH_KEYS).await;
+    let resent: Vec<Value> = stored["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|model| {
+            let mut model = model.clone();
+            // Hints are shown, not accepted: an update names only what it sets.
+            model.as_object_mut().unwrap().remove("keyHint");
+            model
+        })
+        .collect();
+    s.put(&alice, update, json!({"models": resent})).await;
+    assert_eq!(
+        app.event_count().await,
+        events_before,
+        "nothing changed, nothing recorded"
+    );
+
+    // Family C: dan adds a model id alone, moves Bedrock with a new access key, drops OpenRouter.
+    s.put(
+        &dan,
+        "/api/user/api-keys",
+        json!({
+            "openai": {"modelId": "gpt-4.1"},
+            "bedrock": {"accessKeyId": DAN_BEDROCK_ACCESS_NEW, "region": "eu-west-1"}
+        }),
+    )
+    .await;
+    s.delete(&dan, "/api/user/api-keys/openrouter").await;
+
+    // Family D: alice replaces one key and deletes the other; bob adds one.
+    s.put(
+        &alice,
+        &format!("/api/keys/{d_openai}"),
+        json!({"api_key": ALICE_D_OPENAI_NEW}),
+    )
+    .await;
+    s.delete(&alice, &format!("/api/keys/{d_anthropic}")).await;
+    s.post(
+        &bob,
+        "/api/keys",
+        json!({"service": "GEMINI", "api_key": BOB_D_GEMINI}),
+    )
+    .await;
+
+    // Family A: bob drops the local model, adds OpenRouter with a key and an image model.
+    let openrouter = s.sealed(&bob, BOB_OPENROUTER).await;
+    s.put(&bob, update, json!({"models": [
+        model("Gemini", "chat", "gemini-1.5-pro", true),
+        with_key(model("OpenRouter", "chat", "meta-llama/llama-3-70b-instruct", true), openrouter),
+        model("OpenAI", "image", "dall-e-3", true),
+    ]}))
+    .await;
+
+    // The second workspace: the first's configuration name again, a person's configuration,
+    // and a family E key set by an admin of both workspaces.
+    s.post(
+        &ada_both,
+        "/ai/llm",
+        json!({
+            "name": "Prod OpenAI", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+            "secret": WS2_B_SECRET, "workspaceId": WS2
+        }),
+    )
+    .await;
+    let openai = s.sealed(&carol, CAROL_OPENAI).await;
+    s.post(
+        &carol,
+        create,
+        json!({"models": [
+            with_key(model("OpenAI", "chat", "gpt-4o-mini", true), openai),
+        ]}),
+    )
+    .await;
+    let in_ws2 = [("X-Workspace-Id", WS2)];
+    let saved = json!({"api_key": WS2_E_OPENAI});
+    s.send(
+        &ada_both,
+        Method::POST,
+        &format!("{providers}/openai"),
+        &in_ws2,
+        Some(saved),
+    )
+    .await;
+
+    // Every event type this build knows is in the log.
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT event_type FROM events ORDER BY 1")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let mut known: Vec<&str> = AiModelConfigEvent::NAMES.to_vec();
+    known.sort();
+    assert_eq!(
+        types, known,
+        "the scenario must leave every event type in the log"
+    );
+
+    // The answers to record.
+    let first_page = s.get(&alice, "/api/v1/history?limit=20").await;
+    let cursor = first_page["nextCursor"]
+        .as_str()
+        .expect("alice's history has two pages");
+    let reads = reads_to_record(cursor);
+    let answers = ask_all(&app, &reads).await;
+    for (read, answer) in reads.iter().zip(&answers) {
+        assert!(answer.status < 500, "{}: {answer:?}", read.describe());
+    }
+    app.assert_no_plain_key_anywhere().await;
+
+    // The database as this build left it.
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--inserts", "--no-owner", "--no-privileges", "--dbname"])
+        .arg(database_url(&app))
+        .output()
+        .expect("Failed to run pg_dump");
+    assert!(
+        dump.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8(dump.stdout).expect("the dump is UTF-8");
+    let recorded: Vec<Value> = reads
+        .iter()
+        .zip(&answers)
+        .map(|(read, answer)| read.to_json(answer))
+        .collect();
+    let recorded = serde_json::to_string_pretty(&recorded).unwrap() + "\n";
+    for key in LEGACY_KEYS
+        .into_iter()
+        .chain([LEGACY_ENCRYPTION_KEY, LEGACY_JWT_SECRET])
+    {
+        for form in [key.to_owned(), STANDARD.encode(key)] {
+            assert!(!dump.contains(&form), "a plain key is in the dump");
+            assert!(!recorded.contains(&form), "a plain key is in the answers");
+        }
+    }
+    std::fs::create_dir_all(FIXTURE).unwrap();
+    std::fs::write(Path::new(FIXTURE).join("database.sql"), &dump).unwrap();
+    std::fs::write(Path::new(FIXTURE).join("answers.json"), &recorded).unwrap();
+    println!(
+        "wrote {FIXTURE}: {} events, database.sql {} bytes, answers.json {} reads, {} bytes",
+        app.event_count().await,
+        dump.len(),
+        reads.len(),
+        recorded.len()
+    );
+}
