@@ -18,6 +18,7 @@ use base64::Engine;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
 
 use crate::fake_provider::FakeProvider;
 use crate::harness::*;
@@ -108,6 +109,11 @@ const LEGACY_KEYS: [&str; 32] = [
     SYSTEM_OPENROUTER,
 ];
 
+// Keys only the upgraded build receives.
+const UPGRADE_ALICE_D: &str = "sk-upgrade-alice-d-openai-0101mnmn";
+const UPGRADE_E_GEMINI: &str = "AIzaUpgradeWorkspaceGemini-0102opop";
+const UPGRADE_DAN_OPENAI: &str = "sk-proj-upgrade-dan-openai-0103qrqr";
+
 /// The settings both builds run with: a fresh database, the local keyring under the fixed
 /// master key, the fixed JWT secret, the fixed system key, and loopback providers allowed.
 async fn legacy_settings() -> Settings {
@@ -192,6 +198,22 @@ impl Caller {
             .map(|(workspace, role)| (workspace.clone(), json!(role.as_str())))
             .collect();
         json!({"sub": self.sub, "workspaces": workspaces, "scope": self.scope})
+    }
+
+    fn from_json(who: &Value) -> Caller {
+        Caller {
+            sub: who["sub"].as_str().expect("who.sub").to_owned(),
+            workspaces: who["workspaces"]
+                .as_object()
+                .expect("who.workspaces")
+                .iter()
+                .map(|(workspace, role)| {
+                    let role = role.as_str().and_then(Role::parse).expect("a role");
+                    (workspace.clone(), role)
+                })
+                .collect(),
+            scope: who["scope"].as_str().map(str::to_owned),
+        }
     }
 }
 
@@ -379,6 +401,133 @@ impl Read {
             "body": answer.body,
         })
     }
+
+    fn from_json(recorded: &Value) -> (Read, Answer) {
+        let read = Read {
+            about: recorded["about"].as_str().expect("about").to_owned(),
+            method: recorded["method"]
+                .as_str()
+                .and_then(|method| method.parse().ok())
+                .expect("method"),
+            path: recorded["path"].as_str().expect("path").to_owned(),
+            headers: recorded["headers"]
+                .as_object()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (name.clone(), value.as_str().expect("header").to_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            who: Caller::from_json(&recorded["who"]),
+        };
+        let answer = Answer {
+            status: recorded["status"].as_u64().expect("status") as u16,
+            body: recorded["body"].clone(),
+        };
+        (read, answer)
+    }
+}
+
+/// Where two JSON values differ, as `$.path: expected …, got …` lines.
+fn differences(path: &str, expected: &Value, actual: &Value, found: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(expected), Value::Object(actual)) => {
+            for (key, value) in expected {
+                let at = format!("{path}.{key}");
+                match actual.get(key) {
+                    Some(other) => differences(&at, value, other, found),
+                    None => found.push(format!(
+                        "{at}: expected {}, got nothing",
+                        shortened(Some(value))
+                    )),
+                }
+            }
+            for (key, value) in actual {
+                if !expected.contains_key(key) {
+                    found.push(format!(
+                        "{path}.{key}: expected nothing, got {}",
+                        shortened(Some(value))
+                    ));
+                }
+            }
+        }
+        (Value::Array(expected), Value::Array(actual)) if expected.len() == actual.len() => {
+            for (index, (value, other)) in expected.iter().zip(actual).enumerate() {
+                differences(&format!("{path}[{index}]"), value, other, found);
+            }
+        }
+        // Elements came or went: comparing the rest pairwise would flag every one after it.
+        (Value::Array(expected), Value::Array(actual)) => {
+            let first = expected
+                .iter()
+                .zip(actual)
+                .position(|(value, other)| value != other)
+                .unwrap_or(expected.len().min(actual.len()));
+            found.push(format!(
+                "{path}: expected {} elements, got {}; the first that differs is [{first}]: expected {}, got {}",
+                expected.len(),
+                actual.len(),
+                shortened(expected.get(first)),
+                shortened(actual.get(first)),
+            ));
+        }
+        _ if expected != actual => found.push(format!(
+            "{path}: expected {}, got {}",
+            shortened(Some(expected)),
+            shortened(Some(actual))
+        )),
+        _ => {}
+    }
+}
+
+/// A value as JSON, cut short: a whole configuration in one line of a failure would drown it.
+fn shortened(value: Option<&Value>) -> String {
+    const MAX_CHARS: usize = 300;
+    let Some(value) = value else {
+        return "nothing".to_owned();
+    };
+    let text = value.to_string();
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Compares every answer with the expected one and fails once, naming each read that differs
+/// and where its body does, so a later build sees all it broke at once.
+fn assert_same_answers(context: &str, reads: &[Read], expected: &[Answer], actual: &[Answer]) {
+    const LINES_PER_READ: usize = 25;
+    assert_eq!(reads.len(), actual.len(), "{context}: reads and answers");
+    let mut report = Vec::new();
+    for ((read, expected), actual) in reads.iter().zip(expected).zip(actual) {
+        if expected == actual {
+            continue;
+        }
+        let mut found = Vec::new();
+        if expected.status != actual.status {
+            found.push(format!(
+                "status: expected {}, got {}",
+                expected.status, actual.status
+            ));
+        }
+        differences("$", &expected.body, &actual.body, &mut found);
+        let shown = found.len().min(LINES_PER_READ);
+        let mut lines: Vec<String> = found[..shown].iter().map(|l| format!("    {l}")).collect();
+        if found.len() > shown {
+            lines.push(format!("    … and {} more", found.len() - shown));
+        }
+        report.push(format!("--- {}\n{}", read.describe(), lines.join("\n")));
+    }
+    assert!(
+        report.is_empty(),
+        "{context}: {} of {} reads answer differently:\n{}",
+        report.len(),
+        reads.len(),
+        report.join("\n")
+    );
 }
 
 async fn ask_all(app: &TestApp, reads: &[Read]) -> Vec<Answer> {
@@ -387,6 +536,65 @@ async fn ask_all(app: &TestApp, reads: &[Read]) -> Vec<Answer> {
         answers.push(read.ask(app).await);
     }
     answers
+}
+
+fn recorded_reads() -> (Vec<Read>, Vec<Answer>) {
+    let text = std::fs::read_to_string(Path::new(FIXTURE).join("answers.json"))
+        .expect("Failed to read answers.json of the legacy fixture");
+    let recorded: Value = serde_json::from_str(&text).expect("answers.json is JSON");
+    recorded
+        .as_array()
+        .expect("answers.json is a list of reads")
+        .iter()
+        .map(Read::from_json)
+        .unzip()
+}
+
+fn recorded<'a>(reads: &[Read], answers: &'a [Answer], about: &str) -> &'a Value {
+    let index = reads
+        .iter()
+        .position(|read| read.about == about)
+        .unwrap_or_else(|| panic!("no recorded read is about \"{about}\""));
+    &answers[index].body
+}
+
+/// pg_dump's output as a script sqlx runs. Since 15.14, pg_dump brackets the dump with psql's
+/// `\restrict <key>` and `\unrestrict <key>` (they stop a hostile server's data from smuggling
+/// psql commands into a restore); they are psql meta-commands, not SQL, and are left out. The
+/// committed dump stays exactly as pg_dump wrote it.
+fn restorable(dump: &str) -> String {
+    dump.lines()
+        .filter(|line| !line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The fixture's database under the current build: a fresh database, the dump loaded into it,
+/// then the application built on it (which migrates and catches up, as an upgrade does).
+async fn spawn_legacy_app() -> TestApp {
+    let settings = legacy_settings().await;
+    let dump = std::fs::read_to_string(Path::new(FIXTURE).join("database.sql"))
+        .expect("Failed to read database.sql of the legacy fixture");
+    let url = settings
+        .database_url
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let mut connection = PgConnection::connect(&url)
+        .await
+        .expect("Failed to connect to the test database");
+    sqlx::raw_sql(&restorable(&dump))
+        .execute(&mut connection)
+        .await
+        .expect("Failed to load the legacy dump");
+    // The dump empties the session's search_path; this connection is done with.
+    connection.close().await.unwrap();
+    let app = spawn_app_from(settings, WS).await;
+    for key in LEGACY_KEYS {
+        app.remember_secret(key);
+    }
+    app
 }
 
 fn llm_id(list: &Value, name: &str) -> String {
@@ -1043,4 +1251,234 @@ async fn write_the_legacy_fixture() {
         reads.len(),
         recorded.len()
     );
+}
+
+#[tokio::test]
+async fn a_log_and_read_model_written_by_the_previous_build_answer_the_same_after_upgrade() {
+    let provider = FakeProvider::start(GOOD_KEY).await;
+    let app = spawn_legacy_app().await;
+    let (reads, legacy) = recorded_reads();
+    let legacy_events = app.event_count().await;
+
+    // Every recorded read, answered from the read model the previous build wrote.
+    let upgraded = ask_all(&app, &reads).await;
+    assert_same_answers("after the upgrade", &reads, &legacy, &upgraded);
+
+    // Writes to the previous build's configurations, through every family.
+    let s = Steps { app: &app };
+    let alice = Caller::in_ws("alice", Role::Member);
+    let dan = Caller::in_ws("dan", Role::Member);
+    let ada = Caller::in_ws("ada", Role::Admin);
+    let ada_both = Caller::new("ada", &[(WS, Role::Admin), (WS2, Role::Admin)]);
+    for key in [UPGRADE_ALICE_D, UPGRADE_E_GEMINI, UPGRADE_DAN_OPENAI] {
+        app.remember_secret(key);
+    }
+    let legacy_llms = recorded(&reads, &legacy, "B: the workspace's");
+    let llm = |name: &str| format!("/ai/llm/{}", llm_id(legacy_llms, name));
+
+    // Family B: one configuration renamed, another deleted.
+    s.put(
+        &ada,
+        &llm("Staging Claude"),
+        json!({"name": "Staging Router"}),
+    )
+    .await;
+    s.delete(&ada, &llm("Prod OpenAI")).await;
+
+    // Family B: a key tested at a provider on the same host, which needs no secret sent again:
+    // the service decrypts the previous build's ciphertext and the provider accepts the key.
+    let endpoint = format!("{}/v1", provider.address);
+    let legacy_endpoint = legacy_llms["aiLlms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|llm| llm["name"] == "Fake Good")
+        .unwrap()["endpoint"]
+        .clone();
+    s.put(&ada, &llm("Fake Good"), json!({"endpoint": endpoint}))
+        .await;
+    let validated = s
+        .post_empty(&ada, &format!("{}/validate", llm("Fake Good")))
+        .await;
+    assert_eq!(validated["success"], true, "{validated}");
+    assert_eq!(provider.calls(), 1);
+
+    // Family D: alice's numbered key replaced (the list has family A's keys too).
+    let legacy_keys = recorded(&reads, &legacy, "D: alice's");
+    let d_key = legacy_keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|key| key["last_4_chars"] == "sk-...yyyy")
+        .expect("alice's family D key");
+    let number = legacy_keys[d_key]["id"].as_i64().unwrap();
+    let replaced = s
+        .put(
+            &alice,
+            &format!("/api/keys/{number}"),
+            json!({"api_key": UPGRADE_ALICE_D}),
+        )
+        .await;
+    assert_eq!(replaced["id"], number);
+
+    // Family E: a new key for a provider that has one replaces it.
+    let gemini = "/api/v1/settings/providers/gemini";
+    let saved = s
+        .post(&ada, gemini, json!({"api_key": UPGRADE_E_GEMINI}))
+        .await;
+    assert_eq!(saved["key_hint"], "AIz...opop");
+
+    // Family A: alice's models sent again without keys, which keeps them, and a new prompt.
+    let legacy_config = recorded(&reads, &legacy, "A: alice's");
+    let models: Vec<Value> = legacy_config["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |name: &str| m[name].as_str().unwrap();
+            model(
+                field("provider"),
+                field("type"),
+                field("model"),
+                m["isPaid"] == true,
+            )
+        })
+        .collect();
+    let prompt = "Written after the upgrade.";
+    let update = "/api/v1/update/ai-model-config";
+    s.put(
+        &alice,
+        update,
+        json!({"models": models, "system_prompt": prompt}),
+    )
+    .await;
+
+    // Family C: a first key for a provider dan had only a model id for, and a new model id.
+    s.put(
+        &dan,
+        "/api/user/api-keys",
+        json!({
+            "openai": {"apiKey": UPGRADE_DAN_OPENAI},
+            "anthropic": {"modelId": "claude-opus-4-20250514"}
+        }),
+    )
+    .await;
+
+    // Each change shows, and only it.
+    let llms = s.get(&ada, &format!("/ai/llm?workspaceId={WS}")).await;
+    let expected_names: Vec<String> = llm_names(legacy_llms)
+        .into_iter()
+        .filter(|name| name != "Prod OpenAI")
+        .map(|name| match name.as_str() {
+            "Staging Claude" => "Staging Router".to_owned(),
+            _ => name,
+        })
+        .collect();
+    assert_eq!(llm_names(&llms), expected_names);
+    let google = llms["aiLlms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|llm| llm["aiType"] == "GOOGLE");
+    assert_eq!(
+        google.count(),
+        1,
+        "family E's key was replaced, not joined: {llms}"
+    );
+    for (name, workspace, available) in [
+        ("Prod%20OpenAI", WS, true),
+        ("Prod%20OpenAI", WS2, false),
+        ("Staging%20Claude", WS, true),
+        ("Staging%20Router", WS, false),
+    ] {
+        let path = format!("/api/v1/names/available?workspaceId={workspace}&name={name}");
+        assert_eq!(
+            s.get(&ada_both, &path).await["available"],
+            available,
+            "{path}"
+        );
+    }
+    let mut expected_keys = legacy_keys.clone();
+    expected_keys[d_key]["last_4_chars"] = json!("sk-...mnmn");
+    assert_eq!(
+        s.get(&alice, "/api/keys").await,
+        expected_keys,
+        "same id and creation time"
+    );
+    let mut expected_providers = recorded(&reads, &legacy, "E: providers").clone();
+    expected_providers[1]["key_hint"] = json!("AIz...opop");
+    assert_eq!(
+        s.get(&ada, "/api/v1/settings/providers").await,
+        expected_providers
+    );
+    let alice_scoped = alice.clone().with_scope("keys:ciphertext");
+    let mut expected_config = recorded(&reads, &legacy, "A: alice's, with ciphertexts").clone();
+    expected_config["system_prompt"] = json!(prompt);
+    assert_eq!(
+        s.get(&alice_scoped, WITH_KEYS).await,
+        expected_config,
+        "the previous build's ciphertexts and hints are kept"
+    );
+    let dan_keys = s.get(&dan, "/api/user/api-keys").await;
+    assert_eq!(
+        dan_keys["openai"],
+        json!({"configured": true, "keyHint": "sk-...qrqr", "modelId": "gpt-4.1", "isDefaultModel": false})
+    );
+    assert_eq!(dan_keys["anthropic"]["modelId"], "claude-opus-4-20250514");
+    assert_eq!(
+        dan_keys["bedrock"],
+        recorded(&reads, &legacy, "C: dan's")["bedrock"]
+    );
+
+    // The history: the new entries, newest first, then the previous build's as they were.
+    let history = s.get(&ada, "/api/v1/history?limit=500").await;
+    let entries = history["events"].as_array().unwrap();
+    let legacy_history = recorded(&reads, &legacy, "history: the workspace");
+    let legacy_entries = legacy_history["events"].as_array().unwrap();
+    let new = (app.event_count().await - legacy_events) as usize;
+    // Rename, removal, endpoint (unless the new provider got the old port), validation, D's
+    // and E's replaced secrets, the prompt, C's credential with its attachment and model id.
+    assert_eq!(new, 9 + usize::from(legacy_endpoint != endpoint.as_str()));
+    assert_eq!(entries.len(), legacy_entries.len() + new);
+    assert_eq!(
+        &entries[new..],
+        &legacy_entries[..],
+        "the previous build's entries"
+    );
+    let newest_legacy = legacy_entries[0]["occurredAt"].as_str().unwrap();
+    for entry in &entries[..new] {
+        assert!(
+            entry["occurredAt"].as_str().unwrap() > newest_legacy,
+            "{entry}"
+        );
+    }
+
+    // A rebuild of the read model from the whole log, old events and new, answers the same.
+    let before_rebuild = ask_all(&app, &reads).await;
+    let replayed = aimc_store::Projector::new(app.pool.clone())
+        .rebuild()
+        .await
+        .unwrap();
+    assert_eq!(replayed as i64, app.event_count().await);
+    let rebuilt = ask_all(&app, &reads).await;
+    assert_same_answers("after a rebuild", &reads, &before_rebuild, &rebuilt);
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_rebuild_of_the_previous_builds_log_gives_the_answers_its_read_model_gave() {
+    let app = spawn_legacy_app().await;
+    let (reads, legacy) = recorded_reads();
+
+    let replayed = aimc_store::Projector::new(app.pool.clone())
+        .rebuild()
+        .await
+        .unwrap();
+
+    assert_eq!(replayed as i64, app.event_count().await);
+    // History positions (and so cursors) are renumbered by a rebuild; they come out the same
+    // because the previous build recorded its entries in time order.
+    let rebuilt = ask_all(&app, &reads).await;
+    assert_same_answers("after rebuilding the legacy log", &reads, &legacy, &rebuilt);
+    app.assert_no_plain_key_anywhere().await;
 }
