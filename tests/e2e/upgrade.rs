@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aimc_api::Role;
-use aimc_domain::AiModelConfigEvent;
+use aimc_domain::ConfigEvent;
 use aimc_server::configuration::{KeyringKind, Settings};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -1196,7 +1196,7 @@ async fn write_the_legacy_fixture() {
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    let mut known: Vec<&str> = AiModelConfigEvent::NAMES.to_vec();
+    let mut known: Vec<&str> = ConfigEvent::NAMES.to_vec();
     known.sort();
     assert_eq!(
         types, known,
