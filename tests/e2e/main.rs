@@ -15,4 +15,5 @@ mod input;
 mod keyring;
 mod operations;
 mod resolve;
+mod round_trips;
 mod upgrade;

@@ -1,0 +1,186 @@
+//! What a write costs PostgreSQL: statements counted on the wire, between the service and the
+//! database, by a proxy that reads the frontend's messages: each `Execute` (extended protocol)
+//! or simple `Query` is one. sqlx waits for each statement's result before sending the next,
+//! so on a warm connection (statements prepared) each statement is one round trip.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aimc_api::Role;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::*;
+
+/// Forwards connections to PostgreSQL, counting the statements the clients run.
+struct CountingProxy {
+    port: u16,
+    round_trips: Arc<AtomicUsize>,
+}
+
+/// `SSLRequest` and `GSSENCRequest` precede the startup message, which has no type byte either.
+const ENCRYPTION_REQUESTS: [i32; 2] = [80_877_103, 80_877_104];
+
+impl CountingProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let round_trips = Arc::new(AtomicUsize::new(0));
+        let counter = round_trips.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream).await.unwrap();
+                tokio::spawn(relay(client, server, counter.clone()));
+            }
+        });
+        CountingProxy { port, round_trips }
+    }
+
+    fn take(&self) -> usize {
+        self.round_trips.swap(0, Ordering::SeqCst)
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicUsize>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+    });
+    let mut untyped = true;
+    loop {
+        let message = if untyped {
+            let mut length = [0u8; 4];
+            if client_read.read_exact(&mut length).await.is_err() {
+                return;
+            }
+            let mut rest = vec![0u8; i32::from_be_bytes(length) as usize - 4];
+            if client_read.read_exact(&mut rest).await.is_err() {
+                return;
+            }
+            let code = i32::from_be_bytes(rest[..4].try_into().unwrap());
+            untyped = ENCRYPTION_REQUESTS.contains(&code);
+            [length.to_vec(), rest].concat()
+        } else {
+            let mut header = [0u8; 5];
+            if client_read.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            let length = i32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; length - 4];
+            if client_read.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            if matches!(header[0], b'E' | b'Q') {
+                round_trips.fetch_add(1, Ordering::SeqCst);
+            }
+            [header.to_vec(), body].concat()
+        };
+        if server_write.write_all(&message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// An app whose one database connection goes through a counting proxy, so every statement
+/// after the first use of its text is one round trip.
+async fn counted_app() -> (TestApp, CountingProxy) {
+    let mut settings = test_settings().await;
+    let url = url::Url::parse(settings.database_url.as_ref().unwrap().expose_secret()).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = CountingProxy::start(upstream).await;
+    let mut proxied = url.clone();
+    proxied.set_host(Some("127.0.0.1")).unwrap();
+    proxied.set_port(Some(proxy.port)).unwrap();
+    proxied.query_pairs_mut().append_pair("sslmode", "disable");
+    settings.database_url = Some(SecretString::from(proxied.to_string()));
+    settings.database_max_connections = 1;
+    let workspace = format!("ws-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    (spawn_app_from(settings, &workspace).await, proxy)
+}
+
+/// Seed 000's models with a new key for gpt-4 (replacing its secret) and a new model with a
+/// key of its own (a new credential, named and numbered).
+async fn models_with_new_keys(app: &TestApp, token: &str, round: usize) -> Value {
+    let openai = app
+        .encrypt_key(token, &format!("sk-openai-round-{round:04}-abcdef"))
+        .await;
+    let extra = app
+        .encrypt_key(token, &format!("sk-extra-round-{round:04}-abcdef"))
+        .await;
+    json!({"models": [
+        {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": openai, "isPaid": true},
+        {"provider": "Anthropic", "type": "chat", "model": "claude-2", "isPaid": true},
+        {"provider": "Ollama", "type": "chat", "model": "llama3", "isPaid": false},
+        {"provider": "OpenAI", "type": "embedding", "model": format!("embed-{round}"), "apiKeyEncrypted": extra, "isPaid": true}
+    ], "system_prompt": format!("round {round}")})
+}
+
+#[tokio::test]
+async fn a_family_a_put_with_new_keys_takes_at_most_five_round_trips() {
+    let (app, proxy) = counted_app().await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    for warm_up in 0..2 {
+        let body = models_with_new_keys(&app, &token, warm_up).await;
+        let response = app
+            .put("/api/v1/update/ai-model-config", &token, body)
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    }
+    let body = models_with_new_keys(&app, &token, 7).await;
+    proxy.take();
+
+    let response = app
+        .put("/api/v1/update/ai-model-config", &token, body)
+        .await;
+
+    let round_trips = proxy.take();
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["models"][3]["keyHint"], "sk-...cdef");
+    // Load the configuration; number and name the new credential; append and project.
+    assert!(round_trips <= 5, "{round_trips} round trips");
+    assert_eq!(
+        round_trips, 4,
+        "the count changed: update the comment above"
+    );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_family_c_put_takes_at_most_five_round_trips() {
+    let (app, proxy) = counted_app().await;
+    let token = app.token("carol", Role::Member);
+    let put = |round: usize| {
+        app.remember_secret(&format!("sk-ant-round-{round:04}-abcdef"));
+        app.remember_secret(&format!("sk-or-round-{round:04}-abcdef"));
+        app.put(
+            "/api/user/api-keys",
+            &token,
+            json!({
+                "anthropic": {"apiKey": format!("sk-ant-round-{round:04}-abcdef")},
+                "openrouter": {"apiKey": format!("sk-or-round-{round:04}-abcdef"), "modelId": format!("model-{round}")}
+            }),
+        )
+    };
+    for warm_up in 0..2 {
+        assert_eq!(put(warm_up).await.status, StatusCode::OK);
+    }
+    proxy.take();
+
+    let response = put(7).await;
+
+    let round_trips = proxy.take();
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["openrouter"]["modelId"], "model-7");
+    // Load the configuration; append and project (both providers have keys to replace).
+    assert!(round_trips <= 5, "{round_trips} round trips");
+    assert_eq!(
+        round_trips, 2,
+        "the count changed: update the comment above"
+    );
+    app.assert_no_plain_key_anywhere().await;
+}
