@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+use crate::fake_provider::FakeProvider;
 use crate::harness::*;
 
 #[tokio::test]
@@ -182,6 +183,121 @@ async fn a_command_sends_all_its_keys_to_vault_in_one_batch() {
         1,
         "both keys sealed in one call"
     );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+/// Forwards TCP connections, holding each chunk a client sends for `delay`.
+struct SlowProxy {
+    address: String,
+}
+
+impl SlowProxy {
+    async fn start(upstream: String, delay: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(read) = client_read.read(&mut buffer).await {
+                        if read == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                        if server_write.write_all(&buffer[..read]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowProxy { address }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_of_a_workspace_share_their_vault_calls() {
+    let provider = FakeProvider::start("sk-shared-call-key-0007").await;
+    let vault = start_own_vault().await;
+    // Each Vault call takes a while, as it does under load, so the writers' calls overlap.
+    let slow_vault = SlowProxy::start(vault.address.clone(), Duration::from_millis(100)).await;
+    let app = spawn_app_with({
+        let (address, token) = (slow_vault.address.clone(), vault.token.clone());
+        move |settings| {
+            settings.vault_addr = Some(address);
+            settings.vault_token = Some(SecretString::from(token));
+        }
+    })
+    .await;
+    let admin = app.token("ada", Role::Admin);
+    let creates = 12;
+    let secret = |n: usize| format!("sk-shared-call-key-{n:04}");
+    for n in 0..creates {
+        app.remember_secret(&secret(n));
+    }
+    // The workspace key exists before the writers race, so they race for encryptions only.
+    let first = app
+        .post(
+            "/ai/llm",
+            &admin,
+            json!({"name": "first", "aiType": "OPENAI",
+               "endpoint": format!("{}/v1", provider.address), "secret": secret(0),
+               "workspaceId": app.workspace}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let encrypts = vault.requests_to("transit/encrypt/");
+
+    let responses = futures::future::join_all((1..creates).map(|n| {
+        app.post(
+            "/ai/llm",
+            &admin,
+            json!({"name": format!("writer {n}"), "aiType": "OPENAI",
+                   "endpoint": format!("{}/v1", provider.address), "secret": secret(n),
+                   "workspaceId": app.workspace}),
+        )
+    }))
+    .await;
+
+    for response in &responses {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    }
+    let shared = vault.requests_to("transit/encrypt/") - encrypts;
+    assert!(
+        shared < creates - 1,
+        "{} writers made {shared} encryption calls",
+        creates - 1
+    );
+    // Each writer got its own key back, bound to its own credential: the one whose key the
+    // provider accepts validates, the others are refused.
+    let listed = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await;
+    let llms = listed.body["aiLlms"].as_array().unwrap();
+    assert_eq!(llms.len(), creates);
+    let id_of = |name: &str| {
+        llms.iter()
+            .find(|llm| llm["name"] == name)
+            .map(|llm| llm["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    for (name, accepted) in [("writer 7", true), ("writer 8", false)] {
+        let path = format!("/ai/llm/{}/validate", id_of(name));
+        let validated = app.request(Method::POST, &path, Some(&admin), None).await;
+        assert_eq!(
+            validated.body["success"], accepted,
+            "{name}: {}",
+            validated.text
+        );
+    }
     app.assert_no_plain_key_anywhere().await;
 }
 

@@ -7,6 +7,7 @@
 mod client_key;
 mod local;
 mod sealer;
+mod shared_calls;
 mod vault;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ pub use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
 pub use client_key::ClientKey;
 pub use local::LocalKeyring;
 pub use sealer::KeyringSealer;
+pub use shared_calls::SharedCalls;
 pub use vault::{VaultKeyring, VaultSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aimc_api::{AppState, AuthSettings, Authenticator, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
-use aimc_keyring::{Keyring, KeyringSealer, LocalKeyring, VaultKeyring, VaultSettings};
+use aimc_keyring::{
+    Keyring, KeyringSealer, LocalKeyring, SharedCalls, VaultKeyring, VaultSettings,
+};
 use aimc_store::{
     CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings, Projector,
 };
@@ -143,7 +145,8 @@ impl Application {
         aimc_store::migrate(&pool)
             .await
             .context("Failed to run database migrations")?;
-        let keyring = build_keyring(&settings)?;
+        // Concurrent commands of a workspace share their keyring calls.
+        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(&settings)?));
         let auth = build_authenticator(&settings)?;
         let system_keys = load_system_keys(&settings, &keyring).await?;
 

@@ -1,0 +1,388 @@
+//! Concurrent commands on one workspace share their keyring calls: the keys of requests that
+//! arrive while a call for the workspace is out go together in the next call (one transit
+//! `batch_input`), the way concurrent reads share one query. A request alone goes straight
+//! through, paying no hand-over.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+
+use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
+
+use crate::{ClientKey, DecryptionRecipe, Keyring, KeyringError};
+
+/// A [`Keyring`] whose encryptions, and decryptions of client ciphertexts, are shared between
+/// the concurrent requests of a workspace.
+pub struct SharedCalls {
+    inner: Arc<dyn Keyring>,
+    encryptions: Arc<Lanes<(SecretString, KeyContext), Ciphertext>>,
+    client_decryptions: Arc<Lanes<String, Option<SecretString>>>,
+}
+
+impl SharedCalls {
+    pub fn new(inner: Arc<dyn Keyring>) -> Self {
+        SharedCalls {
+            inner,
+            encryptions: Arc::default(),
+            client_decryptions: Arc::default(),
+        }
+    }
+}
+
+type Reply<O> = oneshot::Sender<Result<Vec<O>, KeyringError>>;
+
+/// A request's items, and where its part of the answer goes.
+type Waiting<I, O> = Vec<(Vec<I>, Reply<O>)>;
+
+/// Per workspace with a call out, the requests waiting for the next one.
+struct Lanes<I, O> {
+    lanes: Mutex<HashMap<WorkspaceId, Waiting<I, O>>>,
+}
+
+impl<I, O> Default for Lanes<I, O> {
+    fn default() -> Self {
+        Lanes {
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
+    /// Runs `call` on `items` now if no call for the workspace is out; otherwise waits for the
+    /// next call, which carries the items of every request that waited.
+    async fn submit<F, Fut>(
+        self: &Arc<Self>,
+        workspace: &WorkspaceId,
+        items: Vec<I>,
+        call: F,
+    ) -> Result<Vec<O>, KeyringError>
+    where
+        F: Fn(WorkspaceId, Vec<I>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<Vec<O>, KeyringError>> + Send,
+    {
+        let waiting = {
+            let mut lanes = self.lanes.lock().expect("keyring lanes poisoned");
+            match lanes.get_mut(workspace) {
+                Some(queue) => {
+                    let (reply, answer) = oneshot::channel();
+                    queue.push((items, reply));
+                    Err(answer)
+                }
+                None => {
+                    lanes.insert(workspace.clone(), Vec::new());
+                    Ok(items)
+                }
+            }
+        };
+        match waiting {
+            Ok(items) => {
+                let result = call(workspace.clone(), items).await;
+                self.clone().serve_waiting(workspace.clone(), call);
+                result
+            }
+            Err(answer) => answer
+                .await
+                .map_err(|_| KeyringError::Failed("the shared keyring call was dropped".into()))?,
+        }
+    }
+
+    /// Sends what queued up while a call was out, in the background, until nothing waits.
+    fn serve_waiting<F, Fut>(self: Arc<Self>, workspace: WorkspaceId, call: F)
+    where
+        F: Fn(WorkspaceId, Vec<I>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<Vec<O>, KeyringError>> + Send,
+    {
+        let waiting = {
+            let mut lanes = self.lanes.lock().expect("keyring lanes poisoned");
+            let queue = lanes
+                .get_mut(&workspace)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            if queue.is_empty() {
+                lanes.remove(&workspace);
+                return;
+            }
+            queue
+        };
+        tokio::spawn(async move {
+            let mut sizes = Vec::with_capacity(waiting.len());
+            let mut replies = Vec::with_capacity(waiting.len());
+            let mut items = Vec::new();
+            for (request, reply) in waiting {
+                sizes.push(request.len());
+                replies.push(reply);
+                items.extend(request);
+            }
+            let result = call(workspace.clone(), items).await;
+            split(result, &sizes, replies);
+            self.serve_waiting(workspace, call);
+        });
+    }
+}
+
+/// Hands each waiting request its part of a shared call's answer. A failure fails them all,
+/// with an item's index taken back to its own request.
+fn split<O>(result: Result<Vec<O>, KeyringError>, sizes: &[usize], replies: Vec<Reply<O>>) {
+    match result {
+        Ok(outputs) => {
+            let mut outputs = outputs.into_iter();
+            for (size, reply) in sizes.iter().zip(replies) {
+                let _ = reply.send(Ok(outputs.by_ref().take(*size).collect()));
+            }
+        }
+        Err(error) => {
+            let mut start = 0;
+            for (size, reply) in sizes.iter().zip(replies) {
+                let own = match &error {
+                    KeyringError::Undecryptable { index }
+                        if (start..start + size).contains(index) =>
+                    {
+                        KeyringError::Undecryptable {
+                            index: index - start,
+                        }
+                    }
+                    KeyringError::Undecryptable { .. } => KeyringError::Failed(
+                        "a key shared with this request's call did not decrypt".into(),
+                    ),
+                    other => other.clone(),
+                };
+                let _ = reply.send(Err(own));
+                start += size;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Keyring for SharedCalls {
+    async fn encrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(SecretString, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError> {
+        let inner = self.inner.clone();
+        self.encryptions
+            .submit(workspace, items, move |workspace, items| {
+                let inner = inner.clone();
+                async move { inner.encrypt(&workspace, items).await }
+            })
+            .await
+    }
+
+    async fn decrypt(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<SecretString>, KeyringError> {
+        self.inner.decrypt(workspace, items).await
+    }
+
+    async fn client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
+        self.inner.client_key(workspace).await
+    }
+
+    async fn decrypt_from_client(
+        &self,
+        workspace: &WorkspaceId,
+        ciphertexts: Vec<String>,
+    ) -> Result<Vec<Option<SecretString>>, KeyringError> {
+        let inner = self.inner.clone();
+        self.client_decryptions
+            .submit(workspace, ciphertexts, move |workspace, ciphertexts| {
+                let inner = inner.clone();
+                async move { inner.decrypt_from_client(&workspace, ciphertexts).await }
+            })
+            .await
+    }
+
+    async fn check(&self) -> Result<(), KeyringError> {
+        self.inner.check().await
+    }
+
+    fn decryption_recipe(
+        &self,
+        workspace: &WorkspaceId,
+        context: &KeyContext,
+    ) -> Option<DecryptionRecipe> {
+        self.inner.decryption_recipe(workspace, context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    /// Encrypts to `ct:<plain>` after a pause, remembering the size of every call; a client
+    /// ciphertext `bad` does not decrypt.
+    #[derive(Default)]
+    struct SlowKeyring {
+        calls: Mutex<Vec<usize>>,
+        in_flight: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Keyring for SlowKeyring {
+        async fn encrypt(
+            &self,
+            _workspace: &WorkspaceId,
+            items: Vec<(SecretString, KeyContext)>,
+        ) -> Result<Vec<Ciphertext>, KeyringError> {
+            assert_eq!(
+                self.in_flight.fetch_add(1, Ordering::SeqCst),
+                0,
+                "one call at a time"
+            );
+            self.calls.lock().unwrap().push(items.len());
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(items
+                .iter()
+                .map(|(plain, _)| Ciphertext(format!("ct:{}", plain.expose_secret())))
+                .collect())
+        }
+
+        async fn decrypt(
+            &self,
+            _: &WorkspaceId,
+            _: Vec<(Ciphertext, KeyContext)>,
+        ) -> Result<Vec<SecretString>, KeyringError> {
+            unreachable!()
+        }
+
+        async fn client_key(&self, _: &WorkspaceId) -> Result<ClientKey, KeyringError> {
+            unreachable!()
+        }
+
+        async fn decrypt_from_client(
+            &self,
+            _workspace: &WorkspaceId,
+            ciphertexts: Vec<String>,
+        ) -> Result<Vec<Option<SecretString>>, KeyringError> {
+            self.calls.lock().unwrap().push(ciphertexts.len());
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok(ciphertexts
+                .into_iter()
+                .map(|c| (c != "bad").then(|| SecretString::from(format!("plain:{c}"))))
+                .collect())
+        }
+
+        async fn check(&self) -> Result<(), KeyringError> {
+            Ok(())
+        }
+
+        fn decryption_recipe(&self, _: &WorkspaceId, _: &KeyContext) -> Option<DecryptionRecipe> {
+            None
+        }
+    }
+
+    fn keys(request: usize, count: usize) -> Vec<(SecretString, KeyContext)> {
+        (0..count)
+            .map(|n| {
+                (
+                    SecretString::from(format!("r{request}k{n}")),
+                    KeyContext::for_system_key("openai"),
+                )
+            })
+            .collect()
+    }
+
+    fn workspace(name: &str) -> WorkspaceId {
+        WorkspaceId::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_alone_makes_its_own_call() {
+        let slow = Arc::new(SlowKeyring::default());
+        let shared = SharedCalls::new(slow.clone());
+
+        let sealed = shared.encrypt(&workspace("w1"), keys(0, 2)).await.unwrap();
+
+        assert_eq!(
+            sealed,
+            [Ciphertext("ct:r0k0".into()), Ciphertext("ct:r0k1".into())]
+        );
+        assert_eq!(*slow.calls.lock().unwrap(), [2]);
+    }
+
+    #[tokio::test]
+    async fn requests_arriving_while_a_call_is_out_share_the_next_and_each_gets_its_own_keys() {
+        let slow = Arc::new(SlowKeyring::default());
+        let shared = Arc::new(SharedCalls::new(slow.clone()));
+        let first = {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.encrypt(&workspace("w1"), keys(0, 1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let later: Vec<_> = (1..=5)
+            .map(|request| {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    shared
+                        .encrypt(&workspace("w1"), keys(request, request))
+                        .await
+                })
+            })
+            .collect();
+
+        assert_eq!(
+            first.await.unwrap().unwrap(),
+            [Ciphertext("ct:r0k0".into())]
+        );
+        for (request, handle) in (1..=5).zip(later) {
+            let sealed = handle.await.unwrap().unwrap();
+            let expected: Vec<_> = (0..request)
+                .map(|n| Ciphertext(format!("ct:r{request}k{n}")))
+                .collect();
+            assert_eq!(sealed, expected, "request {request}");
+        }
+        assert_eq!(*slow.calls.lock().unwrap(), [1, 1 + 2 + 3 + 4 + 5]);
+    }
+
+    #[tokio::test]
+    async fn workspaces_do_not_share_calls() {
+        let slow = Arc::new(SlowKeyring::default());
+        let shared = Arc::new(SharedCalls::new(slow.clone()));
+        let (w1, w2) = (workspace("w1"), workspace("w2"));
+        let (a, b) = tokio::join!(
+            shared.decrypt_from_client(&w1, vec!["x".into()]),
+            shared.decrypt_from_client(&w2, vec!["bad".into()])
+        );
+
+        assert!(a.unwrap()[0].is_some());
+        assert!(
+            b.unwrap()[0].is_none(),
+            "an undecryptable key is its request's alone"
+        );
+        assert_eq!(*slow.calls.lock().unwrap(), [1, 1]);
+    }
+
+    #[test]
+    fn a_failed_shared_call_names_the_failing_key_in_its_own_request() {
+        let (first, first_answer) = oneshot::channel::<Result<Vec<()>, KeyringError>>();
+        let (second, second_answer) = oneshot::channel();
+
+        split(
+            Err(KeyringError::Undecryptable { index: 3 }),
+            &[2, 2],
+            vec![first, second],
+        );
+
+        assert!(matches!(
+            first_answer.blocking_recv().unwrap(),
+            Err(KeyringError::Failed(_))
+        ));
+        assert_eq!(
+            second_answer.blocking_recv().unwrap(),
+            Err(KeyringError::Undecryptable { index: 1 })
+        );
+    }
+}
