@@ -13,45 +13,26 @@ mod operations;
 mod plain_key;
 mod problem;
 mod provider_catalogue;
+mod provider_probe;
 mod request_body;
 mod request_context;
 mod resolution;
 mod state;
+mod tags;
 
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, Route};
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::OpenApiService;
 
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
-pub use credential_test::provider_probe::{is_private, CheckOutcome, ProviderChecker};
 pub use metrics::Metrics;
 pub use problem::{ApiError, Problem};
 pub use provider_catalogue::SEED_002_PROVIDERS;
+pub use provider_probe::{is_private, CheckOutcome, ProviderChecker};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
 pub use state::{AppState, SystemKey};
-
-#[derive(Tags)]
-pub enum ApiTags {
-    /// Family A (seed 000): a person's models, keys and system prompt.
-    AiModelConfig,
-    /// Family B (seed 001): a workspace's named LLM provider configurations.
-    AiLlm,
-    /// Family C (seed 002): a person's provider keys and model ids.
-    UserApiKeys,
-    /// Family D (seed 003): a person's numbered API keys.
-    ApiKeys,
-    /// Family E (seed 004): a workspace's provider keys and task assignments.
-    Settings,
-    /// Which provider, model and key serve a task.
-    Resolve,
-    /// The workspace key clients encrypt API keys with.
-    Encryption,
-    /// Who changed what, and when.
-    Audit,
-    /// Health and readiness.
-    Operations,
-}
+pub use tags::ApiTags;
 
 use families::{ai_llm, ai_model_config, api_keys, settings, shared, user_api_keys};
 
@@ -97,7 +78,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let api = service();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(&api.spec()));
     let exposition = metrics.clone();
     Route::new()
         .nest("/", api)

@@ -16,7 +16,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// Counts requests by the route templates of `spec` (the OpenAPI document); any other path
+    /// counts as `other`, so raw paths never become label values.
+    pub fn new(spec: &str) -> Self {
         let registry = Registry::new_custom(Some("aimc".into()), None).expect("valid prefix");
         let requests = IntCounterVec::new(
             Opts::new(
@@ -43,8 +45,7 @@ impl Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("registered once");
-        let spec: serde_json::Value =
-            serde_json::from_str(&crate::openapi_json()).unwrap_or_default();
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
         let routes = spec["paths"]
             .as_object()
             .map(|paths| paths.keys().cloned().collect())
@@ -80,11 +81,5 @@ impl Metrics {
         let mut buffer = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

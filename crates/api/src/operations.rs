@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::state::AppState;
-use crate::ApiTags;
+use crate::tags::ApiTags;
 
 #[derive(Debug, Object)]
 pub struct Health {

@@ -4,7 +4,7 @@ use aimc_keyring::Keyring;
 use aimc_store::{CommandBus, ConfigQueries, CredentialQueries};
 
 use crate::auth::Authenticator;
-use crate::credential_test::provider_probe::ProviderChecker;
+use crate::provider_probe::ProviderChecker;
 
 /// A fallback key from the service's configuration (`AIMC_SYSTEM_KEYS_FILE`), encrypted like
 /// every other key and never returned, not even as ciphertext.

@@ -11,88 +11,14 @@ use cqrs_es::Aggregate;
 use sqlx::PgPool;
 
 use crate::error::StoreError;
-use crate::event_store::{project, Projected};
-use crate::read_model::writer::{self, NameClaims};
-use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
+use crate::read_model::streams::{self, STREAM_TYPES};
+use crate::read_model::VIEWS;
 
-/// The aggregate types whose streams the read model folds.
-pub(crate) const STREAM_TYPES: [&str; 2] = [AiModelConfig::TYPE, CredentialAggregate::TYPE];
 use crate::rebuild;
 
 /// Events per write of a rebuild: large enough that the statements' round trips do not count,
 /// small enough that a chunk's rows stay a few megabytes.
 pub const REBUILD_CHUNK_EVENTS: usize = 10_000;
-
-/// Projects the events of one stream that some view has not applied; returns how many.
-///
-/// The stream's offset rows are locked for the duration, so two processes catching up, or a
-/// catch-up and a command, never project the same events twice: a command's write waits for
-/// the lock, and a catch-up that waited finds the offsets already moved.
-pub(crate) async fn stream<A: Projected>(
-    pool: &PgPool,
-    aggregate_id: &str,
-) -> Result<usize, StoreError> {
-    let mut tx = pool.begin().await?;
-    // Creates the offset rows on first use and locks them either way (the no-op update takes
-    // the row lock), in one round trip.
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "INSERT INTO projection_offsets (projection, aggregate_id)
-         SELECT unnest($1::text[]), $2
-         ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = projection_offsets.last_sequence
-         RETURNING projection, last_sequence",
-    )
-    .bind(&VIEWS[..])
-    .bind(aggregate_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let offset = |view: &str| {
-        rows.iter()
-            .find(|(projection, _)| projection == view)
-            .map_or(0, |(_, sequence)| *sequence)
-    };
-    let offsets = Offsets {
-        audit: offset(crate::read_model::AUDIT_LOG),
-        config: offset(crate::read_model::CONFIG_VIEW),
-        credentials: offset(crate::read_model::CREDENTIAL_VIEW),
-    };
-    // The whole stream: the folds need the state the views were left in, and catch-up is rare.
-    let events: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT sequence, payload::text, metadata::text FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-    )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let last = events.last().map_or(0, |(sequence, ..)| *sequence);
-    if last <= offsets.lowest() {
-        tx.rollback().await?;
-        return Ok(0);
-    }
-    let mut projection = Projection::default();
-    for (sequence, payload, metadata) in &events {
-        let event: A::Event = serde_json::from_str(payload)
-            .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?;
-        let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
-        project::<A>(
-            &mut projection,
-            aggregate_id,
-            *sequence,
-            &event,
-            &metadata,
-            offsets,
-        )?;
-    }
-    writer::write(
-        &mut *tx,
-        None,
-        &projection.take_changes(),
-        NameClaims::FirstComes,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((last - offsets.lowest()) as usize)
-}
 
 /// Brings the read model up to date with the event log, outside of commands.
 pub struct Projector {
@@ -113,9 +39,9 @@ impl Projector {
     ) -> Result<usize, StoreError> {
         match aggregate_type {
             CredentialAggregate::TYPE => {
-                stream::<CredentialAggregate>(&self.pool, aggregate_id).await
+                streams::catch_up::<CredentialAggregate>(&self.pool, aggregate_id).await
             }
-            _ => stream::<AiModelConfig>(&self.pool, aggregate_id).await,
+            _ => streams::catch_up::<AiModelConfig>(&self.pool, aggregate_id).await,
         }
     }
 

@@ -16,7 +16,8 @@ use sqlx::PgPool;
 use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
-use crate::event_store::{Projected, SnapshotEventStore};
+use crate::event_store::SnapshotEventStore;
+use crate::read_model::streams::Projected;
 use crate::read_model::EventMetadata;
 
 /// How often a command is tried when other writers keep appending to the same aggregate.

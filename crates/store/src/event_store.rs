@@ -8,134 +8,20 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
-use aimc_domain::{
-    AiModelConfig, ConfigEvent, ConfigId, CredentialAggregate, CredentialEvent, StreamId,
-};
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use sqlx::PgPool;
 
-use crate::catch_up;
 use crate::database::{is_conflict, is_unavailable};
 use crate::error::StoreError;
+use crate::read_model::streams::{self, project, Projected};
 use crate::read_model::writer::{self, Appended, NameClaims};
-use crate::read_model::{EventMetadata, Offsets, Projection, StreamPlace, ViewedEvent, VIEWS};
+use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
 
 /// The serialized shape of the aggregates snapshotted here. Bump it whenever a field is added,
 /// removed or changes meaning: `#[serde(default)]` would otherwise load an old snapshot into a
 /// state no replay would produce.
 pub const SNAPSHOT_SCHEMA_VERSION: i32 = 1;
-
-/// How an aggregate's stream is filed in the read model, and the state its folds start from.
-pub trait Projected: Aggregate + Clone {
-    /// Where the stream's events go, from its id and its first event; none for an id this
-    /// aggregate never has.
-    fn place(aggregate_id: &str, first: &Self::Event) -> Option<StreamPlace>;
-
-    /// Starts the stream's folds from this state (as loaded for a command), projected up to
-    /// `sequence`; a stream not begun yet starts with its first event.
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64);
-
-    fn viewed(event: &Self::Event) -> ViewedEvent<'_>;
-}
-
-/// Folds one event of a stream, starting the stream's folds at `offsets` if it has not begun.
-pub(crate) fn project<A: Projected>(
-    projection: &mut Projection,
-    aggregate_id: &str,
-    sequence: i64,
-    event: &A::Event,
-    metadata: &EventMetadata,
-    offsets: Offsets,
-) -> Result<(), StoreError> {
-    if !projection.has_stream(aggregate_id) {
-        let place = A::place(aggregate_id, event).ok_or_else(|| {
-            StoreError::Internal(format!("malformed {} stream {aggregate_id}", A::TYPE))
-        })?;
-        projection.start_stream(place, None, offsets);
-    }
-    projection.apply(aggregate_id, sequence, A::viewed(event), metadata);
-    Ok(())
-}
-
-impl Projected for AiModelConfig {
-    fn place(aggregate_id: &str, _first: &ConfigEvent) -> Option<StreamPlace> {
-        let id = ConfigId::parse(aggregate_id)?;
-        Some(StreamPlace {
-            aggregate_id: aggregate_id.to_owned(),
-            workspace: id.workspace.to_string(),
-            owner: id.owner.to_string(),
-            is_config: true,
-        })
-    }
-
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
-        let Some(id) = &self.id else { return };
-        let names = self
-            .credentials
-            .values()
-            .map(|credential| (credential.name.key(), credential.id.0));
-        projection.known_names(id.workspace.as_str(), names);
-        projection.start_stream(
-            StreamPlace {
-                aggregate_id: aggregate_id.to_owned(),
-                workspace: id.workspace.to_string(),
-                owner: id.owner.to_string(),
-                is_config: true,
-            },
-            Some(self.clone()),
-            Offsets::all(sequence),
-        );
-    }
-
-    fn viewed(event: &ConfigEvent) -> ViewedEvent<'_> {
-        ViewedEvent::Config(event)
-    }
-}
-
-impl Projected for CredentialAggregate {
-    fn place(aggregate_id: &str, first: &CredentialEvent) -> Option<StreamPlace> {
-        let StreamId::Credential { workspace, .. } = StreamId::parse(aggregate_id)? else {
-            return None;
-        };
-        let CredentialEvent::Added {
-            owner: Some(owner), ..
-        } = first
-        else {
-            return None;
-        };
-        Some(StreamPlace {
-            aggregate_id: aggregate_id.to_owned(),
-            workspace: workspace.to_string(),
-            owner: owner.owner.to_string(),
-            is_config: false,
-        })
-    }
-
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
-        let Some(owner) = &self.owner else { return };
-        if let Some(credential) = &self.credential {
-            projection.known_names(
-                owner.workspace.as_str(),
-                [(credential.name.key(), credential.id.0)],
-            );
-        }
-        projection.start_stream(
-            StreamPlace {
-                aggregate_id: aggregate_id.to_owned(),
-                workspace: owner.workspace.to_string(),
-                owner: owner.owner.to_string(),
-                is_config: false,
-            },
-            None,
-            Offsets::all(sequence),
-        );
-    }
-
-    fn viewed(event: &CredentialEvent) -> ViewedEvent<'_> {
-        ViewedEvent::Credential(event)
-    }
-}
 
 /// An aggregate loaded from its snapshot plus the events after it, and as it was before the
 /// command, which the folds start from.
@@ -426,7 +312,7 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
         // Events a process of an older build appended and never projected: the views must be
         // current before this command's rows are written on top of them.
         if stream.projected < current_sequence as i64 {
-            catch_up::stream::<A>(&self.pool, aggregate_id)
+            streams::catch_up::<A>(&self.pool, aggregate_id)
                 .await
                 .map_err(|error| match error {
                     StoreError::Unavailable(_) => {

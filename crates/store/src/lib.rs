@@ -20,8 +20,9 @@ pub use command_bus::{
 pub use credentials::{CredentialHome, CredentialQueries, CredentialRow};
 pub use database::{connect, is_unavailable, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
-pub use event_store::{Projected, SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};
+pub use event_store::{SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};
 pub use history::{HistoryEntry, HistoryFilter, HistoryPage};
+pub use read_model::streams::Projected;
 pub use read_model::EventMetadata;
 pub use registry::CredentialRegistry;
 pub use views::{ConfigQueries, ConfigView};

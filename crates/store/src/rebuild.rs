@@ -16,9 +16,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::catch_up::STREAM_TYPES;
 use crate::error::StoreError;
-use crate::event_store::{project, Projected};
+use crate::read_model::streams::{project, Projected, STREAM_TYPES};
 use crate::read_model::writer::{self, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
 

@@ -9,6 +9,7 @@
 pub(crate) mod audit;
 pub(crate) mod config;
 pub(crate) mod credentials;
+pub(crate) mod streams;
 pub(crate) mod writer;
 
 use std::collections::HashMap;

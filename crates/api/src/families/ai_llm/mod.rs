@@ -24,11 +24,12 @@ use self::dto::{AiLlm, AiLlmResponse, CreateRequest, Envelope, UpdateRequest};
 use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
 use crate::credential_test::test_credential;
+use crate::plain_key;
 use crate::problem::{ApiError, Refused};
 use crate::provider_catalogue::{seed_001_named, SEED_001_AI_TYPES};
 use crate::request_body::Checked;
 use crate::state::AppState;
-use crate::{plain_key, ApiTags};
+use crate::tags::ApiTags;
 
 type Answer = Result<AiLlmResponse, Refused<AiLlmResponse>>;
 

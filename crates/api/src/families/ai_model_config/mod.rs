@@ -22,7 +22,7 @@ use crate::caller::Caller;
 use crate::problem::ApiError;
 use crate::request_body::Checked;
 use crate::state::AppState;
-use crate::ApiTags;
+use crate::tags::ApiTags;
 
 pub struct AiModelConfigApi;
 

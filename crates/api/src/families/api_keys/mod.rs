@@ -23,11 +23,12 @@ use self::dto::{
 };
 use crate::auth::Role;
 use crate::caller::Caller;
+use crate::plain_key;
 use crate::problem::ApiError;
 use crate::provider_catalogue::seed_003_spelling;
 use crate::request_body::Checked;
 use crate::state::AppState;
-use crate::{plain_key, ApiTags};
+use crate::tags::ApiTags;
 
 /// One of the caller's own keys; anyone else's number answers 404 like a missing one.
 async fn find(state: &AppState, owner: &ConfigId, key_id: i64) -> Result<CredentialRow, ApiError> {

@@ -30,7 +30,7 @@ use crate::problem::{ApiError, Refused};
 use crate::provider_catalogue::{seed_004_named, seed_004_spelling, SEED_004_PROVIDERS};
 use crate::request_body::Checked;
 use crate::state::AppState;
-use crate::ApiTags;
+use crate::tags::ApiTags;
 
 fn parse_provider(raw: &str) -> Result<(&'static str, Provider), ApiError> {
     seed_004_named(raw).ok_or_else(|| ApiError::bad_request(format!("Invalid provider: {raw}")))

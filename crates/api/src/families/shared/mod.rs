@@ -19,7 +19,7 @@ use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::ApiTags;
+use crate::tags::ApiTags;
 
 /// The public half of the workspace's RSA key: encrypt API keys with it (RSA-OAEP, SHA-256)
 /// and send the standard base64 of the ciphertext as `apiKeyEncrypted`.

@@ -14,7 +14,7 @@ use crate::caller::Caller;
 use crate::problem::ApiError;
 use crate::resolution;
 use crate::state::AppState;
-use crate::ApiTags;
+use crate::tags::ApiTags;
 
 /// Where to decrypt a key in Vault, for trusted services (scope `keys:ciphertext`).
 #[derive(Debug, Object)]

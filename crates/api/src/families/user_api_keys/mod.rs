@@ -17,11 +17,12 @@ use secrecy::SecretString;
 use self::dto::{BedrockKeyInput, KeysResponse, ProviderKeyInput, UpdateRequest, UserApiKeys};
 use crate::auth::Role;
 use crate::caller::Caller;
+use crate::plain_key;
 use crate::problem::ApiError;
 use crate::provider_catalogue::{seed_002_named, SEED_002_PROVIDERS};
 use crate::request_body::Checked;
 use crate::state::AppState;
-use crate::{plain_key, ApiTags};
+use crate::tags::ApiTags;
 
 fn key(field: String, raw: Option<String>) -> Result<Option<SecretString>, ApiError> {
     raw.map(|raw| plain_key::parse(&field, &raw)).transpose()

@@ -1,16 +1,14 @@
 //! Testing a stored credential against its provider, whichever family asks: the key is
 //! decrypted, the provider's cheapest authenticated endpoint called behind the SSRF guard
-//! ([`provider_probe`]), and the outcome recorded unless the credential changed meanwhile.
-
-pub mod provider_probe;
+//! ([`crate::provider_probe`]), and the outcome recorded unless the credential changed meanwhile.
 
 use aimc_domain::{CredentialCommand, KeyContext, TestOutcome};
 use aimc_store::CredentialRow;
 use chrono::Utc;
 
-use self::provider_probe::CheckOutcome;
 use crate::caller::Caller;
 use crate::problem::ApiError;
+use crate::provider_probe::CheckOutcome;
 use crate::state::AppState;
 
 /// Tests the credential and records the outcome; the outcome is the answer, passed or failed.
