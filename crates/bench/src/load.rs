@@ -44,13 +44,20 @@ pub struct Request {
     pub body: Option<String>,
 }
 
-/// How the script picks the next request: at random (many users at once) or each in turn
-/// (a command per aggregate, or alternating commands on one aggregate).
+/// How the script picks the next request: at random (many users at once), each in turn
+/// (a command per aggregate, or alternating commands on one aggregate), or each `n` times in a
+/// row from a random start (all connections writing to one workspace, then to the next).
 #[derive(Clone, Copy)]
 pub enum Order {
     Random,
     InTurn,
+    Batches(u32),
 }
+
+/// In a request's body, replaced by a number no other request of the same wrk run gets: each
+/// request then carries a name of its own where names must be unique. The script below looks
+/// for this same text.
+pub const FRESH: &str = "{fresh}";
 
 /// What wrk sends for one workload.
 pub struct Load<'a> {
@@ -96,9 +103,13 @@ function setup(thread)
   thread:set("thread_id", thread_count)
 end
 
+local FRESH = "{fresh}"
 local requests = {}
 local order = "random"
+local batch = 1
 local index = 0
+local sent = 0
+local id = 1
 
 function init(args)
   order = args[2] or "random"
@@ -106,21 +117,42 @@ function init(args)
     local method, path, name, value, body = line:match("^(%u+)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
     local headers = { [name] = value }
     if body ~= "" then headers["Content-Type"] = "application/json" else body = nil end
-    requests[#requests + 1] = wrk.format(method, path, headers, body)
+    if body and body:find(FRESH, 1, true) then
+      -- Formatted anew for each request, in request().
+      requests[#requests + 1] = { method = method, path = path, headers = headers, body = body }
+    else
+      requests[#requests + 1] = wrk.format(method, path, headers, body)
+    end
   end
-  local id = thread_id or 1
+  id = thread_id or 1
   math.randomseed(os.time() * 7919 + id)
   -- Threads walking the list in turn start apart so they do not send the same request.
   -- (Each thread has its own Lua state: the count comes in as an argument.)
   index = math.floor((id - 1) * #requests / (tonumber(args[3]) or 1))
+  if order == "batches" then
+    batch = tonumber(args[4])
+    -- Successive runs start at different requests, so they spread over the whole list.
+    index = math.random(#requests) - 1
+  end
+end
+
+local function next_request()
+  if order == "inturn" then
+    index = index % #requests + 1
+  elseif order == "batches" then
+    if sent % batch == 0 then index = index % #requests + 1 end
+  else
+    index = math.random(#requests)
+  end
+  sent = sent + 1
+  return requests[index]
 end
 
 function request()
-  if order == "inturn" then
-    index = index % #requests + 1
-    return requests[index]
-  end
-  return requests[math.random(#requests)]
+  local r = next_request()
+  if type(r) == "string" then return r end
+  local body = r.body:gsub(FRESH, id .. "-" .. sent)
+  return wrk.format(r.method, r.path, r.headers, body)
 end
 
 function done(summary, latency, requests)
@@ -147,7 +179,11 @@ impl Wrk {
             tokio::fs::write(&script, WRK_SCRIPT).await?;
         }
         let connections = load.connections.unwrap_or(self.connections);
-        let threads = self.threads.min(connections);
+        let threads = match load.order {
+            // A batch is counted in one Lua state, so every connection must share it.
+            Order::Batches(_) => 1,
+            _ => self.threads.min(connections),
+        };
         if !warmup.is_zero() {
             let data = work_dir.join(format!("{}.warmup", load.name));
             let requests = load.warmup_requests.unwrap_or(load.requests);
@@ -172,9 +208,10 @@ impl Wrk {
         connections: u32,
         threads: u32,
     ) -> anyhow::Result<Measurement> {
-        let order = match order {
-            Order::Random => "random",
-            Order::InTurn => "inturn",
+        let (order, batch) = match order {
+            Order::Random => ("random", 1),
+            Order::InTurn => ("inturn", 1),
+            Order::Batches(n) => ("batches", n.max(1)),
         };
         let output = Command::new("wrk")
             .arg(format!("--threads={threads}"))
@@ -187,6 +224,7 @@ impl Wrk {
             .arg(data)
             .arg(order)
             .arg(threads.to_string())
+            .arg(batch.to_string())
             .stdin(Stdio::null())
             .output()
             .await
