@@ -29,6 +29,12 @@ pub struct User {
     pub new_key_ciphertext: String,
 }
 
+/// A workspace the S workloads create family B configurations in, and its admin's token.
+pub struct Workspace {
+    pub id: String,
+    pub admin_token: String,
+}
+
 pub struct Population {
     pub users: Vec<User>,
     /// The user whose configuration has a long history.
@@ -53,6 +59,20 @@ pub fn seed_models_keeping_keys() -> Value {
     ])
 }
 
+/// Seed 001's create request (family B) for `workspace`, named `name`, with a fresh secret.
+pub fn llm_configuration(workspace: &str, name: &str) -> Value {
+    json!({
+        "name": name,
+        "aiType": "OPENAI",
+        "endpoint": "https://api.openai.com/v1",
+        "secret": plain_key(),
+        "workspaceId": workspace,
+    })
+}
+
+/// Writes to one workspace contend with each other, so seeding them faster only adds retries.
+const CREDENTIAL_SEEDING_CONCURRENCY: usize = 4;
+
 pub fn plain_key() -> String {
     let prefix = "sk-proj-";
     format!(
@@ -62,13 +82,13 @@ pub fn plain_key() -> String {
 }
 
 impl Seeder {
-    pub fn token(&self, workspace: &str, sub: &str) -> anyhow::Result<String> {
+    pub fn token(&self, workspace: &str, sub: &str, role: Role) -> anyhow::Result<String> {
         Ok(aimc_api::mint_hs256_token(
             &self.jwt_secret,
             "aimc",
             "aimc",
             sub,
-            HashMap::from([(workspace.to_owned(), Role::Member)]),
+            HashMap::from([(workspace.to_owned(), role)]),
             None,
             24 * 3600,
         )?)
@@ -83,7 +103,7 @@ impl Seeder {
         let public_keys: HashMap<String, Arc<RsaPublicKey>> =
             futures::stream::iter(&workspace_names)
                 .map(|workspace| async move {
-                    let token = self.token(workspace, "keyholder")?;
+                    let token = self.token(workspace, "keyholder", Role::Member)?;
                     let key = self.public_key(&token).await?;
                     anyhow::Ok((workspace.clone(), Arc::new(key)))
                 })
@@ -114,6 +134,62 @@ impl Seeder {
         Ok(Population { users, deep })
     }
 
+    /// `count` workspaces named `<prefix>-<n>`, each holding `credentials` family B
+    /// configurations created through the API.
+    pub async fn workspaces_with_credentials(
+        &self,
+        prefix: &str,
+        count: usize,
+        credentials: usize,
+    ) -> anyhow::Result<Vec<Workspace>> {
+        let workspaces = (0..count)
+            .map(|i| {
+                let id = format!("{prefix}-{i:05}");
+                let admin_token = self.token(&id, "admin", Role::Admin)?;
+                Ok(Workspace { id, admin_token })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Name by name across the workspaces, so that creates running together mostly land in
+        // different workspaces.
+        let creates = (0..credentials).flat_map(|i| workspaces.iter().map(move |w| (w, i)));
+        futures::stream::iter(creates)
+            .map(|(workspace, i)| {
+                let body = llm_configuration(&workspace.id, &format!("seeded {i}"));
+                self.send(
+                    self.client
+                        .post(format!("{}/ai/llm", self.base_url))
+                        .json(&body),
+                    &workspace.admin_token,
+                    200,
+                )
+            })
+            .buffer_unordered(CREDENTIAL_SEEDING_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(workspaces)
+    }
+
+    /// The most family B configurations any of `workspaces` holds, as their admins list them.
+    pub async fn most_credentials(&self, workspaces: &[Workspace]) -> anyhow::Result<usize> {
+        futures::stream::iter(workspaces)
+            .map(|workspace| async move {
+                let listing = self
+                    .send(
+                        self.client.get(format!(
+                            "{}/ai/llm?workspaceId={}",
+                            self.base_url, workspace.id
+                        )),
+                        &workspace.admin_token,
+                        200,
+                    )
+                    .await?;
+                listed_configurations(&listing)
+            })
+            .buffer_unordered(self.concurrency)
+            .try_fold(0, |most, count| async move { Ok(most.max(count)) })
+            .await
+    }
+
     async fn public_key(&self, token: &str) -> anyhow::Result<RsaPublicKey> {
         let body = self
             .send(
@@ -133,7 +209,7 @@ impl Seeder {
         sub: String,
         key: &RsaPublicKey,
     ) -> anyhow::Result<User> {
-        let token = self.token(&workspace, &sub)?;
+        let token = self.token(&workspace, &sub, Role::Member)?;
         let body = json!({
             "models": [
                 {"provider": "OpenAI", "type": "chat", "model": "gpt-4", "apiKeyEncrypted": seal(key, &plain_key())?, "isPaid": true},
@@ -220,6 +296,14 @@ impl Seeder {
     }
 }
 
+/// How many configurations a `GET /ai/llm` answer lists.
+fn listed_configurations(listing: &Value) -> anyhow::Result<usize> {
+    listing["aiLlms"]
+        .as_array()
+        .map(Vec::len)
+        .with_context(|| format!("GET /ai/llm answered without aiLlms: {listing}"))
+}
+
 /// What a client does with the workspace's public key: RSA-OAEP-SHA256, standard base64.
 pub fn seal(key: &RsaPublicKey, plain: &str) -> anyhow::Result<String> {
     let sealed = key.encrypt(
@@ -237,4 +321,16 @@ pub async fn event_count(pool: &PgPool, aggregate_id: &str) -> anyhow::Result<i6
             .fetch_one(pool)
             .await?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_listing_is_counted_by_its_configurations() {
+        let listing = json!({"success": true, "aiLlms": [{"name": "a"}, {"name": "b"}]});
+        assert_eq!(super::listed_configurations(&listing).unwrap(), 2);
+        assert!(super::listed_configurations(&json!({"success": false})).is_err());
+    }
 }
