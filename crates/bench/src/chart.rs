@@ -55,7 +55,7 @@ pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
         (0.01, 10.0)
     };
 
-    let root = BitMapBackend::new(file, (1000, 620)).into_drawing_area();
+    let root = BitMapBackend::new(file, (1100, 700)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let title = if report.context.smoke {
         "aimc latency by percentile (smoke run)"
@@ -67,14 +67,15 @@ pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
+        // An empty column on the right holds the legend, clear of a dozen workloads' lines.
         .build_cartesian_2d(
-            -0.2f64..(PERCENTILES.len() as f64 - 0.8),
+            -0.2f64..(PERCENTILES.len() as f64 + 0.3),
             (low..high).log_scale(),
         )
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
-        .x_labels(PERCENTILES.len())
+        .x_labels(PERCENTILES.len() + 1)
         .x_label_formatter(&|x| {
             let index = x.round() as usize;
             if (x - x.round()).abs() < 0.01 && index < PERCENTILES.len() {
@@ -113,7 +114,7 @@ pub fn draw(report: &Report, file: &Path) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 16))

@@ -3,8 +3,10 @@
 //!
 //! - L1 `pgbench -S` on the same PostgreSQL: what reads could be at best;
 //! - L2 raw transit encrypt on the same OpenBao: what writes could be at best;
-//! - R reads of family A, W writes of family A with a new key, H a command on an aggregate with
-//!   a short and with a long history, P a full rebuild of the read model.
+//! - L3 PostgreSQL copying the event log into a table like it: what a rebuild could be at best;
+//! - R reads of family A, X the resolve before a model call, W writes of family A with a new
+//!   key, H a command on an aggregate with a short and with a long history, S a family B create
+//!   in a small and in a large workspace, P a full rebuild of the read model.
 //!
 //! Only the ratios between workloads mean anything: the machine is shared and noisy.
 
@@ -15,7 +17,7 @@ mod seed;
 mod server;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rand::Rng;
@@ -23,9 +25,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::load::{Load, Order, Pgbench, Request, Wrk};
-use crate::report::{Context, Rebuild, Report, Workload};
-use crate::seed::{Seeder, User};
+use crate::load::{Load, Measurement, Order, Pgbench, Request, Wrk};
+use crate::report::{Context, LogPass, Report, Workload};
+use crate::seed::{Seeder, User, Workspace};
 use crate::server::{Server, ServerEnv};
 
 pub struct Options {
@@ -45,11 +47,21 @@ pub struct Options {
     pub users: usize,
     /// Events in the long history that H10000 runs its command against.
     pub deep_events: i64,
+    /// Credentials in each workspace S10 creates in, and how many such workspaces it moves
+    /// through, so that its own creates barely grow any of them.
+    pub small_workspace_credentials: usize,
+    pub small_workspaces: usize,
+    /// Credentials in the one workspace S3000 creates in.
+    pub large_workspace_credentials: usize,
     pub pgbench_scale: u32,
 }
 
+/// Connections of S's concurrent rows (S10x16, S3000x16): writers in one workspace at once.
+const CONCURRENT_WRITERS: u32 = 16;
+
 impl Options {
-    /// The run issue 4 describes: 1,000 workspaces, 5,000 user configs, 15 s per workload.
+    /// The run issue 4 describes: 1,000 workspaces, 5,000 user configs, 15 s per workload, and
+    /// the S rows' workspaces of 10 and of 3,000 credentials.
     pub fn full(
         aimc: PathBuf,
         out_dir: PathBuf,
@@ -70,6 +82,9 @@ impl Options {
             workspaces: 1_000,
             users: 5_000,
             deep_events: 10_000,
+            small_workspace_credentials: 10,
+            small_workspaces: 200,
+            large_workspace_credentials: 3_000,
             pgbench_scale: 10,
         }
     }
@@ -91,6 +106,9 @@ impl Options {
             workspaces: 3,
             users: 12,
             deep_events: 300,
+            small_workspace_credentials: 10,
+            small_workspaces: 2,
+            large_workspace_credentials: 40,
             pgbench_scale: 1,
             ..Options::full(aimc, out_dir, admin_database_url, vault_addr, vault_token)
         }
@@ -167,7 +185,27 @@ async fn measure(
         "seeding {} workspaces and {} user configs…",
         options.workspaces, options.users
     );
+    let started = Instant::now();
     let population = seeder.population(options.workspaces, options.users).await?;
+    eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeding {} workspaces of {} credentials (S10) and one of {} (S3000)…",
+        options.small_workspaces,
+        options.small_workspace_credentials,
+        options.large_workspace_credentials
+    );
+    let started = Instant::now();
+    let small = seeder
+        .workspaces_with_credentials(
+            "bench-small",
+            options.small_workspaces,
+            options.small_workspace_credentials,
+        )
+        .await?;
+    let large = seeder
+        .workspaces_with_credentials("bench-large", 1, options.large_workspace_credentials)
+        .await?;
+    eprintln!("  seeded in {:.0} s", started.elapsed().as_secs_f64());
     let pool = PgPool::connect(&databases.aimc_url).await?;
     let deep_events = seeder
         .grow_history(&pool, &population.deep, options.deep_events)
@@ -223,8 +261,7 @@ async fn measure(
     let rsa = transit_rsa_decrypt_requests(options, &env.key_prefix).await?;
     workloads.push(Workload {
         key: "L2rsa",
-        what: "OpenBao transit decrypt of an RSA-OAEP ciphertext (W's own Vault step; no target)"
-            .into(),
+        what: "OpenBao transit decrypt of an RSA-OAEP ciphertext (W's own Vault step)".into(),
         unit: "req/s",
         measurement: wrk(&options.vault_addr)
             .measure(&Load::new("l2rsa", &rsa, Order::Random))
@@ -236,12 +273,7 @@ async fn measure(
     let reads: Vec<Request> = population
         .users
         .iter()
-        .map(|user| Request {
-            method: "GET",
-            path: "/api/v1/get/ai-model-config".into(),
-            header: bearer(user),
-            body: None,
-        })
+        .map(|user| get(user, "/api/v1/get/ai-model-config"))
         .collect();
     workloads.push(Workload {
         key: "R",
@@ -251,6 +283,24 @@ async fn measure(
         ),
         unit: "req/s",
         measurement: aimc.measure(&Load::new("r", &reads, Order::Random)).await?,
+    });
+
+    eprintln!("X: GET /api/v1/resolve?task=chat…");
+    let resolves: Vec<Request> = population
+        .users
+        .iter()
+        .map(|user| get(user, "/api/v1/resolve?task=chat"))
+        .collect();
+    workloads.push(Workload {
+        key: "X",
+        what: format!(
+            "`GET /api/v1/resolve?task=chat`, {} random users, each with a key",
+            population.users.len()
+        ),
+        unit: "req/s",
+        measurement: aimc
+            .measure(&Load::new("x", &resolves, Order::Random))
+            .await?,
     });
 
     eprintln!("H: one command at a time on short and long histories…");
@@ -309,16 +359,41 @@ async fn measure(
     let plain_writes: Vec<Request> = population.users.iter().map(plain_key_request).collect();
     workloads.push(Workload {
         key: "Wplain",
-        what: "`PUT /api/user/api-keys`: a new plain OpenAI key (W's path without the RSA step; no target)".into(),
+        what: "`PUT /api/user/api-keys`: a new plain OpenAI key (W's path without the RSA step)"
+            .into(),
         unit: "req/s",
         measurement: aimc
             .measure(&Load::new("wplain", &plain_writes, Order::Random))
             .await?,
     });
+
+    eprintln!(
+        "S: POST /ai/llm in workspaces of {} and of {} credentials…",
+        options.small_workspace_credentials, options.large_workspace_credentials
+    );
+    let small = (small.as_slice(), options.small_workspace_credentials);
+    let large = (large.as_slice(), options.large_workspace_credentials);
+    for (key, (workspaces, held), connections) in [
+        ("S10", small, 1),
+        ("S3000", large, 1),
+        ("S10x16", small, CONCURRENT_WRITERS),
+        ("S3000x16", large, CONCURRENT_WRITERS),
+    ] {
+        let measurement = measure_creations(&aimc, key, workspaces, connections).await?;
+        let most = seeder.most_credentials(workspaces).await?;
+        workloads.push(Workload {
+            key,
+            what: creations_what(workspaces.len(), held, most, connections),
+            unit: "req/s",
+            measurement,
+        });
+    }
     server.stop().await?;
 
     eprintln!("P: aimc projections rebuild…");
     let (events, seconds) = server::rebuild(&options.aimc, &env).await?;
+    eprintln!("L3: INSERT INTO a copy of events SELECT * FROM events…");
+    let bulk_insert = copy_event_log(&pool).await?;
     pool.close().await;
     Ok(Report {
         context: Context {
@@ -332,9 +407,90 @@ async fn measure(
             workspaces: options.workspaces,
             users: options.users,
             seeded_events,
+            small_workspaces: options.small_workspaces,
+            small_workspace_credentials: options.small_workspace_credentials,
+            large_workspace_credentials: options.large_workspace_credentials,
         },
         workloads,
-        rebuild: Rebuild { events, seconds },
+        rebuild: LogPass { events, seconds },
+        bulk_insert,
+    })
+}
+
+/// S: creates of family B configurations, each under a name of its own, `connections` at a
+/// time. The connections stay in one workspace for four rounds each before moving to the
+/// next, so they contend there as they do in S3000's one workspace, while S10's workspaces,
+/// visited in turn, barely grow. S3000 goes through the same motions on its one workspace, so
+/// the two rows of a pair differ only in the size of the workspaces.
+async fn measure_creations(
+    aimc: &Wrk,
+    key: &str,
+    workspaces: &[Workspace],
+    connections: u32,
+) -> anyhow::Result<Measurement> {
+    let requests = creations(workspaces, key);
+    let warmup_requests = creations(workspaces, &format!("{key} warm-up"));
+    let name = key.to_lowercase();
+    aimc.measure(&Load {
+        warmup_requests: Some(&warmup_requests),
+        connections: Some(connections),
+        ..Load::new(&name, &requests, Order::Batches(4 * connections))
+    })
+    .await
+}
+
+/// One request per workspace, seed 001's create, named `<label> <fresh number>`: names are
+/// unique per workspace, so no two requests (warm-up included) may share one.
+fn creations(workspaces: &[Workspace], label: &str) -> Vec<Request> {
+    workspaces
+        .iter()
+        .map(|workspace| Request {
+            method: "POST",
+            path: "/ai/llm".into(),
+            header: ("Authorization", format!("Bearer {}", workspace.admin_token)),
+            body: Some(
+                seed::llm_configuration(&workspace.id, &format!("{label} {}", load::FRESH))
+                    .to_string(),
+            ),
+        })
+        .collect()
+}
+
+fn creations_what(workspaces: usize, held: usize, most: usize, connections: u32) -> String {
+    let place = match workspaces {
+        1 => "one workspace".to_owned(),
+        n => format!("{n} workspaces, in turn,"),
+    };
+    let connections = match connections {
+        1 => "1 connection".to_owned(),
+        n => format!("{n} connections"),
+    };
+    format!(
+        "`POST /ai/llm` (seed 001) into {place} holding {held} credentials ({most} at most by the end), {connections}"
+    )
+}
+
+/// L3: PostgreSQL copying the whole event log into an empty table of the same layout, primary
+/// key included. P reads every event and writes about a row for each, and so does this, in
+/// one statement with none of aimc's work: the most a rebuild could do on this database.
+async fn copy_event_log(pool: &PgPool) -> anyhow::Result<LogPass> {
+    // Created in a transaction of its own: a table created in the inserting transaction may
+    // skip the WAL (wal_level = minimal), which the read model's tables never do.
+    sqlx::query("CREATE TABLE bench_event_copy (LIKE events INCLUDING ALL)")
+        .execute(pool)
+        .await?;
+    let started = Instant::now();
+    let copied = sqlx::query("INSERT INTO bench_event_copy SELECT * FROM events")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let seconds = started.elapsed().as_secs_f64();
+    sqlx::query("DROP TABLE bench_event_copy")
+        .execute(pool)
+        .await?;
+    Ok(LogPass {
+        events: copied,
+        seconds,
     })
 }
 
@@ -355,6 +511,15 @@ async fn remove_all_but(dir: &Path, kept: &str) {
 
 fn bearer(user: &User) -> (&'static str, String) {
     ("Authorization", format!("Bearer {}", user.token))
+}
+
+fn get(user: &User, path: &str) -> Request {
+    Request {
+        method: "GET",
+        path: path.into(),
+        header: bearer(user),
+        body: None,
+    }
 }
 
 /// Seed 000's models, keys kept (no `apiKeyEncrypted`), and another prompt: one event.
@@ -571,6 +736,26 @@ fn machine() -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::load::FRESH;
+    use crate::seed::Workspace;
+
+    #[test]
+    fn every_creation_leaves_wrk_a_place_for_a_name_of_its_own() {
+        let workspaces = [Workspace {
+            id: "bench-small-00000".into(),
+            admin_token: "token".into(),
+        }];
+
+        let requests = super::creations(&workspaces, "S10 warm-up");
+
+        let body = requests[0].body.as_deref().unwrap();
+        assert_eq!(body.matches(FRESH).count(), 1, "{body}");
+        let sent: serde_json::Value = serde_json::from_str(&body.replace(FRESH, "1-7")).unwrap();
+        assert_eq!(sent["name"], "S10 warm-up 1-7");
+        assert_eq!(sent["workspaceId"], "bench-small-00000");
+        assert_eq!(requests[0].header.1, "Bearer token");
+    }
+
     #[tokio::test]
     async fn a_failed_run_keeps_only_aimcs_log() {
         let dir = std::env::temp_dir().join(format!("aimc-bench-test-{}", std::process::id()));

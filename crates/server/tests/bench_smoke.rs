@@ -28,7 +28,10 @@ async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
     let keys: Vec<&str> = report.workloads.iter().map(|w| w.key).collect();
     assert_eq!(
         keys,
-        ["L1", "L2", "L2rsa", "R", "H10", "H10000", "W", "Wplain"]
+        [
+            "L1", "L2", "L2rsa", "R", "X", "H10", "H10000", "W", "Wplain", "S10", "S3000",
+            "S10x16", "S3000x16"
+        ]
     );
     for workload in &report.workloads {
         let m = &workload.measurement;
@@ -41,25 +44,27 @@ async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
             m.percentiles_us
         );
     }
-    // Everything written is replayed, including what the workloads appended.
+    // Everything written is replayed, including what the workloads appended, and L3 copies
+    // that same log.
     assert!(report.rebuild.events as i64 > report.context.seeded_events);
-    assert_eq!(report.ratios().len(), 7);
+    assert_eq!(report.bulk_insert.events, report.rebuild.events);
 
     let table = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
     assert_eq!(table, report.markdown());
-    for row in [
-        "| L1 |",
-        "| L2 |",
-        "| R |",
-        "| W |",
-        "| H10 |",
-        "| H10000 |",
-        "| P |",
-        "R/L1",
-        "W/L2",
-        "H10000/H10",
-    ] {
-        assert!(table.contains(row), "{row} missing:\n{table}");
+    for key in keys.iter().chain(&["P", "L3"]) {
+        let row = format!("| {key} |");
+        assert!(table.contains(&row), "{row} missing:\n{table}");
+    }
+    let ratios = report.ratios();
+    assert_eq!(ratios.len(), 11);
+    for ratio in &ratios {
+        let row = format!(
+            "| {} | {:.2} | {} |",
+            ratio.name,
+            ratio.value,
+            ratio.goal_text()
+        );
+        assert!(table.contains(&row), "{row} missing:\n{table}");
     }
     let chart = std::fs::read(out_dir.join("latest.png")).unwrap();
     assert!(
