@@ -92,9 +92,9 @@ impl Projector {
     /// Meant for maintenance windows, with no other instance writing: each chunk commits on its
     /// own, so until it finishes reads see a partial read model, and a command projected
     /// meanwhile may collide with the replay and make it fail (run it again then). The
-    /// name registry is kept (it holds claims of requests in flight); replaying re-registers
-    /// every name anyway. Audit positions come out in time order across each workspace's
-    /// aggregates, and the offsets let commands continue where the replay stopped.
+    /// name registry is kept, with the claims older builds made before their commands ran;
+    /// replaying registers every name anyway. Audit positions come out in time order across
+    /// each workspace's streams, and the offsets let commands continue where the replay stopped.
     #[tracing::instrument(skip(self))]
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
         self.rebuild_in_chunks(REBUILD_CHUNK_EVENTS).await
@@ -116,9 +116,11 @@ impl Projector {
         Ok(replayed + appended)
     }
 
-    /// Names claimed by commands that never completed (the process died in between, or the
-    /// outcome was unknown) would block the name for good; free those no credential holds.
-    /// Only meaningful once the read model has caught up with the log.
+    /// Older builds claimed a name before running the command that used it; a claim whose
+    /// command never completed (the process died in between) would block the name for good:
+    /// free those no credential holds. Claims are now written with the command's events, so
+    /// only those older claims are left to free. Only meaningful once the read model has
+    /// caught up with the log.
     pub async fn release_abandoned_names(&self) -> Result<u64, StoreError> {
         let released = sqlx::query(
             "DELETE FROM credential_names n

@@ -178,32 +178,6 @@ impl CommandBus {
             }
         }
     }
-
-    /// A credential as its stream has it (for a command's side work, such as a test against
-    /// the provider before its outcome is recorded).
-    pub async fn credential(&self, home: &CredentialHome) -> Result<Credential, CommandError> {
-        let found = match &home.stream {
-            StreamId::Config(config) => self
-                .configs
-                .load(&config.to_string())
-                .await
-                .map_err(command_error)?
-                .0
-                .credentials
-                .remove(&home.credential_id),
-            stream => {
-                self.credentials
-                    .load(&stream.to_string())
-                    .await
-                    .map_err(command_error)?
-                    .0
-                    .credential
-            }
-        };
-        found.ok_or(CommandError::Domain(DomainError::CredentialNotFound(
-            home.credential_id,
-        )))
-    }
 }
 
 /// Executes `command`, reloading the aggregate and trying again when another writer

@@ -42,11 +42,6 @@ impl CredentialRow {
     pub fn id(&self) -> CredentialId {
         self.home.credential_id
     }
-
-    /// Whether it lives in its configuration's stream.
-    pub fn is_kept_by_its_configuration(&self) -> bool {
-        self.home.stream == StreamId::Config(self.home.owner.clone())
-    }
 }
 
 /// The columns as stored; typed by [`StoredRow::typed`].

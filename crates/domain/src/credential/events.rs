@@ -94,17 +94,6 @@ impl CredentialEvent {
             | CredentialEvent::Validated { credential_id, .. } => *credential_id,
         }
     }
-
-    pub const NAMES: [&'static str; 8] = [
-        "CredentialAdded",
-        "CredentialRenamed",
-        "CredentialProviderChanged",
-        "CredentialEndpointChanged",
-        "CredentialAccessKeyReplaced",
-        "CredentialSecretReplaced",
-        "CredentialRemoved",
-        "CredentialValidated",
-    ];
 }
 
 impl cqrs_es::DomainEvent for CredentialEvent {

@@ -3,10 +3,14 @@
 //! produce commit together or not at all, in one round trip whatever their number.
 //!
 //! Each table is written by set-based statements over arrays (`unnest`), one data-modifying CTE
-//! per kind of change. The CTEs of a statement all see the same snapshot and must not touch a
-//! row twice: the folds compose changes so that each row appears once.
+//! per kind of change, and only the kinds a write has: PostgreSQL prepares each shape once per
+//! connection, and starts and finishes only the parts it runs. The CTEs of a statement all see
+//! the same snapshot and must not touch a row twice: the folds compose changes so that each row
+//! appears once.
 
-use sqlx::{Executor, Postgres};
+use std::collections::HashMap;
+
+use sqlx::{Executor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::credentials::CredentialChange;
@@ -34,109 +38,30 @@ pub(crate) enum NameClaims {
     FirstComes,
 }
 
-/// The statement, with the name claims of [`NameClaims::Enforced`] or [`NameClaims::FirstComes`].
-static WRITE: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    [
-        WRITE_TEMPLATE.replace(ON_NAME_CLASH, ""),
-        WRITE_TEMPLATE.replace(
-            ON_NAME_CLASH,
-            "ON CONFLICT (workspace_id, name_key) DO NOTHING",
-        ),
-    ]
-});
+/// One statement of data-modifying CTEs, a CTE per kind of change present.
+struct Statement<'args> {
+    sql: QueryBuilder<'args, Postgres>,
+    parts: usize,
+}
 
-const ON_NAME_CLASH: &str = "/* on name clash */";
+impl<'args> Statement<'args> {
+    fn new() -> Self {
+        Statement {
+            sql: QueryBuilder::new("WITH "),
+            parts: 0,
+        }
+    }
 
-const WRITE_TEMPLATE: &str = r#"
-WITH
-appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, $2, e.* FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]::json[], $7::text[]::json[]) AS e
-),
-snapshot AS (
-    INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload)
-    SELECT $1, $2, s.* FROM unnest($8::bigint[], $9::int[], $10::text[]::jsonb[]) AS s
-    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-       SET last_sequence = excluded.last_sequence, schema_version = excluded.schema_version,
-           payload = excluded.payload, taken_at = now()
-     WHERE aggregate_snapshots.last_sequence < excluded.last_sequence
-        OR aggregate_snapshots.schema_version <> excluded.schema_version
-),
-configs AS (
-    INSERT INTO config_view (aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
-    SELECT c.aggregate_id, c.workspace_id, c.owner, c.last_sequence, c.view,
-           coalesce(c.created_at, c.updated_at, now()), coalesce(c.updated_at, now())
-      FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[]::json[],
-                  $16::timestamptz[], $17::timestamptz[])
-           AS c(aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
-    ON CONFLICT (aggregate_id) DO UPDATE
-       SET last_sequence = excluded.last_sequence, view = excluded.view,
-           updated_at = excluded.updated_at
-     WHERE config_view.last_sequence < excluded.last_sequence
-),
-credentials_added AS (
-    INSERT INTO credential_view
-    SELECT * FROM jsonb_populate_recordset(NULL::credential_view, $18::jsonb)
-    ON CONFLICT (credential_id) DO NOTHING
-),
-credentials_changed AS (
-    UPDATE credential_view c
-       SET (name, name_key, provider, endpoint, hint, secret, access_key_hint, validated_ok,
-            validated_at, validation_note, updated_at)
-         = (SELECT r.name, r.name_key, r.provider, r.endpoint, r.hint, r.secret, r.access_key_hint,
-                   r.validated_ok, r.validated_at, r.validation_note, r.updated_at
-              FROM jsonb_populate_record(c, p.columns) AS r)
-      FROM unnest($19::uuid[], $20::jsonb[]) AS p(credential_id, columns)
-     WHERE c.credential_id = p.credential_id
-),
-credentials_removed AS (
-    DELETE FROM credential_view WHERE credential_id = ANY($21::uuid[])
-),
-names_released AS (
-    DELETE FROM credential_names n
-     USING unnest($22::text[], $23::text[], $24::uuid[]) AS r(workspace_id, name_key, credential_id)
-     WHERE n.workspace_id = r.workspace_id AND n.name_key = r.name_key AND n.credential_id = r.credential_id
-),
-names_moved AS (
-    UPDATE credential_names n SET credential_id = r.holder, claimed_at = now()
-      FROM unnest($25::text[], $26::text[], $27::uuid[], $28::uuid[])
-           AS r(workspace_id, name_key, former, holder)
-     WHERE n.workspace_id = r.workspace_id AND n.name_key = r.name_key AND n.credential_id = r.former
-),
-names_taken AS (
-    INSERT INTO credential_names (workspace_id, name_key, credential_id)
-    SELECT * FROM unnest($29::text[], $30::text[], $31::uuid[])
-    /* on name clash */
-),
-audit_counts AS (
-    SELECT workspace_id, count(*) AS entries FROM unnest($32::text[]) AS a(workspace_id) GROUP BY workspace_id
-),
-positions AS (
-    INSERT INTO audit_positions (workspace_id, last_position)
-    SELECT workspace_id, entries FROM audit_counts
-    ON CONFLICT (workspace_id) DO UPDATE SET last_position = audit_positions.last_position + excluded.last_position
-    RETURNING workspace_id, last_position
-),
-audit AS (
-    INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor,
-                           request_id, trace_id, occurred_at, details)
-    SELECT p.last_position - c.entries + a.ordinal, a.aggregate_id, a.sequence, a.workspace_id, a.owner,
-           a.event_type, a.actor, a.request_id, a.trace_id, a.occurred_at, a.details
-      FROM unnest($32::text[], $33::bigint[], $34::text[], $35::bigint[], $36::text[], $37::text[],
-                  $38::text[], $39::text[], $40::text[], $41::timestamptz[], $42::jsonb[])
-           AS a(workspace_id, ordinal, aggregate_id, sequence, owner, event_type, actor, request_id,
-                trace_id, occurred_at, details)
-      JOIN audit_counts c USING (workspace_id)
-      JOIN positions p USING (workspace_id)
-    ON CONFLICT (aggregate_id, sequence) DO NOTHING
-),
-offsets AS (
-    INSERT INTO projection_offsets (projection, aggregate_id, last_sequence)
-    SELECT * FROM unnest($43::text[], $44::text[], $45::bigint[])
-    ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = excluded.last_sequence
-     WHERE projection_offsets.last_sequence < excluded.last_sequence
-)
-SELECT 1"#;
+    /// Starts the CTE `name`; the caller pushes its body.
+    fn part(&mut self, name: &str) -> &mut QueryBuilder<'args, Postgres> {
+        if self.parts > 0 {
+            self.sql.push(",\n");
+        }
+        self.parts += 1;
+        self.sql.push(name).push(" AS (");
+        &mut self.sql
+    }
+}
 
 /// Writes `changes`, and `appended` with them, in one statement.
 pub(crate) async fn write<'e>(
@@ -145,64 +70,109 @@ pub(crate) async fn write<'e>(
     changes: &ReadModelChanges,
     claims: NameClaims,
 ) -> Result<(), sqlx::Error> {
-    let statement = match claims {
-        NameClaims::Enforced => &WRITE[0],
-        NameClaims::FirstComes => &WRITE[1],
-    };
-    let mut query = sqlx::query(statement);
+    let mut statement = Statement::new();
+    if let Some(appended) = appended {
+        events(&mut statement, appended);
+    }
+    configs(&mut statement, changes);
+    credentials(&mut statement, changes);
+    names(&mut statement, changes, claims);
+    audit(&mut statement, changes);
+    offsets(&mut statement, changes);
+    if statement.parts == 0 {
+        return Ok(());
+    }
+    statement.sql.push("\nSELECT 1");
+    executor.execute(statement.sql.build()).await?;
+    Ok(())
+}
 
-    // Events and snapshot.
-    let (aggregate_type, aggregate_id) = appended
-        .map(|a| (a.aggregate_type, a.aggregate_id))
-        .unwrap_or_default();
-    let events = appended.map(|a| &a.events[..]).unwrap_or_default();
-    query = query
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(events.iter().map(|e| e.0).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.2.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.3.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.4.as_str()).collect::<Vec<_>>());
-    let snapshot = appended.and_then(|a| a.snapshot.as_ref());
-    query = query
-        .bind(snapshot.iter().map(|s| s.0).collect::<Vec<_>>())
-        .bind(snapshot.iter().map(|s| s.1).collect::<Vec<_>>())
-        .bind(snapshot.iter().map(|s| s.2.as_str()).collect::<Vec<_>>());
+fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
+    let events = &appended.events;
+    if !events.is_empty() {
+        let sql = statement.part("appended");
+        sql.push("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) SELECT ")
+            .push_bind(appended.aggregate_type)
+            .push(", ")
+            .push_bind(appended.aggregate_id)
+            .push(", e.* FROM unnest(")
+            .push_bind(events.iter().map(|e| e.0).collect::<Vec<_>>())
+            .push("::bigint[], ")
+            .push_bind(events.iter().map(|e| e.1.clone()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(events.iter().map(|e| e.2.clone()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(events.iter().map(|e| e.3.clone()).collect::<Vec<_>>())
+            .push("::text[]::json[], ")
+            .push_bind(events.iter().map(|e| e.4.clone()).collect::<Vec<_>>())
+            .push("::text[]::json[]) AS e)");
+    }
+    if let Some((last_sequence, schema_version, payload)) = &appended.snapshot {
+        let sql = statement.part("snapshot");
+        sql.push("INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload) VALUES (")
+            .push_bind(appended.aggregate_type)
+            .push(", ")
+            .push_bind(appended.aggregate_id)
+            .push(", ")
+            .push_bind(*last_sequence)
+            .push(", ")
+            .push_bind(*schema_version)
+            .push(", ")
+            .push_bind(payload.clone())
+            .push(
+                "::json) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                   SET last_sequence = excluded.last_sequence, schema_version = excluded.schema_version,
+                       payload = excluded.payload, taken_at = now()
+                 WHERE aggregate_snapshots.last_sequence < excluded.last_sequence
+                    OR aggregate_snapshots.schema_version <> excluded.schema_version)",
+            );
+    }
+}
 
-    // config_view
+fn configs(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
     let configs = &changes.configs;
-    let views = configs
+    if configs.is_empty() {
+        return;
+    }
+    let views: Vec<String> = configs
         .iter()
-        .map(|row| serde_json::to_string(&row.view))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    query = query
-        .bind(
-            configs
-                .iter()
-                .map(|r| r.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            configs
-                .iter()
-                .map(|r| r.workspace_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(configs.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>())
-        .bind(configs.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
-        .bind(views)
-        .bind(configs.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(configs.iter().map(|r| r.updated_at).collect::<Vec<_>>());
+        .map(|row| serde_json::to_string(&row.view).unwrap_or_default())
+        .collect();
+    let sql = statement.part("configs");
+    sql.push("INSERT INTO config_view (aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
+              SELECT c.aggregate_id, c.workspace_id, c.owner, c.last_sequence, c.view,
+                     coalesce(c.created_at, c.updated_at, now()), coalesce(c.updated_at, now())
+                FROM unnest(")
+        .push_bind(configs.iter().map(|r| r.aggregate_id.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(configs.iter().map(|r| r.workspace_id.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(configs.iter().map(|r| r.owner.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(configs.iter().map(|r| r.last_sequence).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(views)
+        .push("::text[]::json[], ")
+        .push_bind(configs.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .push("::timestamptz[], ")
+        .push_bind(configs.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .push(
+            "::timestamptz[])
+                  AS c(aggregate_id, workspace_id, owner, last_sequence, view, created_at, updated_at)
+              ON CONFLICT (aggregate_id) DO UPDATE
+                 SET last_sequence = excluded.last_sequence, view = excluded.view,
+                     updated_at = excluded.updated_at
+               WHERE config_view.last_sequence < excluded.last_sequence)",
+        );
+}
 
-    // credential_view
+fn credentials(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
     let mut added = Vec::new();
     let (mut changed, mut columns) = (Vec::new(), Vec::new());
     let mut removed: Vec<Uuid> = Vec::new();
     for (credential, change) in changes.credentials.sorted() {
         match change {
-            CredentialChange::Insert(row) => added.push(row.as_ref()),
+            CredentialChange::Insert(row) => added.push(row.as_ref().clone()),
             CredentialChange::Patch(patch) => {
                 changed.push(*credential);
                 columns.push(patch.columns());
@@ -210,81 +180,173 @@ pub(crate) async fn write<'e>(
             CredentialChange::Delete => removed.push(*credential),
         }
     }
-    query = query
-        .bind(sqlx::types::Json(added))
-        .bind(changed)
-        .bind(columns)
-        .bind(removed);
+    if !added.is_empty() {
+        statement
+            .part("credentials_added")
+            .push("INSERT INTO credential_view SELECT * FROM jsonb_populate_recordset(NULL::credential_view, ")
+            .push_bind(sqlx::types::Json(added))
+            .push(") ON CONFLICT (credential_id) DO NOTHING)");
+    }
+    if !changed.is_empty() {
+        statement
+            .part("credentials_changed")
+            .push(
+                "UPDATE credential_view c
+                    SET (name, name_key, provider, endpoint, hint, secret, access_key_hint, validated_ok,
+                         validated_at, validation_note, updated_at)
+                      = (SELECT r.name, r.name_key, r.provider, r.endpoint, r.hint, r.secret, r.access_key_hint,
+                                r.validated_ok, r.validated_at, r.validation_note, r.updated_at
+                           FROM jsonb_populate_record(c, p.columns) AS r)
+                   FROM unnest(",
+            )
+            .push_bind(changed)
+            .push("::uuid[], ")
+            .push_bind(columns)
+            .push("::jsonb[]) AS p(credential_id, columns) WHERE c.credential_id = p.credential_id)");
+    }
+    if !removed.is_empty() {
+        statement
+            .part("credentials_removed")
+            .push("DELETE FROM credential_view WHERE credential_id = ANY(")
+            .push_bind(removed)
+            .push("::uuid[]))");
+    }
+}
 
-    // credential_names
+fn names(statement: &mut Statement<'_>, changes: &ReadModelChanges, claims: NameClaims) {
     let names = &changes.names;
-    query = query
-        .bind(
-            names
-                .released
-                .iter()
-                .map(|n| n.0.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            names
-                .released
-                .iter()
-                .map(|n| n.1.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(names.released.iter().map(|n| n.2).collect::<Vec<_>>())
-        .bind(names.moved.iter().map(|n| n.0.as_str()).collect::<Vec<_>>())
-        .bind(names.moved.iter().map(|n| n.1.as_str()).collect::<Vec<_>>())
-        .bind(names.moved.iter().map(|n| n.2).collect::<Vec<_>>())
-        .bind(names.moved.iter().map(|n| n.3).collect::<Vec<_>>())
-        .bind(names.taken.iter().map(|n| n.0.as_str()).collect::<Vec<_>>())
-        .bind(names.taken.iter().map(|n| n.1.as_str()).collect::<Vec<_>>())
-        .bind(names.taken.iter().map(|n| n.2).collect::<Vec<_>>());
+    if !names.released.is_empty() {
+        statement
+            .part("names_released")
+            .push("DELETE FROM credential_names n USING unnest(")
+            .push_bind(
+                names
+                    .released
+                    .iter()
+                    .map(|n| n.0.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .push("::text[], ")
+            .push_bind(
+                names
+                    .released
+                    .iter()
+                    .map(|n| n.1.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .push("::text[], ")
+            .push_bind(names.released.iter().map(|n| n.2).collect::<Vec<_>>())
+            .push(
+                "::uuid[]) AS r(workspace_id, name_key, credential_id)
+                 WHERE n.workspace_id = r.workspace_id AND n.name_key = r.name_key
+                   AND n.credential_id = r.credential_id)",
+            );
+    }
+    if !names.moved.is_empty() {
+        statement
+            .part("names_moved")
+            .push("UPDATE credential_names n SET credential_id = r.holder, claimed_at = now() FROM unnest(")
+            .push_bind(names.moved.iter().map(|n| n.0.clone()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(names.moved.iter().map(|n| n.1.as_str().to_owned()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(names.moved.iter().map(|n| n.2).collect::<Vec<_>>())
+            .push("::uuid[], ")
+            .push_bind(names.moved.iter().map(|n| n.3).collect::<Vec<_>>())
+            .push(
+                "::uuid[]) AS r(workspace_id, name_key, former, holder)
+                 WHERE n.workspace_id = r.workspace_id AND n.name_key = r.name_key
+                   AND n.credential_id = r.former)",
+            );
+    }
+    if !names.taken.is_empty() {
+        let sql = statement
+            .part("names_taken")
+            .push("INSERT INTO credential_names (workspace_id, name_key, credential_id) SELECT * FROM unnest(")
+            .push_bind(names.taken.iter().map(|n| n.0.clone()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(names.taken.iter().map(|n| n.1.as_str().to_owned()).collect::<Vec<_>>())
+            .push("::text[], ")
+            .push_bind(names.taken.iter().map(|n| n.2).collect::<Vec<_>>())
+            .push("::uuid[])");
+        if claims == NameClaims::FirstComes {
+            sql.push(" ON CONFLICT (workspace_id, name_key) DO NOTHING");
+        }
+        sql.push(")");
+    }
+}
 
-    // audit_log: positions follow the order of the entries within each workspace.
+/// Positions follow the order of the entries within each workspace, from its counter in
+/// `audit_positions`: taking them in the statement that commits the entries makes commit
+/// order and position order the same.
+fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
     let audit = &changes.audit;
+    if audit.is_empty() {
+        return;
+    }
     let mut ordinals = Vec::with_capacity(audit.len());
-    let mut counted: std::collections::HashMap<&str, i64> = Default::default();
+    let mut counted: HashMap<&str, i64> = HashMap::new();
     for row in audit {
         let ordinal = counted.entry(row.workspace_id.as_str()).or_default();
         *ordinal += 1;
         ordinals.push(*ordinal);
     }
-    query = query
-        .bind(
-            audit
-                .iter()
-                .map(|r| r.workspace_id.as_str())
-                .collect::<Vec<_>>(),
+    let workspaces: Vec<String> = audit.iter().map(|r| r.workspace_id.clone()).collect();
+    statement
+        .part("audit_counts")
+        .push("SELECT workspace_id, count(*) AS entries FROM unnest(")
+        .push_bind(workspaces.clone())
+        .push("::text[]) AS a(workspace_id) GROUP BY workspace_id)");
+    statement.part("positions").push(
+        "INSERT INTO audit_positions (workspace_id, last_position)
+         SELECT workspace_id, entries FROM audit_counts
+         ON CONFLICT (workspace_id) DO UPDATE SET last_position = audit_positions.last_position + excluded.last_position
+         RETURNING workspace_id, last_position)",
+    );
+    statement
+        .part("audit")
+        .push(
+            "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor,
+                                    request_id, trace_id, occurred_at, details)
+             SELECT p.last_position - c.entries + a.ordinal, a.aggregate_id, a.sequence, a.workspace_id, a.owner,
+                    a.event_type, a.actor, a.request_id, a.trace_id, a.occurred_at, a.details
+               FROM unnest(",
         )
-        .bind(ordinals)
-        .bind(
-            audit
-                .iter()
-                .map(|r| r.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(audit.iter().map(|r| r.sequence).collect::<Vec<_>>())
-        .bind(audit.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>())
-        .bind(audit.iter().map(|r| r.event_type).collect::<Vec<_>>())
-        .bind(audit.iter().map(|r| r.actor.as_deref()).collect::<Vec<_>>())
-        .bind(
-            audit
-                .iter()
-                .map(|r| r.request_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            audit
-                .iter()
-                .map(|r| r.trace_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(audit.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
-        .bind(audit.iter().map(|r| &r.details).collect::<Vec<_>>());
+        .push_bind(workspaces)
+        .push("::text[], ")
+        .push_bind(ordinals)
+        .push("::bigint[], ")
+        .push_bind(audit.iter().map(|r| r.aggregate_id.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.sequence).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(audit.iter().map(|r| r.owner.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.event_type).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.actor.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.trace_id.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(audit.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .push("::timestamptz[], ")
+        .push_bind(audit.iter().map(|r| r.details.clone()).collect::<Vec<_>>())
+        .push(
+            "::jsonb[])
+                  AS a(workspace_id, ordinal, aggregate_id, sequence, owner, event_type, actor, request_id,
+                       trace_id, occurred_at, details)
+               JOIN audit_counts c USING (workspace_id)
+               JOIN positions p USING (workspace_id)
+             ON CONFLICT (aggregate_id, sequence) DO NOTHING)",
+        );
+}
 
-    // projection_offsets
+fn offsets(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
+    if changes.offsets.is_empty() {
+        return;
+    }
     let mut projections = Vec::new();
     let mut aggregates = Vec::new();
     let mut sequences = Vec::new();
@@ -295,12 +357,20 @@ pub(crate) async fn write<'e>(
             (CREDENTIAL_VIEW, offsets.credentials),
         ] {
             projections.push(projection);
-            aggregates.push(aggregate_id.as_str());
+            aggregates.push(aggregate_id.clone());
             sequences.push(sequence);
         }
     }
-    query = query.bind(projections).bind(aggregates).bind(sequences);
-
-    executor.execute(query).await?;
-    Ok(())
+    statement
+        .part("offsets")
+        .push("INSERT INTO projection_offsets (projection, aggregate_id, last_sequence) SELECT * FROM unnest(")
+        .push_bind(projections)
+        .push("::text[], ")
+        .push_bind(aggregates)
+        .push("::text[], ")
+        .push_bind(sequences)
+        .push(
+            "::bigint[]) ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = excluded.last_sequence
+             WHERE projection_offsets.last_sequence < excluded.last_sequence)",
+        );
 }

@@ -46,10 +46,12 @@ pub enum EncryptionKeyResponse {
 /// One recorded change.
 #[derive(Debug, Object)]
 pub struct HistoryEvent {
-    /// `<workspace>/<owner>`: whose configuration changed.
+    /// The stream the change was recorded in: a configuration's (`<workspace>/<owner>`), or a
+    /// credential's with a stream of its own (`<workspace>/credentials/<id>`); `owner` says
+    /// whose settings changed either way.
     #[oai(rename = "aggregateId")]
     pub aggregate_id: String,
-    /// Position of the event in that configuration's history.
+    /// Position of the event in that stream.
     pub sequence: i64,
     /// `user:<sub>` or `workspace`.
     pub owner: String,
