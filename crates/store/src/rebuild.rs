@@ -268,7 +268,7 @@ impl Replay {
             }
         };
         // Metadata that does not read as a map of strings is ignored, as catch-up does.
-        let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
+        let metadata = EventMetadata::from_json(metadata);
         let projected = project::<A>(
             &mut self.projection,
             aggregate_id,

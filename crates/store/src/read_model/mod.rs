@@ -37,17 +37,41 @@ pub struct EventMetadata {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// The metadata column as stored: cqrs-es' map of strings, of which these are read.
+#[derive(Default, serde::Deserialize)]
+struct StoredMetadata {
+    actor: Option<String>,
+    request_id: Option<String>,
+    trace_id: Option<String>,
+    occurred_at: Option<String>,
+}
+
 impl EventMetadata {
     /// Reads cqrs-es' string map. A time that does not parse (or is missing, in logs older than
     /// the `occurred_at` stamp) counts as now, as it always did.
     pub fn from_map(metadata: &HashMap<String, String>) -> Self {
-        EventMetadata {
+        Self::from_stored(StoredMetadata {
             actor: metadata.get("actor").cloned(),
             request_id: metadata.get("request_id").cloned(),
             trace_id: metadata.get("trace_id").cloned(),
-            occurred_at: metadata
-                .get("occurred_at")
-                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            occurred_at: metadata.get("occurred_at").cloned(),
+        })
+    }
+
+    /// Reads the stored column straight into the fields the views use; metadata that does not
+    /// read as a map of strings is ignored, as it always was.
+    pub(crate) fn from_json(stored: &str) -> Self {
+        Self::from_stored(serde_json::from_str(stored).unwrap_or_default())
+    }
+
+    fn from_stored(stored: StoredMetadata) -> Self {
+        EventMetadata {
+            actor: stored.actor,
+            request_id: stored.request_id,
+            trace_id: stored.trace_id,
+            occurred_at: stored
+                .occurred_at
+                .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
                 .map(|at| at.with_timezone(&Utc))
                 .unwrap_or_else(Utc::now),
         }

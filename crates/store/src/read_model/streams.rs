@@ -174,7 +174,7 @@ pub(crate) async fn catch_up<A: Projected>(
     for (sequence, payload, metadata) in &events {
         let event: A::Event = serde_json::from_str(payload)
             .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?;
-        let metadata = EventMetadata::from_map(&serde_json::from_str(metadata).unwrap_or_default());
+        let metadata = EventMetadata::from_json(metadata);
         project::<A>(
             &mut projection,
             aggregate_id,
