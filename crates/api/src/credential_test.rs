@@ -4,7 +4,7 @@
 
 use aimc_domain::{CredentialCommand, KeyContext, TestOutcome};
 use aimc_store::CredentialRow;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 use crate::caller::Caller;
 use crate::problem::ApiError;
@@ -47,7 +47,8 @@ pub async fn test_credential(
             ok: outcome.ok,
             status: outcome.status,
             reason: outcome.reason.clone(),
-            checked_at: Utc::now(),
+            // Whole seconds, as the history has always shown it.
+            checked_at: Utc::now().trunc_subsecs(0),
         },
     };
     state
