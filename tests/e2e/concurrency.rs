@@ -148,3 +148,42 @@ async fn concurrent_reads_of_many_users_each_get_their_own_and_see_answered_writ
         assert_eq!(read.body["system_prompt"], prompt);
     }
 }
+
+#[tokio::test]
+async fn writers_of_different_credentials_in_one_workspace_neither_wait_for_nor_retry_each_other() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let admin = app.token("ada", Role::Admin);
+    let writers = 16;
+    let secret = |n: usize| format!("sk-proj-parallel-writer-{n:04}");
+    let request_id = |n: usize| format!("parallel-writer-{}-{n}", app.workspace);
+
+    let responses = futures::future::join_all((0..writers).map(|n| {
+        app.remember_secret(&secret(n));
+        let instance = if n % 2 == 0 { &app } else { &replica };
+        let body = json!({"name": format!("writer {n}"), "aiType": "OPENAI",
+                          "endpoint": "https://api.openai.com/v1", "secret": secret(n),
+                          "workspaceId": app.workspace});
+        instance.request_with(reqwest::Method::POST, "/ai/llm", Some(&admin), move |r| {
+            r.header("X-Request-Id", request_id(n)).json(&body)
+        })
+    }))
+    .await;
+
+    for response in &responses {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    }
+    // Each configuration is a stream of its own: no writer lost a race to another.
+    let retried: Vec<String> = captured_log_text()
+        .lines()
+        .filter(|line| line.contains("concurrent write; retrying"))
+        .filter(|line| line.contains(&format!("parallel-writer-{}-", app.workspace)))
+        .map(str::to_owned)
+        .collect();
+    assert!(retried.is_empty(), "{retried:?}");
+    let listed = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await;
+    assert_eq!(listed.body["aiLlms"].as_array().unwrap().len(), writers);
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -317,3 +317,53 @@ async fn a_name_the_service_would_give_that_a_caller_already_took_gets_a_suffix(
     );
     app.assert_no_plain_key_anywhere().await;
 }
+
+#[tokio::test]
+async fn saves_racing_for_a_provider_without_a_key_store_one_key() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let admin = app.token("ada", Role::Admin);
+    let key = |n: usize| format!("sk-proj-racing-save-{n:04}");
+    for n in 0..8 {
+        app.remember_secret(&key(n));
+    }
+
+    let saves = futures::future::join_all((0..8).map(|n| {
+        let instance = if n % 2 == 0 { &app } else { &replica };
+        instance.post(
+            "/api/v1/settings/providers/openai",
+            &admin,
+            json!({"api_key": key(n)}),
+        )
+    }))
+    .await;
+
+    for save in &saves {
+        assert_eq!(save.status, StatusCode::OK, "{}", save.text);
+    }
+    let listed = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await;
+    assert_eq!(
+        listed.body["aiLlms"].as_array().unwrap().len(),
+        1,
+        "every save after the first replaced the key it added: {}",
+        listed.text
+    );
+    let types = app
+        .event_types(&format!("{}/workspace", app.workspace))
+        .await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "CredentialAdded").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "CredentialSecretReplaced")
+            .count(),
+        7
+    );
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -98,27 +98,11 @@ impl AiModelConfig {
         command: CredentialCommand,
         services: &ConfigServices,
     ) -> Result<Vec<ConfigEvent>, DomainError> {
-        let events = match command {
-            CredentialCommand::Add { .. } => return Err(DomainError::CredentialExists),
-            CredentialCommand::Change {
-                credential_id,
-                change,
-            } => {
-                let (config, current) = self.credential(credential_id)?;
-                credential::change(config, current, change, services).await?
-            }
-            CredentialCommand::Remove { credential_id } => {
-                self.credential(credential_id)?;
-                return Ok(self.removal(credential_id));
-            }
-            CredentialCommand::RecordTest {
-                credential_id,
-                outcome,
-            } => {
-                let (_, current) = self.credential(credential_id)?;
-                vec![credential::record_test(current, outcome)?]
-            }
-        };
+        let (config, current) = self.credential(command.credential_id())?;
+        if let CredentialCommand::Remove { credential_id } = command {
+            return Ok(self.removal(credential_id));
+        }
+        let events = credential::decide(config, current, command, services).await?;
         Ok(events.into_iter().map(ConfigEvent::Credential).collect())
     }
 

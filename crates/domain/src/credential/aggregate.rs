@@ -56,23 +56,9 @@ impl Aggregate for CredentialAggregate {
                 let owned_by = Some(owner.clone());
                 vec![credential::add(&owner, credential_id, credential, owned_by, services).await?]
             }
-            CredentialCommand::Change {
-                credential_id,
-                change,
-            } => {
-                let (owner, current) = self.current(credential_id)?;
-                credential::change(owner, current, change, services).await?
-            }
-            CredentialCommand::Remove { credential_id } => {
-                self.current(credential_id)?;
-                vec![CredentialEvent::Removed { credential_id }]
-            }
-            CredentialCommand::RecordTest {
-                credential_id,
-                outcome,
-            } => {
-                let (_, current) = self.current(credential_id)?;
-                vec![credential::record_test(current, outcome)?]
+            command => {
+                let (owner, current) = self.current(command.credential_id())?;
+                credential::decide(owner, current, command, services).await?
             }
         };
         for event in events {

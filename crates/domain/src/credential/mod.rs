@@ -303,12 +303,29 @@ pub(crate) async fn change(
     Ok(events)
 }
 
+/// What a command does to an existing credential, wherever it lives: a change, a recorded
+/// test, or its removal (before which a configuration detaches the models that use it).
+pub(crate) async fn decide(
+    owner: &ConfigId,
+    current: &Credential,
+    command: CredentialCommand,
+    services: &ConfigServices,
+) -> Result<Vec<CredentialEvent>, DomainError> {
+    match command {
+        CredentialCommand::Add { .. } => Err(DomainError::CredentialExists),
+        CredentialCommand::Change { change, .. } => {
+            self::change(owner, current, change, services).await
+        }
+        CredentialCommand::Remove { credential_id } => {
+            Ok(vec![CredentialEvent::Removed { credential_id }])
+        }
+        CredentialCommand::RecordTest { outcome, .. } => Ok(vec![record_test(current, outcome)?]),
+    }
+}
+
 /// Records a test, unless the credential changed while it was tested: the outcome would be
 /// about a key or endpoint that no longer applies.
-pub(crate) fn record_test(
-    current: &Credential,
-    outcome: TestOutcome,
-) -> Result<CredentialEvent, DomainError> {
+fn record_test(current: &Credential, outcome: TestOutcome) -> Result<CredentialEvent, DomainError> {
     if current.secret != outcome.tested_secret || current.endpoint != outcome.tested_endpoint {
         return Err(DomainError::CredentialChangedDuringTest);
     }

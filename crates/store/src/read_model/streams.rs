@@ -21,7 +21,7 @@ pub trait Projected: Aggregate + Clone {
 
     /// Starts the stream's folds from this state (as loaded for a command), projected up to
     /// `sequence`; a stream not begun yet starts with its first event.
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64);
+    fn start_projection(self, projection: &mut Projection, aggregate_id: &str, sequence: i64);
 
     fn viewed(event: &Self::Event) -> ViewedEvent<'_>;
 }
@@ -56,23 +56,20 @@ impl Projected for AiModelConfig {
         })
     }
 
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
+    fn start_projection(self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
         let Some(id) = &self.id else { return };
         let names = self
             .credentials
             .values()
             .map(|credential| (credential.name.key(), credential.id.0));
         projection.known_names(id.workspace.as_str(), names);
-        projection.start_stream(
-            StreamPlace {
-                aggregate_id: aggregate_id.to_owned(),
-                workspace: id.workspace.to_string(),
-                owner: id.owner.to_string(),
-                is_config: true,
-            },
-            Some(self.clone()),
-            Offsets::all(sequence),
-        );
+        let place = StreamPlace {
+            aggregate_id: aggregate_id.to_owned(),
+            workspace: id.workspace.to_string(),
+            owner: id.owner.to_string(),
+            is_config: true,
+        };
+        projection.start_stream(place, Some(self), Offsets::all(sequence));
     }
 
     fn viewed(event: &ConfigEvent) -> ViewedEvent<'_> {
@@ -99,7 +96,7 @@ impl Projected for CredentialAggregate {
         })
     }
 
-    fn start_projection(&self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
+    fn start_projection(self, projection: &mut Projection, aggregate_id: &str, sequence: i64) {
         let Some(owner) = &self.owner else { return };
         if let Some(credential) = &self.credential {
             projection.known_names(
