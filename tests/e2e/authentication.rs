@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -194,4 +195,67 @@ async fn rs256_and_es256_tokens_verify_against_configured_public_keys() {
             "{name}: HS256 with the public key refused"
         );
     }
+}
+
+/// Every family answers a missing or unusable token with 401, each in its own body shape; the
+/// Flashback and FastAPI-style families once answered 400 and 422.
+#[tokio::test]
+async fn every_family_answers_a_bad_token_with_401() {
+    let app = spawn_app().await;
+    let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJtYWxsb3J5In0.";
+    let operations = [
+        (Method::GET, "/ai/llm".to_owned()),
+        (Method::POST, "/ai/llm".to_owned()),
+        (Method::GET, "/api/v1/settings/providers".to_owned()),
+        (Method::POST, "/api/v1/settings/task-assignments".to_owned()),
+        (Method::GET, "/api/user/api-keys".to_owned()),
+        (Method::GET, "/api/keys".to_owned()),
+        (Method::GET, "/api/v1/get/ai-model-config".to_owned()),
+    ];
+    for (method, path) in operations {
+        for token in [None, Some("garbage"), Some(unsigned)] {
+            let response = app
+                .request(method.clone(), &path, token, Some(json!({})))
+                .await;
+            assert_eq!(
+                response.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {token:?}: {}",
+                response.text
+            );
+            assert_eq!(response.body["status"], 401, "{}", response.text);
+            assert!(response.body["errors"].is_array(), "{}", response.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn parameters_that_do_not_parse_are_named_in_words() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+
+    let key_id = app
+        .request(
+            Method::PUT,
+            "/api/keys/abc",
+            Some(&token),
+            Some(json!({"api_key": "x"})),
+        )
+        .await;
+    assert_eq!(key_id.status, StatusCode::BAD_REQUEST, "{}", key_id.text);
+    assert_eq!(
+        key_id.body["errors"][0]["field"], "key_id",
+        "{}",
+        key_id.text
+    );
+    assert!(!key_id.text.contains("param0"), "{}", key_id.text);
+
+    // An unencoded `+` arrives as a space.
+    let since = app
+        .get("/api/v1/history?since=2026-01-01T00:00:00+00:00", &token)
+        .await;
+    assert_eq!(since.status, StatusCode::BAD_REQUEST, "{}", since.text);
+    assert_eq!(since.body["errors"][0]["field"], "since", "{}", since.text);
+    assert!(!since.text.contains("string(date-time)"), "{}", since.text);
+    assert!(since.text.contains("%2B"), "{}", since.text);
 }

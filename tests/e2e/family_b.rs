@@ -506,7 +506,7 @@ async fn names_the_service_gave_other_families_keys_are_taken_too() {
     let family_a_name = app
         .get(
             &format!(
-                "/api/v1/names/available?workspaceId={}&name=user:alice%20openai%20gpt-4",
+                "/api/v1/names/available?workspaceId={}&name=alice%20openai%20gpt-4",
                 app.workspace
             ),
             &admin,
@@ -571,4 +571,62 @@ async fn endpoints_may_not_carry_credentials_or_query_strings() {
             .contains("endpoint"));
     }
     assert_eq!(app.event_count().await, 0);
+}
+
+/// Only the provider refusing the key (401 or 403) makes it unusable: a provider that cannot be
+/// reached says nothing about the key, and resolve keeps serving with it.
+#[tokio::test]
+async fn an_unreachable_provider_leaves_the_key_usable_and_a_refusal_does_not() {
+    let provider = FakeProvider::start("sk-the-one-good-key-000000003").await;
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    let member = app.token("bob", Role::Member);
+    // Nothing listens on the discard port of the loopback.
+    let unreachable = create_at(
+        &app,
+        &admin,
+        "Unreachable",
+        "http://127.0.0.1:9/v1",
+        "sk-unreachable-key-000000000007",
+    )
+    .await;
+
+    let tested = app
+        .request(
+            Method::POST,
+            &format!("/ai/llm/{unreachable}/validate"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.text);
+    assert_eq!(tested.body["success"], false, "{}", tested.text);
+    let resolved = app.get("/api/v1/resolve?task=chat", &member).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text);
+    assert_eq!(resolved.body["keyHint"], "sk-...0007", "{}", resolved.text);
+
+    app.request(
+        Method::DELETE,
+        &format!("/ai/llm/{unreachable}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let refused = create_at(
+        &app,
+        &admin,
+        "Refused",
+        &format!("{}/v1", provider.address),
+        "sk-a-revoked-key-0000000000008",
+    )
+    .await;
+    app.request(
+        Method::POST,
+        &format!("/ai/llm/{refused}/validate"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let nothing = app.get("/api/v1/resolve?task=chat", &member).await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND, "{}", nothing.text);
 }

@@ -18,7 +18,7 @@ async fn keys_and_model_ids_per_provider_with_seed_002_defaults() {
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(
         empty.body["anthropic"],
-        json!({"configured": false, "keyHint": null, "modelId": "claude-sonnet-4-20250514", "isDefaultModel": true})
+        json!({"configured": false, "modelId": "claude-sonnet-4-20250514", "isDefaultModel": true})
     );
     assert_eq!(empty.body["openai"]["modelId"], "gpt-4o");
     assert_eq!(
@@ -179,7 +179,7 @@ async fn a_model_id_alone_is_recorded_for_use_with_a_fallback_key() {
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
     assert_eq!(
         chosen.body["openai"],
-        json!({"configured": false, "keyHint": null, "modelId": "gpt-4-turbo", "isDefaultModel": false})
+        json!({"configured": false, "modelId": "gpt-4-turbo", "isDefaultModel": false})
     );
 }
 

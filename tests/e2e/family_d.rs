@@ -249,3 +249,60 @@ async fn keys_stored_through_families_a_and_c_are_listed_and_editable_here() {
     assert_eq!(family_a.body["models"][0]["keyHint"], "sk-...3333");
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// A key stored here is the caller's key for the provider everywhere: the personal keys API
+/// shows it, resolve serves with it, and removing it there removes it here.
+#[tokio::test]
+async fn a_key_stored_here_reaches_the_personal_keys_and_resolve() {
+    let app = spawn_app().await;
+    let token = app.token_with_scope("alice", Role::Member, "keys:ciphertext");
+    let key = "sk-ant-seed003-reaches-c-00004321";
+    app.remember_secret(key);
+
+    let created = app
+        .post(
+            "/api/keys",
+            &token,
+            json!({"service": "ANTHROPIC", "api_key": key}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+
+    let personal = app.get("/api/user/api-keys", &token).await;
+    assert_eq!(personal.status, StatusCode::OK, "{}", personal.text);
+    assert_eq!(
+        personal.body["anthropic"]["configured"], true,
+        "{}",
+        personal.text
+    );
+    assert_eq!(personal.body["anthropic"]["keyHint"], "sk-...4321");
+    assert_eq!(personal.body["openai"]["configured"], false);
+
+    let resolved = app.get("/api/v1/resolve?task=chat", &token).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text);
+    assert_eq!(resolved.body["provider"], "anthropic");
+    assert_eq!(resolved.body["source"], "user");
+    assert_eq!(resolved.body["keyHint"], "sk-...4321");
+    assert!(
+        resolved.body["key"]["ciphertext"].is_string(),
+        "{}",
+        resolved.text
+    );
+
+    let removed = app
+        .request(
+            Method::DELETE,
+            "/api/user/api-keys/anthropic",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    assert_eq!(
+        removed.body["anthropic"]["configured"], false,
+        "{}",
+        removed.text
+    );
+    assert_eq!(app.get("/api/keys", &token).await.body, json!([]));
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -248,7 +248,7 @@ impl TestApp {
     ) -> TestResponse {
         let mut request = self
             .client
-            .request(method, format!("{}{path}", self.address));
+            .request(method.clone(), format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -257,6 +257,12 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
         self.responses.lock().unwrap().push(text.clone());
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        if let Err(breach) = crate::contract::check(&method, path, status, content_type, &text) {
+            panic!("the response breaks the OpenAPI document: {breach}");
+        }
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         TestResponse {
             status,

@@ -163,3 +163,84 @@ async fn members_see_their_own_history_and_admins_see_everyones() {
         .iter()
         .all(|e| e["owner"] == "user:alice"));
 }
+
+/// "Who changed the OpenAI key last week": filters by provider, credential and actor, every
+/// credential entry names its provider and name, a new secret shows the hint it replaced, and
+/// a filter the operation does not know is refused rather than silently ignored.
+#[tokio::test]
+async fn history_answers_who_changed_the_openai_key() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    let alice = app.token("alice", Role::Member);
+    for key in [
+        "sk-openai-first-000000000aaaa",
+        "sk-openai-second-00000000bbbb",
+        "sk-ant-other-0000000000cccc",
+    ] {
+        app.remember_secret(key);
+    }
+    let created = app
+        .post(
+            "/api/keys",
+            &alice,
+            json!({"service": "OPENAI", "api_key": "sk-openai-first-000000000aaaa"}),
+        )
+        .await;
+    let number = created.body["id"].as_i64().unwrap();
+    app.post(
+        "/api/keys",
+        &alice,
+        json!({"service": "ANTHROPIC", "api_key": "sk-ant-other-0000000000cccc"}),
+    )
+    .await;
+    app.put(
+        &format!("/api/keys/{number}"),
+        &alice,
+        json!({"api_key": "sk-openai-second-00000000bbbb"}),
+    )
+    .await;
+
+    let openai = app.get("/api/v1/history?provider=openai", &admin).await;
+    assert_eq!(openai.status, StatusCode::OK, "{}", openai.text);
+    let events = openai.body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["CredentialSecretReplaced", "CredentialAdded"],
+        "{}",
+        openai.text
+    );
+    assert!(events.iter().all(|e| e["details"]["provider"] == "openai"));
+    let replaced = &events[0];
+    assert_eq!(replaced["actor"], "alice");
+    assert_eq!(replaced["details"]["hint"], "sk-...bbbb");
+    assert_eq!(replaced["details"]["previous_hint"], "sk-...aaaa");
+    assert_eq!(replaced["details"]["name"], events[1]["details"]["name"]);
+    assert!(
+        !replaced["details"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("user:"),
+        "generated names do not show internal owner ids: {}",
+        openai.text
+    );
+
+    let credential = replaced["details"]["credential_id"].as_str().unwrap();
+    let by_credential = app
+        .get(&format!("/api/v1/history?credential={credential}"), &admin)
+        .await;
+    assert_eq!(by_credential.body["events"].as_array().unwrap().len(), 2);
+    let by_actor = app.get("/api/v1/history?actor=nobody", &admin).await;
+    assert_eq!(by_actor.body["events"], json!([]));
+
+    let unknown = app.get("/api/v1/history?credentail=x", &admin).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+    assert_eq!(unknown.body["errors"][0]["field"], "credentail");
+    let bad_provider = app.get("/api/v1/history?provider=openia", &admin).await;
+    assert_eq!(
+        bad_provider.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_provider.text
+    );
+}

@@ -2,6 +2,7 @@
 
 mod authentication;
 mod concurrency;
+mod contract;
 mod event_store;
 mod fake_provider;
 mod family_a;

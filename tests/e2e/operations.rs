@@ -1,5 +1,6 @@
 //! Health, readiness, the OpenAPI document and Swagger UI.
 
+use aimc_api::Role;
 use reqwest::{Method, StatusCode};
 
 use crate::harness::*;
@@ -146,4 +147,153 @@ async fn shutting_down_finishes_the_request_in_flight_then_stops_listening() {
         reqwest::get(format!("{address}/healthz")).await.is_err(),
         "still listening after shutdown"
     );
+}
+
+#[test]
+fn the_spec_speaks_to_users_with_examples_servers_and_open_probes() {
+    let text = aimc_api::openapi_json();
+    let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for internal in [
+        "seed 00",
+        "Family A",
+        "Family B",
+        "Family C",
+        "Family D",
+        "Family E",
+        "../shared",
+    ] {
+        assert!(!text.contains(internal), "the spec mentions {internal:?}");
+    }
+    assert!(!spec["servers"].as_array().unwrap().is_empty(), "servers");
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(
+            spec["paths"][probe]["get"]["security"],
+            serde_json::json!([]),
+            "{probe}"
+        );
+    }
+    let schemas = &spec["components"]["schemas"];
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let Some(body) = operation.get("requestBody") else {
+                continue;
+            };
+            let schema = &body["content"]["application/json; charset=utf-8"]["schema"]["$ref"];
+            let name = schema
+                .as_str()
+                .unwrap()
+                .trim_start_matches("#/components/schemas/");
+            assert!(
+                schemas[name]["example"].is_object(),
+                "{method} {path}: Swagger UI pre-fills {name} with its example"
+            );
+        }
+    }
+}
+
+/// What Swagger UI pre-fills is accepted as it is, by the token `./dev run` prints (workspace
+/// `dev`, owner), in an order a person trying the operations would follow.
+#[tokio::test]
+async fn every_request_example_succeeds_as_is() {
+    let app = spawn_app_from(test_settings().await, "dev").await;
+    let token = app.token("dev", Role::Owner);
+    let spec: serde_json::Value = serde_json::from_str(&aimc_api::openapi_json()).unwrap();
+    let example = |path: &str, method: &str| {
+        let operation = &spec["paths"][path][method];
+        let schema = operation["requestBody"]["content"]["application/json; charset=utf-8"]
+            ["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has a body"))
+            .trim_start_matches("#/components/schemas/")
+            .to_owned();
+        let example = spec["components"]["schemas"][&schema]["example"].clone();
+        for key in ["secret", "api_key", "apiKey"] {
+            find_strings(&example, key, &mut |plain| app.remember_secret(plain));
+        }
+        example
+    };
+    let created = app
+        .post(
+            "/api/v1/create/ai-model-config",
+            &token,
+            example("/api/v1/create/ai-model-config", "post"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let updated = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            &token,
+            example("/api/v1/update/ai-model-config", "put"),
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    let llm = app
+        .post("/ai/llm", &token, example("/ai/llm", "post"))
+        .await;
+    assert_eq!(llm.body["success"], true, "{}", llm.text);
+    let id = llm.body["aiLlmId"].as_str().unwrap();
+    let renamed = app
+        .put(
+            &format!("/ai/llm/{id}"),
+            &token,
+            example("/ai/llm/{id}", "put"),
+        )
+        .await;
+    assert_eq!(renamed.body["success"], true, "{}", renamed.text);
+    let personal = app
+        .put(
+            "/api/user/api-keys",
+            &token,
+            example("/api/user/api-keys", "put"),
+        )
+        .await;
+    assert_eq!(personal.status, StatusCode::OK, "{}", personal.text);
+    let key = app
+        .post("/api/keys", &token, example("/api/keys", "post"))
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    let number = key.body["id"].as_i64().unwrap();
+    let replaced = app
+        .put(
+            &format!("/api/keys/{number}"),
+            &token,
+            example("/api/keys/{key_id}", "put"),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    let saved = app
+        .post(
+            "/api/v1/settings/providers/openai",
+            &token,
+            example("/api/v1/settings/providers/{provider}", "post"),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    let assigned = app
+        .post(
+            "/api/v1/settings/task-assignments",
+            &token,
+            example("/api/v1/settings/task-assignments", "post"),
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.text);
+    app.assert_no_plain_key_anywhere().await;
+}
+
+fn find_strings(value: &serde_json::Value, key: &str, found: &mut impl FnMut(&str)) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, value) in fields {
+                match value.as_str() {
+                    Some(text) if name == key => found(text),
+                    _ => find_strings(value, key, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|item| find_strings(item, key, found))
+        }
+        _ => {}
+    }
 }

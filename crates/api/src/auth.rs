@@ -343,8 +343,10 @@ pub struct BearerAuth(pub Principal);
 async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let authenticator = request
         .data::<Arc<Authenticator>>()
-        .ok_or_else(|| poem::Error::from(ApiError::internal("token verification not set up")))?;
-    let principal = authenticator.verify(&bearer.token)?;
+        .ok_or_else(|| ApiError::internal("token verification not set up").refusal())?;
+    let principal = authenticator
+        .verify(&bearer.token)
+        .map_err(ApiError::refusal)?;
     tracing::Span::current().record("sub", principal.sub.as_str());
     Ok(principal)
 }

@@ -97,7 +97,7 @@ impl Caller {
             .extensions()
             .get::<RequestContext>()
             .cloned()
-            .ok_or_else(|| ApiError::internal("request context missing"))?;
+            .ok_or_else(|| ApiError::internal("request context missing").refusal())?;
         Ok(Caller {
             principal,
             requested,

@@ -1,5 +1,7 @@
 //! The one place where failures become HTTP responses: RFC 9457 problem details.
 
+use std::marker::PhantomData;
+
 use aimc_domain::{DomainError, Service, ValueError};
 use aimc_keyring::KeyringError;
 use aimc_store::{CommandError, StoreError};
@@ -21,6 +23,7 @@ pub struct FieldError {
 
 /// RFC 9457 problem details.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct Problem {
     /// A URI identifying the problem type, `urn:aimc:problem:<slug>`.
     #[oai(rename = "type")]
@@ -31,13 +34,13 @@ pub struct Problem {
     pub status: u16,
     /// Explanation specific to this occurrence.
     pub detail: String,
-    /// The fields that were refused, when the problem is bad input.
-    #[oai(skip_serializing_if_is_empty)]
+    /// The fields that were refused when the problem is bad input; empty otherwise, and always
+    /// present so that clients can read it without checking.
     pub errors: Vec<FieldError>,
 }
 
 /// Every error an operation can answer with.
-#[derive(Debug, ApiResponse)]
+#[derive(Debug, Clone, ApiResponse)]
 pub enum ApiError {
     /// The request is malformed or a value is invalid; `errors` names the fields.
     #[oai(status = 400, content_type = "application/problem+json")]
@@ -297,9 +300,76 @@ impl From<KeyringError> for ApiError {
     }
 }
 
+/// A refusal raised before a handler runs (by the caller extractor), kept typed inside the
+/// `poem::Error` so that every family answers it in its own shape with the right status: a
+/// family with its own bad-request handler would otherwise see only "bad request".
+#[derive(Debug)]
+pub struct Refusal(pub ApiError);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.detail())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl ApiError {
+    /// As an extractor's error, which families B and E can turn back into this refusal.
+    pub fn refusal(self) -> poem::Error {
+        let status = self.status();
+        poem::Error::new(Refusal(self), status)
+    }
+}
+
+/// The refusal in an error raised before a handler ran: the caller extractor's own, the
+/// security scheme's when the `Authorization` header is missing or not a bearer token, or a
+/// path or query parameter that does not parse.
+pub fn refusal_in(error: &poem::Error) -> Option<ApiError> {
+    if let Some(Refusal(refusal)) = error.downcast_ref::<Refusal>() {
+        return Some(refusal.clone());
+    }
+    if let Some(path) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        let (field, message) =
+            crate::request_body::field_of(&path.reason).unwrap_or(("path", "is not valid"));
+        return Some(ApiError::invalid_field(field, message));
+    }
+    if let Some(param) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return Some(ApiError::invalid_field(
+            param.name,
+            parameter_message(&param.reason),
+        ));
+    }
+    (error.status() == StatusCode::UNAUTHORIZED)
+        .then(|| ApiError::unauthorized("a bearer token is required"))
+}
+
+/// A query or header parameter's refusal in words, without the framework's names for its
+/// parsers (`failed to parse "string(date-time)"`).
+fn parameter_message(reason: &str) -> String {
+    if reason.contains("date-time") {
+        return "must be an RFC 3339 time such as 2026-12-01T09:30:00Z; send a `+` offset as %2B"
+            .to_owned();
+    }
+    let reason = reason
+        .strip_prefix("failed to parse \"")
+        .and_then(|rest| rest.split_once("\": "))
+        .map_or(reason, |(_, ours)| ours);
+    if let Some(bound) = reason.strip_prefix("verification failed. ") {
+        return format!("is out of range ({bound})");
+    }
+    if reason.contains("invalid digit") || reason.contains("Invalid") {
+        return "is not a valid value of its type".to_owned();
+    }
+    format!("is not valid: {reason}")
+}
+
 /// Turns errors raised before a handler runs (unparsable JSON, a missing field, no token, an
 /// unknown route) into the same problem details as the handlers' own errors.
 pub fn framework_error_response(error: poem::Error) -> poem::Response {
+    if let Some(refusal) = refusal_in(&error).filter(|_| !error.is_from_response()) {
+        return refusal.into_response();
+    }
     if error.is_from_response() {
         return error.into_response();
     }
@@ -340,6 +410,7 @@ pub fn framework_error_response(error: poem::Error) -> poem::Response {
                         "title": body.0.title,
                         "status": body.0.status,
                         "detail": body.0.detail,
+                        "errors": [],
                     }))
                     .unwrap_or_default(),
                 );
@@ -384,5 +455,140 @@ impl<R: From<ApiError>> From<StoreError> for Refused<R> {
 impl<R: From<ApiError>> From<CommandError> for Refused<R> {
     fn from(error: CommandError) -> Self {
         Refused(R::from(ApiError::from(error)))
+    }
+}
+
+/// The statuses one kind of operation can answer with, as a type, so that each operation's
+/// entry in the spec lists those and no others.
+pub trait Statuses: Send + Sync + 'static {
+    const LIST: &'static [u16];
+}
+
+macro_rules! statuses {
+    ($($(#[$doc:meta])* $name:ident = [$($code:literal),*];)*) => {
+        $(
+            $(#[$doc])*
+            pub struct $name;
+            impl Statuses for $name {
+                const LIST: &'static [u16] = &[$($code),*];
+            }
+        )*
+    };
+}
+
+statuses! {
+    /// A read that answers an empty result rather than 404.
+    Listing = [400, 401, 403, 500, 503];
+    /// A read of one thing that may not be there.
+    Finding = [400, 401, 403, 404, 500, 503];
+    /// A write with a body that needs nothing to exist already.
+    Writing = [400, 401, 403, 409, 413, 500, 503];
+    /// A write with a body to something that may not be there.
+    Changing = [400, 401, 403, 404, 409, 413, 500, 503];
+    /// A write without a body to something that may not be there.
+    Removing = [400, 401, 403, 404, 409, 500, 503];
+    /// A FastAPI-style write with a body (an invalid one is a 422; there is no 409 or 413).
+    Validating = [400, 401, 403, 422, 500, 503];
+}
+
+/// A response type `R` documented with its successes and only the failures `S` lists: the same
+/// body shapes, the statuses an operation can answer with.
+pub struct Only<R, S>(pub R, PhantomData<S>);
+
+impl<R, S> Only<R, S> {
+    pub fn new(response: R) -> Self {
+        Only(response, PhantomData)
+    }
+}
+
+impl<R: ApiResponse, S: Statuses> ApiResponse for Only<R, S> {
+    const BAD_REQUEST_HANDLER: bool = R::BAD_REQUEST_HANDLER;
+
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = R::meta();
+        meta.responses.retain(|response| {
+            response
+                .status
+                .is_none_or(|status| status < 400 || S::LIST.contains(&status))
+        });
+        meta
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        R::register(registry);
+    }
+
+    fn from_parse_request_error(error: poem::Error) -> Self {
+        Only::new(R::from_parse_request_error(error))
+    }
+}
+
+impl<R: IntoResponse, S: Statuses> IntoResponse for Only<R, S> {
+    fn into_response(self) -> poem::Response {
+        let response = self.0.into_response();
+        let status = response.status().as_u16();
+        if status >= 400 && !S::LIST.contains(&status) {
+            // The suite's contract check fails on this too; in production it is a bug to fix,
+            // not a reason to hide what happened from the client.
+            tracing::error!(
+                status,
+                "answered with a status the operation does not declare"
+            );
+        }
+        response
+    }
+}
+
+impl<R: IntoResponse, S: Statuses> From<Only<R, S>> for poem::Error {
+    fn from(only: Only<R, S>) -> Self {
+        poem::Error::from_response(only.into_response())
+    }
+}
+
+/// An operation's failure: problem details with the statuses `S` lists.
+pub type Fails<S> = Only<ApiError, S>;
+
+impl<S> From<ApiError> for Only<ApiError, S> {
+    fn from(error: ApiError) -> Self {
+        Only::new(error)
+    }
+}
+
+impl<S> From<StoreError> for Only<ApiError, S> {
+    fn from(error: StoreError) -> Self {
+        Only::new(error.into())
+    }
+}
+
+impl<S> From<CommandError> for Only<ApiError, S> {
+    fn from(error: CommandError) -> Self {
+        Only::new(error.into())
+    }
+}
+
+impl<S> From<KeyringError> for Only<ApiError, S> {
+    fn from(error: KeyringError) -> Self {
+        Only::new(error.into())
+    }
+}
+
+impl<S> From<DomainError> for Only<ApiError, S> {
+    fn from(error: DomainError) -> Self {
+        Only::new(error.into())
+    }
+}
+
+impl poem_openapi::types::Example for Problem {
+    fn example() -> Self {
+        Problem {
+            problem_type: "urn:aimc:problem:invalid-field".into(),
+            title: "Invalid field".into(),
+            status: 400,
+            detail: "models[0].provider: unknown provider \"OpenAl\"".into(),
+            errors: vec![FieldError {
+                field: "models[0].provider".into(),
+                message: "unknown provider \"OpenAl\"".into(),
+            }],
+        }
     }
 }

@@ -103,6 +103,11 @@ fn without_values(message: &str) -> String {
     }
 }
 
+/// A refusal of one field, in the form [`field_of`] splits again.
+pub(crate) fn field_message(field: &str, message: &str) -> String {
+    format!("{field}{FIELD_SEPARATOR}{message}")
+}
+
 /// Splits a body parse error produced above back into field and message.
 pub(crate) fn field_of(reason: &str) -> Option<(&str, &str)> {
     // poem-openapi prefixes the type name: `failed to parse "CreateApiKeyRequest": <ours>`.

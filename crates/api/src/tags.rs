@@ -4,15 +4,21 @@ use poem_openapi::Tags;
 
 #[derive(Tags)]
 pub enum ApiTags {
-    /// Family A (seed 000): a person's models, keys and system prompt.
+    /// Your model configuration: the providers and models you use (each paid or free), their
+    /// keys encrypted in the client before they are sent, and your assistant's system prompt.
     AiModelConfig,
-    /// Family B (seed 001): a workspace's named LLM provider configurations.
+    /// A workspace's named LLM provider configurations (endpoint, access key and secret),
+    /// compatible with Flashback's `/ai/llm` API and its `{success, message}` bodies.
     AiLlm,
-    /// Family C (seed 002): a person's provider keys and model ids.
+    /// Your own key and model id for Anthropic, OpenAI, OpenRouter and AWS Bedrock, each with
+    /// a default model: the "custom user API keys" settings of chat front-ends.
     UserApiKeys,
-    /// Family D (seed 003): a person's numbered API keys.
+    /// Your API keys, one per row with an integer id, service and last four characters, as an
+    /// "API Keys" settings page lists them.
     ApiKeys,
-    /// Family E (seed 004): a workspace's provider keys and task assignments.
+    /// A workspace's provider keys (OpenAI, Gemini, Anthropic, OpenRouter, Ollama), their
+    /// connection tests and task-to-model assignments, with FastAPI-style bodies (`{detail}`,
+    /// 422 for an invalid body).
     Settings,
     /// Which provider, model and key serve a task.
     Resolve,

@@ -73,6 +73,17 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// How the owner appears in names people read: the subject, or `Workspace`; never the
+    /// internal `user:` form.
+    pub fn label(&self) -> &str {
+        match self {
+            Owner::User(sub) => sub,
+            Owner::Workspace => "Workspace",
+        }
+    }
+}
+
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

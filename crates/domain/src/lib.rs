@@ -17,7 +17,7 @@ pub use config::{
     AiModelConfig, ConfigCommand, ConfigEvent, KeyInput, Model, ModelSpec, ProviderKeyChange,
 };
 pub use credential::{
-    Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
+    verdict, Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
     NameChoice, NewCredential, TestOutcome, Validation,
 };
 pub use error::{DomainError, Service};

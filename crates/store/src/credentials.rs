@@ -160,7 +160,52 @@ impl CredentialQueries {
         typed(rows)
     }
 
-    /// Each owner's newest key of `provider` whose last test (if any) succeeded.
+    /// For each provider, the owner's newest key with a stream of its own (stored through
+    /// `/ai/llm` or `/api/keys`), not kept by any model of its configuration.
+    pub async fn standalone_keys(
+        &self,
+        owner: &ConfigId,
+        providers: &[Provider],
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
+        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
+            "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
+              WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3) AND aggregate_id <> $4
+              ORDER BY provider, created_at DESC, credential_id DESC"
+        ))
+        .bind(owner.workspace.as_str())
+        .bind(owner.owner.to_string())
+        .bind(&providers)
+        .bind(owner.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        typed(rows)
+    }
+
+    /// The providers for which any of `owners` holds a key the provider has not refused,
+    /// the most recently keyed first.
+    pub async fn usable_providers(&self, owners: &[ConfigId]) -> Result<Vec<Provider>, StoreError> {
+        let Some(workspace) = owners.first().map(|owner| &owner.workspace) else {
+            return Ok(Vec::new());
+        };
+        let owners: Vec<String> = owners.iter().map(|owner| owner.owner.to_string()).collect();
+        let providers: Vec<String> = sqlx::query_scalar(
+            "SELECT provider FROM credential_view
+              WHERE workspace_id = $1 AND owner = ANY($2) AND validated_ok IS NOT FALSE
+              GROUP BY provider
+              ORDER BY max(created_at) DESC, provider",
+        )
+        .bind(workspace.as_str())
+        .bind(&owners)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(providers
+            .iter()
+            .filter_map(|provider| Provider::parse(provider).ok())
+            .collect())
+    }
+
+    /// Each owner's newest key of `provider` that the provider has not refused.
     pub async fn newest_usable(
         &self,
         owners: &[ConfigId],

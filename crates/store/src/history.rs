@@ -12,6 +12,12 @@ pub struct HistoryFilter {
     /// `user:<sub>` or `workspace`.
     pub owner: Option<String>,
     pub event_types: Vec<String>,
+    /// Only entries about this credential.
+    pub credential: Option<uuid::Uuid>,
+    /// Only entries about credentials of this provider (`openai`, …).
+    pub provider: Option<String>,
+    /// Only changes made by this `sub`.
+    pub actor: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Opaque cursor from the previous page's `next_cursor`.
@@ -73,6 +79,9 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
             AND ($4::timestamptz IS NULL OR occurred_at >= $4)
             AND ($5::timestamptz IS NULL OR occurred_at < $5)
             AND ($6::bigint IS NULL OR position < $6)
+            AND ($8::uuid IS NULL OR credential_id = $8)
+            AND ($9::text IS NULL OR provider = $9)
+            AND ($10::text IS NULL OR actor = $10)
           ORDER BY position DESC
           LIMIT $7",
     )
@@ -83,6 +92,9 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
     .bind(filter.until)
     .bind(cursor.as_ref().map(|c| c.before))
     .bind(limit + 1)
+    .bind(filter.credential)
+    .bind(filter.provider.as_deref())
+    .bind(filter.actor.as_deref())
     .fetch_all(pool)
     .await?;
     let next_cursor = if entries.len() as i64 > limit {

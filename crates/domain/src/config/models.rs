@@ -221,7 +221,12 @@ impl AiModelConfig {
                 } => Some((
                     key.credential,
                     NameChoice::Generated {
-                        base: format!("{} {} {}", config.owner, spec.provider, spec.model.as_str()),
+                        base: format!(
+                            "{} {} {}",
+                            config.owner.label(),
+                            spec.provider,
+                            spec.model.as_str()
+                        ),
                         numbered: false,
                     },
                 )),

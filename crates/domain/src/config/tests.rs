@@ -111,13 +111,7 @@ fn existing() -> Vec<ConfigEvent> {
     vec![
         created(),
         model_added(1, Provider::Openai, "gpt-4", true),
-        credential_added(
-            2,
-            Provider::Openai,
-            "user:alice openai gpt-4",
-            OPENAI_KEY,
-            100,
-        ),
+        credential_added(2, Provider::Openai, "alice openai gpt-4", OPENAI_KEY, 100),
         attached(1, 2),
         model_added(3, Provider::Ollama, "llama3", false),
         ConfigEvent::SystemPromptChanged {
@@ -265,7 +259,7 @@ fn a_replacement_emits_only_the_differences() {
             credential_added(
                 11,
                 Provider::Anthropic,
-                "user:alice anthropic claude-2",
+                "alice anthropic claude-2",
                 anthropic_key,
                 100,
             ),
@@ -442,7 +436,7 @@ fn two_new_keys_with_one_generated_name_are_told_apart() {
         ))
         .then_expect_events(vec![
             model_added(10, Provider::Openai, "gpt-4", true),
-            credential_added(11, Provider::Openai, "user:alice openai gpt-4", key, 100),
+            credential_added(11, Provider::Openai, "alice openai gpt-4", key, 100),
             attached(10, 11),
             ConfigEvent::ModelAdded {
                 model_id: ModelId(id(12)),
@@ -454,7 +448,7 @@ fn two_new_keys_with_one_generated_name_are_told_apart() {
             credential_added(
                 13,
                 Provider::Openai,
-                "user:alice openai gpt-4 (0000000d)",
+                "alice openai gpt-4 (0000000d)",
                 key,
                 101,
             ),
@@ -739,7 +733,7 @@ fn setting_a_providers_key_creates_its_model_and_credential_and_a_model_alone_ne
         secret: secret.map(SecretString::from),
         access_key: None,
         endpoint: None,
-        name: format!("user:alice {provider} key"),
+        name: format!("alice {provider} key"),
     };
     framework_with_ids_from(10)
         .given_no_previous_events()
@@ -756,7 +750,7 @@ fn setting_a_providers_key_creates_its_model_and_credential_and_a_model_alone_ne
             credential_added(
                 11,
                 Provider::Anthropic,
-                "user:alice anthropic key",
+                "alice anthropic key",
                 "sk-ant-0123456789",
                 100,
             ),
@@ -778,7 +772,7 @@ fn a_key_without_a_secret_for_a_new_provider_is_refused() {
                 secret: None,
                 access_key: Some("AKIAEXAMPLE0000".into()),
                 endpoint: None,
-                name: "user:alice bedrock key".into(),
+                name: "alice bedrock key".into(),
             }],
         })
         .then_expect_error(DomainError::KeyRequired {

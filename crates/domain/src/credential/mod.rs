@@ -55,6 +55,16 @@ pub struct Validation {
     pub checked_at: DateTime<Utc>,
 }
 
+/// What a test says about the key: accepted, refused (the provider answered 401 or 403), or
+/// nothing, when the provider could not be reached or failed for a reason of its own.
+pub fn verdict(ok: bool, status: Option<u16>) -> Option<bool> {
+    match (ok, status) {
+        (true, _) => Some(true),
+        (false, Some(401 | 403)) => Some(false),
+        (false, _) => None,
+    }
+}
+
 /// Applies a credential event to the credentials of a home.
 pub(crate) fn apply(credentials: &mut BTreeMap<CredentialId, Credential>, event: CredentialEvent) {
     let id = event.credential_id();
@@ -152,9 +162,12 @@ impl Credential {
         }
     }
 
-    /// Whether resolving may hand this key out: untested, or its last test succeeded.
+    /// Whether resolving may hand this key out: unless the provider refused it at the last test.
     pub fn is_usable(&self) -> bool {
-        self.last_validation.as_ref().is_none_or(|test| test.ok)
+        self.last_validation
+            .as_ref()
+            .and_then(|test| verdict(test.ok, test.status))
+            != Some(false)
     }
 }
 

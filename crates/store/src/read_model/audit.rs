@@ -1,5 +1,6 @@
 //! `audit_log`: who changed what and when, one entry per event, keys reduced to their hints.
 
+use aimc_domain::CredentialEvent;
 use chrono::{DateTime, Utc};
 
 use super::{EventMetadata, StreamPlace, ViewedEvent};
@@ -17,6 +18,81 @@ pub(crate) struct AuditRow {
     pub trace_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub details: serde_json::Value,
+    /// For a credential's entry: which credential, and its provider and name as they stood
+    /// after the event, and the hint its secret had before. What the folds did not see (the
+    /// credential's earlier events were projected by another command) the writer takes from
+    /// the credential view as it stood before the statement.
+    pub credential: Option<CredentialFacts>,
+}
+
+/// What a history reader needs to know about the credential an entry concerns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CredentialFacts {
+    pub credential_id: uuid::Uuid,
+    pub provider: Option<&'static str>,
+    pub name: Option<String>,
+    pub previous_hint: Option<String>,
+}
+
+/// A credential as the audit fold has seen it so far in this projection.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub provider: &'static str,
+    pub name: String,
+    pub hint: String,
+}
+
+/// The facts of a credential entry, from the event and what was known before it.
+pub(crate) fn facts(event: &CredentialEvent, before: Option<&Known>) -> CredentialFacts {
+    use CredentialEvent as E;
+    let mut facts = CredentialFacts {
+        credential_id: event.credential_id().0,
+        provider: before.map(|known| known.provider),
+        name: before.map(|known| known.name.clone()),
+        previous_hint: None,
+    };
+    match event {
+        E::Added { name, provider, .. } => {
+            facts.provider = Some(provider.as_str());
+            facts.name = Some(name.as_str().to_owned());
+        }
+        E::Renamed { name, .. } => facts.name = Some(name.as_str().to_owned()),
+        E::ProviderChanged { provider, .. } => facts.provider = Some(provider.as_str()),
+        E::SecretReplaced { .. } => facts.previous_hint = before.map(|known| known.hint.clone()),
+        _ => {}
+    }
+    facts
+}
+
+/// What the fold knows of the credential after the event; `None` once it is removed.
+pub(crate) fn known_after(event: &CredentialEvent, before: Option<Known>) -> Option<Known> {
+    use CredentialEvent as E;
+    match event {
+        E::Added {
+            name,
+            provider,
+            hint,
+            ..
+        } => Some(Known {
+            provider: provider.as_str(),
+            name: name.as_str().to_owned(),
+            hint: hint.as_str().to_owned(),
+        }),
+        E::Removed { .. } => None,
+        E::Renamed { name, .. } => before.map(|known| Known {
+            name: name.as_str().to_owned(),
+            ..known
+        }),
+        E::ProviderChanged { provider, .. } => before.map(|known| Known {
+            provider: provider.as_str(),
+            ..known
+        }),
+        E::SecretReplaced { hint, .. } => before.map(|known| Known {
+            hint: hint.as_str().to_owned(),
+            ..known
+        }),
+        _ => before,
+    }
 }
 
 /// The fold: every event is one entry.
@@ -25,8 +101,10 @@ pub(crate) fn row(
     sequence: i64,
     event: ViewedEvent<'_>,
     metadata: &EventMetadata,
+    known: Option<&Known>,
 ) -> AuditRow {
     AuditRow {
+        credential: event.credential().map(|event| facts(event, known)),
         workspace_id: place.workspace.clone(),
         aggregate_id: place.aggregate_id.clone(),
         sequence,
@@ -84,7 +162,7 @@ mod tests {
             access_key_hint: KeyHint::from_plain(&SecretString::from("AKIAEXAMPLEKEY1234")),
         };
 
-        let entry = row(&place, 4, ViewedEvent::Credential(&event), &metadata);
+        let entry = row(&place, 4, ViewedEvent::Credential(&event), &metadata, None);
 
         assert_eq!(entry.event_type, "CredentialAccessKeyReplaced");
         assert_eq!(entry.sequence, 4);

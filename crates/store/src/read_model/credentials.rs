@@ -43,7 +43,8 @@ pub(crate) struct CredentialRow {
 /// The outcome of a test, as the view shows it; `None` in a patch clears it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TestedColumns {
-    pub ok: bool,
+    /// The verdict on the key: `None` when the test could not tell (the provider unreachable).
+    pub ok: Option<bool>,
     pub note: String,
     pub at: DateTime<Utc>,
 }
@@ -106,7 +107,7 @@ impl CredentialPatch {
             row.access_key_hint = Some(hint);
         }
         if let Some(tested) = self.tested {
-            row.validated_ok = tested.as_ref().map(|t| t.ok);
+            row.validated_ok = tested.as_ref().and_then(|t| t.ok);
             row.validation_note = tested.as_ref().map(|t| t.note.clone());
             row.validated_at = tested.map(|t| t.at);
         }
@@ -142,7 +143,7 @@ impl CredentialPatch {
             set("access_key_hint", hint.as_str().into());
         }
         if let Some(tested) = &self.tested {
-            set("validated_ok", tested.as_ref().map(|t| t.ok).into());
+            set("validated_ok", tested.as_ref().and_then(|t| t.ok).into());
             set(
                 "validation_note",
                 tested.as_ref().map(|t| t.note.clone()).into(),
@@ -313,13 +314,14 @@ pub(crate) fn apply(
         E::Validated {
             credential_id,
             ok,
+            status,
             reason,
             ..
         } => (
             credential_id.0,
             CredentialChange::Patch(CredentialPatch {
                 tested: Some(Some(TestedColumns {
-                    ok: *ok,
+                    ok: aimc_domain::verdict(*ok, *status),
                     note: reason.clone(),
                     at,
                 })),
@@ -517,6 +519,29 @@ mod tests {
         assert_eq!(row.updated_at, at(9).occurred_at);
         assert_eq!(row.created_by.as_deref(), Some("ada"));
         assert_eq!(row.hint, "sk-...0001");
+    }
+
+    #[test]
+    fn a_test_that_could_not_reach_the_provider_says_nothing_about_the_key() {
+        let changes = fold(&[(
+            CredentialEvent::Validated {
+                credential_id: id(3),
+                ok: false,
+                status: None,
+                reason: "dns error: no such host".into(),
+                checked_at: at(2).occurred_at,
+            },
+            2,
+        )]);
+
+        let [(_, CredentialChange::Patch(patch))] = changes.sorted()[..] else {
+            panic!("one patch: {changes:?}");
+        };
+        assert_eq!(patch.columns()["validated_ok"], serde_json::Value::Null);
+        assert_eq!(
+            patch.columns()["validation_note"],
+            "dns error: no such host"
+        );
     }
 
     #[test]

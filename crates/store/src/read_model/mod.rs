@@ -187,6 +187,9 @@ pub struct Projection {
     registries: HashMap<String, NameRegistry>,
     credentials: CredentialChanges,
     audit: Vec<AuditRow>,
+    /// Each credential's provider, name and hint as the events seen so far left them, for the
+    /// history entries of later events.
+    known: HashMap<uuid::Uuid, audit::Known>,
 }
 
 impl Projection {
@@ -261,9 +264,16 @@ impl Projection {
                 credentials::apply(&mut self.credentials, place, credential_event, metadata);
             }
         }
+        let credential_id = event.credential().map(|event| event.credential_id().0);
+        let known = credential_id.and_then(|id| self.known.remove(&id));
         if sequence > offsets.audit {
             self.audit
-                .push(audit::row(place, sequence, event, metadata));
+                .push(audit::row(place, sequence, event, metadata, known.as_ref()));
+        }
+        if let (Some(id), Some(event)) = (credential_id, event.credential()) {
+            if let Some(after) = audit::known_after(event, known) {
+                self.known.insert(id, after);
+            }
         }
         if sequence > offsets.lowest() {
             stream.offsets.raise_to(sequence);

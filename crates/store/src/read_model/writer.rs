@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use sqlx::{Executor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::audit::CredentialFacts;
 use super::credentials::CredentialChange;
 use super::{ReadModelChanges, AUDIT_LOG, CONFIG_VIEW, CREDENTIAL_VIEW};
 
@@ -292,6 +293,8 @@ fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
         ordinals.push(*ordinal);
     }
     let workspaces: Vec<String> = audit.iter().map(|r| r.workspace_id.clone()).collect();
+    let facts: Vec<Option<&CredentialFacts>> =
+        audit.iter().map(|r| r.credential.as_ref()).collect();
     statement
         .part("audit_counts")
         .push("SELECT workspace_id, count(*) AS entries FROM unnest(")
@@ -307,9 +310,17 @@ fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
         .part("audit")
         .push(
             "INSERT INTO audit_log (position, aggregate_id, sequence, workspace_id, owner, event_type, actor,
-                                    request_id, trace_id, occurred_at, details)
+                                    request_id, trace_id, occurred_at, details, credential_id, provider)
              SELECT p.last_position - c.entries + a.ordinal, a.aggregate_id, a.sequence, a.workspace_id, a.owner,
-                    a.event_type, a.actor, a.request_id, a.trace_id, a.occurred_at, a.details
+                    a.event_type, a.actor, a.request_id, a.trace_id, a.occurred_at,
+                    CASE WHEN a.credential_id IS NULL THEN a.details
+                         ELSE a.details || jsonb_strip_nulls(jsonb_build_object(
+                              'provider', COALESCE(a.provider, v.provider),
+                              'name', COALESCE(a.name, v.name),
+                              'previous_hint', CASE WHEN a.event_type = 'CredentialSecretReplaced'
+                                                    THEN COALESCE(a.previous_hint, v.hint) END))
+                    END,
+                    a.credential_id, COALESCE(a.provider, v.provider)
                FROM unnest(",
         )
         .push_bind(workspaces)
@@ -333,12 +344,27 @@ fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
         .push_bind(audit.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
         .push("::timestamptz[], ")
         .push_bind(audit.iter().map(|r| r.details.clone()).collect::<Vec<_>>())
+        .push("::jsonb[], ")
+        .push_bind(facts.iter().map(|f| f.map(|f| f.credential_id)).collect::<Vec<_>>())
+        .push("::uuid[], ")
+        .push_bind(facts.iter().map(|f| f.and_then(|f| f.provider)).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(facts.iter().map(|f| f.and_then(|f| f.name.clone())).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(
+            facts
+                .iter()
+                .map(|f| f.and_then(|f| f.previous_hint.clone()))
+                .collect::<Vec<_>>(),
+        )
         .push(
-            "::jsonb[])
+            "::text[])
                   AS a(workspace_id, ordinal, aggregate_id, sequence, owner, event_type, actor, request_id,
-                       trace_id, occurred_at, details)
+                       trace_id, occurred_at, details, credential_id, provider, name, previous_hint)
                JOIN audit_counts c USING (workspace_id)
                JOIN positions p USING (workspace_id)
+               -- As it stood before this statement: the credential before the entry's event.
+               LEFT JOIN credential_view v ON v.credential_id = a.credential_id
              ON CONFLICT (aggregate_id, sequence) DO NOTHING)",
         );
 }

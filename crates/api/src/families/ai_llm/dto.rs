@@ -7,26 +7,26 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Deserialize;
 
-use crate::problem::{ApiError, Problem};
+use crate::problem::{refusal_in, ApiError, Problem};
 use crate::provider_catalogue::seed_001_spelling;
+use crate::spelling::{AiType, Spelled};
 
 /// Create an AI LLM configuration.
 #[derive(Object, Deserialize)]
-#[oai(rename = "CreateAiLlmRequest", deny_unknown_fields)]
+#[oai(rename = "CreateAiLlmRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// Human-readable name, unique within the workspace (case-insensitive), 1–100 characters.
     #[oai(validator(max_length = 100))]
     pub name: String,
-    /// OPENAI, GOOGLE, ANTHROPIC, AWS or OTHER.
     #[oai(rename = "aiType")]
     #[serde(rename = "aiType")]
-    pub ai_type: String,
+    pub ai_type: Spelled<AiType>,
     /// The provider's API endpoint, an http(s) URL.
     #[oai(validator(max_length = 2048))]
     pub endpoint: String,
     /// Access key (optional, provider-dependent, e.g. an AWS access key id). Stored encrypted.
-    #[oai(validator(max_length = 4096))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4096))]
     #[serde(default)]
     pub key: Option<String>,
     /// Secret key or API secret. Stored encrypted, never returned.
@@ -40,22 +40,22 @@ pub struct CreateRequest {
 
 /// Change an AI LLM configuration; fields left out stay as they are.
 #[derive(Object, Deserialize)]
-#[oai(rename = "UpdateAiLlmRequest", deny_unknown_fields)]
+#[oai(rename = "UpdateAiLlmRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
-    #[oai(validator(max_length = 100))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 100))]
     #[serde(default)]
     pub name: Option<String>,
-    #[oai(rename = "aiType")]
+    #[oai(skip_serializing_if_is_none, rename = "aiType")]
     #[serde(rename = "aiType", default)]
-    pub ai_type: Option<String>,
-    #[oai(validator(max_length = 2048))]
+    pub ai_type: Option<Spelled<AiType>>,
+    #[oai(skip_serializing_if_is_none, validator(max_length = 2048))]
     #[serde(default)]
     pub endpoint: Option<String>,
-    #[oai(validator(max_length = 4096))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4096))]
     #[serde(default)]
     pub key: Option<String>,
-    #[oai(validator(max_length = 4096))]
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4096))]
     #[serde(default)]
     pub secret: Option<String>,
 }
@@ -65,19 +65,21 @@ pub struct UpdateRequest {
 #[oai(rename = "AiLlm")]
 pub struct AiLlm {
     pub id: String,
-    /// Organisations are not modelled; always null.
-    #[oai(rename = "orgId")]
+    /// Organisations are not modelled; absent.
+    #[oai(rename = "orgId", skip_serializing_if_is_none)]
     pub org_id: Option<String>,
     #[oai(rename = "workspaceId")]
     pub workspace_id: String,
-    /// Who created it.
-    #[oai(rename = "userId")]
+    /// Who created it; absent for configurations from before this was recorded.
+    #[oai(rename = "userId", skip_serializing_if_is_none)]
     pub user_id: Option<String>,
     pub name: String,
     #[oai(rename = "aiType")]
-    pub ai_type: String,
+    pub ai_type: Spelled<AiType>,
+    #[oai(skip_serializing_if_is_none)]
     pub endpoint: Option<String>,
-    /// The access key, masked (`AKI...MPLE`), or null.
+    /// The access key, masked (`AKI...MPLE`); absent when none was given.
+    #[oai(skip_serializing_if_is_none)]
     pub key: Option<String>,
     #[oai(rename = "createdAt")]
     pub created_at: DateTime<Utc>,
@@ -85,7 +87,7 @@ pub struct AiLlm {
 
 /// Flashback's response envelope.
 #[derive(Debug, Object)]
-#[oai(rename = "AiLlmResult")]
+#[oai(rename = "AiLlmResult", example)]
 pub struct Envelope {
     pub success: bool,
     #[oai(rename = "aiLlmId", skip_serializing_if_is_none)]
@@ -125,7 +127,7 @@ pub enum AiLlmResponse {
     /// Validation error or invalid parameters.
     #[oai(status = 400)]
     BadRequest(Json<Envelope>),
-    /// No valid bearer token (problem details, as on every family).
+    /// No valid bearer token (problem details, as on every API of this service).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
     /// Insufficient permissions.
@@ -143,6 +145,9 @@ pub enum AiLlmResponse {
 }
 
 pub(super) fn bad_request(error: poem::Error) -> AiLlmResponse {
+    if let Some(refusal) = refusal_in(&error) {
+        return refusal.into();
+    }
     let reason = match error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
         Some(payload) => payload.reason.clone(),
         None => error.to_string(),
@@ -173,13 +178,50 @@ impl From<CredentialRow> for AiLlm {
         AiLlm {
             id: row.id().to_string(),
             org_id: None,
-            ai_type: seed_001_spelling(row.provider).to_owned(),
+            ai_type: Spelled::new(seed_001_spelling(row.provider)),
             workspace_id: row.home.owner.workspace.to_string(),
             user_id: row.created_by,
             name: row.name.as_str().to_owned(),
             endpoint: row.endpoint,
             key: row.access_key_hint.map(|hint| hint.as_str().to_owned()),
             created_at: row.created_at,
+        }
+    }
+}
+
+/// Seed 001's own example, in the workspace `./dev run`'s token grants.
+impl poem_openapi::types::Example for CreateRequest {
+    fn example() -> Self {
+        CreateRequest {
+            name: "My OpenAI Config".into(),
+            ai_type: Spelled::new("OPENAI"),
+            endpoint: "https://api.openai.com/v1".into(),
+            key: None,
+            secret: "sk-proj-xxxxxxxxxxxx".into(),
+            workspace_id: "dev".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for UpdateRequest {
+    fn example() -> Self {
+        UpdateRequest {
+            name: Some("Production OpenAI".into()),
+            ai_type: None,
+            endpoint: None,
+            key: None,
+            secret: None,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for Envelope {
+    fn example() -> Self {
+        Envelope {
+            success: true,
+            ai_llm_id: Some("550e8400-e29b-41d4-a716-446655440000".into()),
+            message: Some("AI LLM configuration created successfully".into()),
+            ai_llms: None,
         }
     }
 }

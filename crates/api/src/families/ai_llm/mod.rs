@@ -25,13 +25,13 @@ use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
 use crate::credential_test::test_credential;
 use crate::plain_key;
-use crate::problem::{ApiError, Refused};
+use crate::problem::{ApiError, Finding, Listing, Only, Refused};
 use crate::provider_catalogue::{seed_001_named, SEED_001_AI_TYPES};
 use crate::request_body::Checked;
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
-type Answer = Result<AiLlmResponse, Refused<AiLlmResponse>>;
+type Answer<S> = Result<Only<AiLlmResponse, S>, Refused<AiLlmResponse>>;
 
 fn parse_ai_type(raw: &str) -> Result<Provider, ApiError> {
     seed_001_named(raw).ok_or_else(|| {
@@ -118,14 +118,14 @@ impl AiLlmApi {
         state: Data<&Arc<AppState>>,
         caller: CallerByBody,
         body: Json<Checked<CreateRequest>>,
-    ) -> Answer {
+    ) -> Answer<Listing> {
         let Checked(body) = body.0;
         let (workspace, _) = caller
             .0
             .workspace_named(Some(&body.workspace_id), Role::Admin)?;
         let credential = NewCredential {
             name: NameChoice::Given(parse_name(&body.name)?),
-            provider: parse_ai_type(&body.ai_type)?,
+            provider: parse_ai_type(body.ai_type.as_str())?,
             endpoint: Some(parse_endpoint(&body.endpoint)?),
             secret: plain_key::parse("secret", &body.secret)?,
             access_key: body
@@ -140,10 +140,10 @@ impl AiLlmApi {
             .add_credential(&owner, credential, &caller.0.metadata())
             .await
             .map_err(error::command)?;
-        Ok(AiLlmResponse::Ok(Envelope::done(
+        Ok(Only::new(AiLlmResponse::Ok(Envelope::done(
             id,
             "AI LLM configuration created successfully",
-        )))
+        ))))
     }
 
     /// List AI LLM configurations
@@ -158,7 +158,7 @@ impl AiLlmApi {
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
-    ) -> Answer {
+    ) -> Answer<Listing> {
         listing(&state, &caller.0, workspace_id.0.as_deref(), false).await
     }
 
@@ -178,7 +178,7 @@ impl AiLlmApi {
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
-    ) -> Answer {
+    ) -> Answer<Listing> {
         listing(&state, &caller.0, workspace_id.0.as_deref(), true).await
     }
 
@@ -200,7 +200,7 @@ impl AiLlmApi {
         caller: CallerByBody,
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
-    ) -> Answer {
+    ) -> Answer<Finding> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let outcome = test_credential(&state, &caller.0, &row).await?;
         let message = if outcome.ok {
@@ -211,12 +211,12 @@ impl AiLlmApi {
         } else {
             format!("Validation failed: {}", outcome.reason)
         };
-        Ok(AiLlmResponse::Ok(Json(Envelope {
+        Ok(Only::new(AiLlmResponse::Ok(Json(Envelope {
             success: outcome.ok,
             ai_llm_id: None,
             message: Some(message),
             ai_llms: None,
-        })))
+        }))))
     }
 
     /// Update AI LLM configuration
@@ -231,12 +231,16 @@ impl AiLlmApi {
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
         body: Json<Checked<UpdateRequest>>,
-    ) -> Answer {
+    ) -> Answer<Finding> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let Checked(body) = body.0;
         let change = CredentialChange {
             name: body.name.as_deref().map(parse_name).transpose()?,
-            provider: body.ai_type.as_deref().map(parse_ai_type).transpose()?,
+            provider: body
+                .ai_type
+                .as_ref()
+                .map(|ai_type| parse_ai_type(ai_type.as_str()))
+                .transpose()?,
             endpoint: body
                 .endpoint
                 .as_deref()
@@ -273,10 +277,10 @@ impl AiLlmApi {
             .execute_on_credential(&row.home, command, &caller.0.metadata())
             .await
             .map_err(error::command)?;
-        Ok(AiLlmResponse::Ok(Envelope::done(
+        Ok(Only::new(AiLlmResponse::Ok(Envelope::done(
             row.id(),
             "AI LLM configuration updated successfully",
-        )))
+        ))))
     }
 
     /// Delete AI LLM configuration
@@ -291,7 +295,7 @@ impl AiLlmApi {
         caller: CallerByBody,
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
-    ) -> Answer {
+    ) -> Answer<Finding> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let command = CredentialCommand::Remove {
             credential_id: row.id(),
@@ -301,12 +305,12 @@ impl AiLlmApi {
             .execute_on_credential(&row.home, command, &caller.0.metadata())
             .await
             .map_err(error::command)?;
-        Ok(AiLlmResponse::Ok(Json(Envelope {
+        Ok(Only::new(AiLlmResponse::Ok(Json(Envelope {
             success: true,
             ai_llm_id: None,
             message: Some("AI LLM configuration deleted successfully".into()),
             ai_llms: None,
-        })))
+        }))))
     }
 }
 
@@ -316,14 +320,14 @@ async fn listing(
     caller: &Caller,
     workspace: Option<&str>,
     validated_only: bool,
-) -> Answer {
+) -> Answer<Listing> {
     let (workspace, _) = caller.workspace_named(workspace, Role::Viewer)?;
     let owner = ConfigId::new(workspace, Owner::Workspace);
     let rows = state.credentials.of_owner(&owner, validated_only).await?;
-    Ok(AiLlmResponse::Ok(Json(Envelope {
+    Ok(Only::new(AiLlmResponse::Ok(Json(Envelope {
         success: true,
         ai_llm_id: None,
         message: None,
         ai_llms: Some(rows.into_iter().map(AiLlm::from).collect()),
-    })))
+    }))))
 }

@@ -9,20 +9,17 @@ use poem_openapi::{ApiResponse, Object};
 use serde::Deserialize;
 
 use crate::problem::ApiError;
+use crate::spelling::{ModelKind, ModelProvider, Spelled};
 
 /// A model the user wants to use.
 #[derive(Debug, Object, Deserialize)]
 #[oai(rename = "AiModelInput", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInput {
-    /// The provider: OpenAI, Anthropic, Google (Gemini), AWS (Bedrock), OpenRouter, Ollama,
-    /// Azure OpenAI or Other, in any capitalisation.
-    #[oai(validator(min_length = 1, max_length = 64))]
-    pub provider: String,
-    /// chat, completion, embedding, image, audio or rerank.
-    #[oai(rename = "type", validator(min_length = 1, max_length = 32))]
+    pub provider: Spelled<ModelProvider>,
+    #[oai(rename = "type")]
     #[serde(rename = "type")]
-    pub model_type: String,
+    pub model_type: Spelled<ModelKind>,
     /// The provider's model id, e.g. `gpt-4`.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub model: String,
@@ -42,7 +39,7 @@ pub struct ModelInput {
 
 /// The whole configuration, as sent on create and update.
 #[derive(Debug, Object, Deserialize)]
-#[oai(rename = "AiModelConfigRequest", deny_unknown_fields)]
+#[oai(rename = "AiModelConfigRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRequest {
     #[oai(validator(max_items = 100))]
@@ -57,9 +54,9 @@ pub struct ConfigRequest {
 #[derive(Debug, Object)]
 #[oai(rename = "AiModel")]
 pub struct ModelOutput {
-    pub provider: String,
+    pub provider: Spelled<ModelProvider>,
     #[oai(rename = "type")]
-    pub model_type: String,
+    pub model_type: Spelled<ModelKind>,
     pub model: String,
     #[oai(rename = "isPaid")]
     pub is_paid: bool,
@@ -73,7 +70,7 @@ pub struct ModelOutput {
 }
 
 #[derive(Debug, Object)]
-#[oai(rename = "AiModelConfig")]
+#[oai(rename = "AiModelConfig", example)]
 pub struct ConfigResponse {
     pub models: Vec<ModelOutput>,
     #[oai(rename = "system_prompt", nullable)]
@@ -89,8 +86,8 @@ impl ConfigResponse {
                 .map(|model| {
                     let credential = config.credential_of(model);
                     ModelOutput {
-                        provider: model.provider.display_name().to_owned(),
-                        model_type: model.model_type.as_str().to_owned(),
+                        provider: Spelled::new(model.provider.display_name()),
+                        model_type: Spelled::new(model.model_type.as_str()),
                         model: model.model.as_str().to_owned(),
                         is_paid: model.is_paid,
                         key_hint: credential.map(|c| c.hint.as_str().to_owned()),
@@ -141,9 +138,9 @@ pub(super) fn parse_models(models: Vec<ModelInput>) -> Result<Vec<ModelSpec>, Ap
         .map(|(index, input)| {
             let field = |name: &str| format!("models[{index}].{name}");
             Ok(ModelSpec {
-                provider: Provider::parse(&input.provider)
+                provider: Provider::parse(input.provider.as_str())
                     .map_err(|e| ApiError::invalid_value(field("provider"), e))?,
-                model_type: ModelType::parse(&input.model_type)
+                model_type: ModelType::parse(input.model_type.as_str())
                     .map_err(|e| ApiError::invalid_value(field("type"), e))?,
                 model: ModelName::parse(&input.model)
                     .map_err(|e| ApiError::invalid_value(field("model"), e))?,
@@ -174,4 +171,37 @@ pub(super) fn parse_models(models: Vec<ModelInput>) -> Result<Vec<ModelSpec>, Ap
 
 pub(super) fn parse_prompt(raw: &str) -> Result<SystemPrompt, ApiError> {
     SystemPrompt::parse(raw).map_err(|e| ApiError::invalid_value("system_prompt", e))
+}
+
+/// A key-less model: keys are encrypted in the client first (see `apiKeyEncrypted`), which
+/// Swagger UI cannot do.
+impl poem_openapi::types::Example for ConfigRequest {
+    fn example() -> Self {
+        ConfigRequest {
+            models: vec![ModelInput {
+                provider: Spelled::new("OpenAI"),
+                model_type: Spelled::new("chat"),
+                model: "gpt-4o".into(),
+                api_key_encrypted: MaybeUndefined::Undefined,
+                is_paid: true,
+            }],
+            system_prompt: MaybeUndefined::Value("You are a helpful assistant.".into()),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ConfigResponse {
+    fn example() -> Self {
+        ConfigResponse {
+            models: vec![ModelOutput {
+                provider: Spelled::new("OpenAI"),
+                model_type: Spelled::new("chat"),
+                model: "gpt-4o".into(),
+                is_paid: true,
+                key_hint: Some("sk-...cdef".into()),
+                api_key_encrypted: None,
+            }],
+            system_prompt: Some("You are a helpful assistant.".into()),
+        }
+    }
 }

@@ -19,7 +19,7 @@ use self::dto::{
 };
 use crate::auth::{Role, SCOPE_KEYS_CIPHERTEXT};
 use crate::caller::Caller;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Changing, Fails, Finding, Writing};
 use crate::request_body::Checked;
 use crate::state::AppState;
 use crate::tags::ApiTags;
@@ -46,7 +46,7 @@ impl AiModelConfigApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         body: Json<Checked<ConfigRequest>>,
-    ) -> Result<CreateResponse, ApiError> {
+    ) -> Result<CreateResponse, Fails<Writing>> {
         let id = caller.own_config(Role::Member)?;
         let Checked(body) = body.0;
         let command = ConfigCommand::Create {
@@ -89,13 +89,14 @@ impl AiModelConfigApi {
         /// Also return each key's ciphertext; needs the `keys:ciphertext` scope.
         #[oai(name = "includeEncryptedKeys")]
         include_encrypted_keys: Query<Option<bool>>,
-    ) -> Result<ConfigFound, ApiError> {
+    ) -> Result<ConfigFound, Fails<Finding>> {
         let id = caller.own_config(Role::Viewer)?;
         let include_ciphertext = include_encrypted_keys.0.unwrap_or(false);
         if include_ciphertext && !caller.has_scope(SCOPE_KEYS_CIPHERTEXT) {
             return Err(ApiError::forbidden(format!(
                 "includeEncryptedKeys=true needs the {SCOPE_KEYS_CIPHERTEXT} scope"
-            )));
+            ))
+            .into());
         }
         let view = state
             .queries
@@ -127,7 +128,7 @@ impl AiModelConfigApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         body: Json<Checked<ConfigRequest>>,
-    ) -> Result<ConfigFound, ApiError> {
+    ) -> Result<ConfigFound, Fails<Changing>> {
         let id = caller.own_config(Role::Member)?;
         let Checked(body) = body.0;
         let command = ConfigCommand::Replace {

@@ -18,8 +18,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
 use self::dto::{
-    CreateRequest, CreateResponse, Created, DeleteResponse, ListResponse, Listed, UpdateRequest,
-    UpdateResponse, Updated,
+    CreateRequest, CreateResponse, Created, DeleteResponse, KeyNumber, ListResponse, Listed,
+    UpdateRequest, UpdateResponse, Updated,
 };
 use crate::auth::Role;
 use crate::caller::Caller;
@@ -27,6 +27,7 @@ use crate::plain_key;
 use crate::problem::ApiError;
 use crate::provider_catalogue::seed_003_spelling;
 use crate::request_body::Checked;
+use crate::spelling::Spelled;
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
@@ -71,11 +72,15 @@ impl ApiKeysApi {
     ) -> Result<CreateResponse, ApiError> {
         let owner = caller.own_config(Role::Member)?;
         let Checked(body) = body.0;
-        let provider = Provider::parse(&body.service)
+        let provider = Provider::parse(body.service.as_str())
             .map_err(|error| ApiError::invalid_value("service", error))?;
         let credential = NewCredential {
             name: NameChoice::Generated {
-                base: format!("{} {} key", owner.owner, seed_003_spelling(provider)),
+                base: format!(
+                    "{} {} key",
+                    owner.owner.label(),
+                    seed_003_spelling(provider)
+                ),
                 numbered: true,
             },
             provider,
@@ -96,14 +101,14 @@ impl ApiKeysApi {
             id: credential
                 .number
                 .ok_or_else(|| ApiError::internal("a stored key came back without its number"))?,
-            service: seed_003_spelling(credential.provider),
+            service: Spelled::new(seed_003_spelling(credential.provider)),
             created_at,
         })))
     }
 
     /// List the caller's API keys
     ///
-    /// Every key the caller stored, through any API family, masked. Needs the viewer role.
+    /// Every key the caller stored, through any of these APIs, masked. Needs the viewer role.
     #[oai(path = "/", method = "get", operation_id = "listApiKeys")]
     #[tracing::instrument(skip_all)]
     async fn list(
@@ -120,7 +125,7 @@ impl ApiKeysApi {
                 .filter_map(|row| {
                     Some(Listed {
                         id: row.number?,
-                        service: seed_003_spelling(row.provider),
+                        service: Spelled::new(seed_003_spelling(row.provider)),
                         last_4_chars: row.hint.as_str().to_owned(),
                         created_at: row.created_at,
                     })
@@ -141,11 +146,11 @@ impl ApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// The key's integer id.
-        key_id: Path<i64>,
+        key_id: Path<KeyNumber>,
         body: Json<Checked<UpdateRequest>>,
     ) -> Result<UpdateResponse, ApiError> {
         let owner = caller.own_config(Role::Member)?;
-        let row = find(&state, &owner, key_id.0).await?;
+        let row = find(&state, &owner, key_id.0 .0).await?;
         let command = CredentialCommand::Change {
             credential_id: row.id(),
             change: CredentialChange {
@@ -157,10 +162,10 @@ impl ApiKeysApi {
             .commands
             .execute_on_credential(&row.home, command, &caller.metadata())
             .await
-            .map_err(command_error(key_id.0))?;
+            .map_err(command_error(key_id.0 .0))?;
         Ok(UpdateResponse::Ok(Json(Updated {
-            id: key_id.0,
-            service: seed_003_spelling(row.provider),
+            id: key_id.0 .0,
+            service: Spelled::new(seed_003_spelling(row.provider)),
             updated_at: changed.recorded_at.unwrap_or(row.updated_at),
         })))
     }
@@ -177,10 +182,10 @@ impl ApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// The key's integer id.
-        key_id: Path<i64>,
+        key_id: Path<KeyNumber>,
     ) -> Result<DeleteResponse, ApiError> {
         let owner = caller.own_config(Role::Member)?;
-        let row = find(&state, &owner, key_id.0).await?;
+        let row = find(&state, &owner, key_id.0 .0).await?;
         let command = CredentialCommand::Remove {
             credential_id: row.id(),
         };
@@ -188,7 +193,7 @@ impl ApiKeysApi {
             .commands
             .execute_on_credential(&row.home, command, &caller.metadata())
             .await
-            .map_err(command_error(key_id.0))?;
+            .map_err(command_error(key_id.0 .0))?;
         Ok(DeleteResponse::NoContent)
     }
 }

@@ -4,10 +4,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Deserialize;
 
-use crate::problem::{ApiError, Problem};
+use crate::problem::{refusal_in, ApiError, Problem};
+use crate::spelling::{SettingsProvider, Spelled};
 
 /// FastAPI's error body.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Detail {
     pub detail: String,
 }
@@ -22,24 +24,27 @@ pub struct ValidationIssue {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ValidationDetail {
     pub detail: Vec<ValidationIssue>,
 }
 
 /// A provider's state in the workspace; the key itself is never returned.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ProviderStatus {
-    /// openai, gemini, anthropic, openrouter or ollama.
-    pub provider: String,
+    pub provider: Spelled<SettingsProvider>,
     pub is_configured: bool,
-    /// Configured, and its last test (if any) succeeded.
+    /// Configured, and the provider did not refuse the key at its last test (a test that could
+    /// not reach the provider says nothing about the key).
     pub is_active: bool,
-    /// `sk-...cdef`, when configured.
+    /// `sk-...cdef`; absent when not configured.
+    #[oai(skip_serializing_if_is_none)]
     pub key_hint: Option<String>,
 }
 
 #[derive(Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct SaveProviderRequest {
     /// The full API key.
@@ -48,11 +53,13 @@ pub struct SaveProviderRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ProviderTestResult {
-    pub provider: String,
+    pub provider: Spelled<SettingsProvider>,
     pub success: bool,
     pub message: String,
-    /// The provider's HTTP status, when it answered.
+    /// The provider's HTTP status; absent when it could not be reached.
+    #[oai(skip_serializing_if_is_none)]
     pub status_code: Option<u16>,
 }
 
@@ -62,13 +69,13 @@ pub struct ProviderTestResult {
 pub struct TaskAssignment {
     #[oai(validator(max_length = 64))]
     pub task: String,
-    pub provider: String,
+    pub provider: Spelled<SettingsProvider>,
     #[oai(validator(max_length = 200))]
     pub model: String,
 }
 
 #[derive(Debug, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct TaskAssignments {
     #[oai(validator(max_items = 100))]
@@ -87,7 +94,7 @@ macro_rules! settings_response {
             /// Invalid provider, or a request the settings cannot take.
             #[oai(status = 400)]
             BadRequest(Json<Detail>),
-            /// No valid bearer token (problem details, as on every family).
+            /// No valid bearer token (problem details, as on every API of this service).
             #[oai(status = 401, content_type = "application/problem+json")]
             Unauthorized(Json<Problem>),
             /// The token does not allow this in the workspace.
@@ -109,6 +116,9 @@ macro_rules! settings_response {
 
         impl $name {
             fn unprocessable(error: poem::Error) -> Self {
+                if let Some(refusal) = refusal_in(&error) {
+                    return refusal.into();
+                }
                 $name::Unprocessable(Json(validation_detail(error)))
             }
         }
@@ -187,5 +197,62 @@ pub(super) fn unprocessable_field(field: &str, message: &str) -> ValidationDetai
             msg: message.into(),
             kind: "value_error".into(),
         }],
+    }
+}
+
+impl poem_openapi::types::Example for SaveProviderRequest {
+    fn example() -> Self {
+        SaveProviderRequest {
+            api_key: "sk-proj-xxxxxxxxxxxx".into(),
+        }
+    }
+}
+
+/// Succeeds once the workspace has an OpenAI key (save one first).
+impl poem_openapi::types::Example for TaskAssignments {
+    fn example() -> Self {
+        TaskAssignments {
+            assignments: vec![TaskAssignment {
+                task: "chat".into(),
+                provider: Spelled::new("openai"),
+                model: "gpt-4o".into(),
+            }],
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ProviderStatus {
+    fn example() -> Self {
+        ProviderStatus {
+            provider: Spelled::new("openai"),
+            is_configured: true,
+            is_active: true,
+            key_hint: Some("sk-...xxxx".into()),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ProviderTestResult {
+    fn example() -> Self {
+        ProviderTestResult {
+            provider: Spelled::new("openai"),
+            success: true,
+            message: "OpenAI accepted the key".into(),
+            status_code: Some(200),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for Detail {
+    fn example() -> Self {
+        Detail {
+            detail: "No API key configured for openai".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ValidationDetail {
+    fn example() -> Self {
+        unprocessable_field("api_key", "must not be empty")
     }
 }

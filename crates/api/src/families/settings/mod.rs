@@ -26,9 +26,10 @@ use self::dto::{
 use crate::auth::Role;
 use crate::caller::Caller;
 use crate::credential_test::test_credential;
-use crate::problem::{ApiError, Refused};
+use crate::problem::{ApiError, Finding, Listing, Only, Refused, Validating};
 use crate::provider_catalogue::{seed_004_named, seed_004_spelling, SEED_004_PROVIDERS};
 use crate::request_body::Checked;
+use crate::spelling::{SettingsProvider, Spelled};
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
@@ -39,7 +40,7 @@ fn parse_provider(raw: &str) -> Result<(&'static str, Provider), ApiError> {
 impl ProviderStatus {
     fn listed(name: &str, key: Option<&CredentialRow>) -> Self {
         ProviderStatus {
-            provider: name.to_owned(),
+            provider: Spelled::new(name),
             is_configured: key.is_some(),
             is_active: key.is_some_and(|row| row.validated_ok != Some(false)),
             key_hint: key.map(|row| row.hint.as_str().to_owned()),
@@ -48,7 +49,7 @@ impl ProviderStatus {
 
     fn saved(name: &str, key: Option<&Credential>) -> Self {
         ProviderStatus {
-            provider: name.to_owned(),
+            provider: Spelled::new(name),
             is_configured: key.is_some(),
             is_active: key.is_some_and(Credential::is_usable),
             key_hint: key.map(|credential| credential.hint.as_str().to_owned()),
@@ -65,7 +66,7 @@ fn assignments_of(config: Option<&AiModelConfig>) -> TaskAssignments {
                     .iter()
                     .map(|(task, (provider, model))| TaskAssignment {
                         task: task.as_str().to_owned(),
-                        provider: seed_004_spelling(*provider).to_owned(),
+                        provider: Spelled::new(seed_004_spelling(*provider)),
                         model: model.as_str().to_owned(),
                     })
                     .collect()
@@ -93,18 +94,18 @@ impl SettingsApi {
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
-    ) -> Result<ProvidersResponse, Refused<ProvidersResponse>> {
+    ) -> Result<Only<ProvidersResponse, Listing>, Refused<ProvidersResponse>> {
         let owner = caller.workspace_config(Role::Viewer)?;
         let providers = SEED_004_PROVIDERS.map(|(_, provider)| provider);
         let keys = state.credentials.provider_keys(&owner, &providers).await?;
-        Ok(ProvidersResponse::Ok(Json(
+        Ok(Only::new(ProvidersResponse::Ok(Json(
             SEED_004_PROVIDERS
                 .iter()
                 .map(|(name, provider)| {
                     ProviderStatus::listed(name, keys.iter().find(|row| row.provider == *provider))
                 })
                 .collect(),
-        )))
+        ))))
     }
 
     /// Save provider API key
@@ -124,22 +125,20 @@ impl SettingsApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// openai, gemini, anthropic, openrouter or ollama.
-        provider: Path<String>,
+        provider: Path<Spelled<SettingsProvider>>,
         body: Json<Checked<SaveProviderRequest>>,
-    ) -> Result<ProviderResponse, Refused<ProviderResponse>> {
+    ) -> Result<Only<ProviderResponse, Validating>, Refused<ProviderResponse>> {
         let owner = caller.workspace_config(Role::Admin)?;
-        let (name, provider) = parse_provider(&provider.0)?;
+        let (name, provider) = parse_provider(provider.0.as_str())?;
         let api_key = body.0 .0.api_key;
         if api_key.trim().is_empty() {
-            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field(
-                "api_key",
-                "the API key must not be empty",
+            return Ok(Only::new(ProviderResponse::Unprocessable(Json(
+                unprocessable_field("api_key", "the API key must not be empty"),
             ))));
         }
         if api_key.len() > crate::plain_key::MAX_KEY_CHARS {
-            return Ok(ProviderResponse::Unprocessable(Json(unprocessable_field(
-                "api_key",
-                "the API key must be at most 4096 characters",
+            return Ok(Only::new(ProviderResponse::Unprocessable(Json(
+                unprocessable_field("api_key", "the API key must be at most 4096 characters"),
             ))));
         }
         let command = ConfigCommand::SaveProviderKey {
@@ -152,9 +151,8 @@ impl SettingsApi {
             .commands
             .execute(&owner, command, &caller.metadata())
             .await?;
-        Ok(ProviderResponse::Ok(Json(ProviderStatus::saved(
-            name,
-            saved.aggregate.provider_key(provider),
+        Ok(Only::new(ProviderResponse::Ok(Json(
+            ProviderStatus::saved(name, saved.aggregate.provider_key(provider)),
         ))))
     }
 
@@ -175,10 +173,10 @@ impl SettingsApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// openai, gemini, anthropic, openrouter or ollama.
-        provider: Path<String>,
-    ) -> Result<TestResponse, Refused<TestResponse>> {
+        provider: Path<Spelled<SettingsProvider>>,
+    ) -> Result<Only<TestResponse, Finding>, Refused<TestResponse>> {
         let owner = caller.workspace_config(Role::Admin)?;
-        let (name, provider) = parse_provider(&provider.0)?;
+        let (name, provider) = parse_provider(provider.0.as_str())?;
         let key = state
             .credentials
             .provider_keys(&owner, &[provider])
@@ -186,12 +184,12 @@ impl SettingsApi {
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("No API key configured for {name}")))?;
         let outcome = test_credential(&state, &caller, &key).await?;
-        Ok(TestResponse::Ok(Json(ProviderTestResult {
-            provider: name.to_owned(),
+        Ok(Only::new(TestResponse::Ok(Json(ProviderTestResult {
+            provider: Spelled::new(name),
             success: outcome.ok,
             message: outcome.reason,
             status_code: outcome.status,
-        })))
+        }))))
     }
 
     /// Save task assignments
@@ -211,7 +209,7 @@ impl SettingsApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         body: Json<Checked<TaskAssignments>>,
-    ) -> Result<AssignmentsResponse, Refused<AssignmentsResponse>> {
+    ) -> Result<Only<AssignmentsResponse, Validating>, Refused<AssignmentsResponse>> {
         let owner = caller.workspace_config(Role::Admin)?;
         let body = body.0 .0;
         if body.assignments.len() > 100 {
@@ -222,7 +220,7 @@ impl SettingsApi {
             let field = |name: &str| format!("assignments[{index}].{name}");
             let task = TaskName::parse(&assignment.task)
                 .map_err(|error| ApiError::invalid_value(field("task"), error))?;
-            let (_, provider) = parse_provider(&assignment.provider)?;
+            let (_, provider) = parse_provider(assignment.provider.as_str())?;
             let model = ModelName::parse(&assignment.model)
                 .map_err(|error| ApiError::invalid_value(field("model"), error))?;
             assignments.push((task, provider, model));
@@ -236,9 +234,9 @@ impl SettingsApi {
             .execute(&owner, command, &caller.metadata())
             .await?;
         let config = assigned.aggregate;
-        Ok(AssignmentsResponse::Ok(Json(assignments_of(
+        Ok(Only::new(AssignmentsResponse::Ok(Json(assignments_of(
             config.is_created().then_some(&config),
-        ))))
+        )))))
     }
 
     /// Get current task assignments
@@ -256,11 +254,11 @@ impl SettingsApi {
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
-    ) -> Result<AssignmentsResponse, Refused<AssignmentsResponse>> {
+    ) -> Result<Only<AssignmentsResponse, Listing>, Refused<AssignmentsResponse>> {
         let owner = caller.workspace_config(Role::Viewer)?;
         let view = state.queries.config(&owner).await?;
-        Ok(AssignmentsResponse::Ok(Json(assignments_of(
+        Ok(Only::new(AssignmentsResponse::Ok(Json(assignments_of(
             view.as_ref().map(|view| &view.config),
-        ))))
+        )))))
     }
 }

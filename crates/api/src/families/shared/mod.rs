@@ -1,13 +1,16 @@
 //! Endpoints every family shares: the client-side encryption key, credential names, the audit
 //! history and task resolution.
 
+mod history;
 mod resolve;
+
+use history::HistoryEvent;
 
 pub use resolve::ResolveApi;
 
 use std::sync::Arc;
 
-use aimc_domain::{ConfigEvent, CredentialName, Owner};
+use aimc_domain::{ConfigEvent, CredentialName, Owner, Provider};
 use aimc_store::HistoryFilter;
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -17,7 +20,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Fails, Listing};
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
@@ -32,8 +35,26 @@ pub struct EncryptionKey {
     pub algorithm: String,
     /// SubjectPublicKeyInfo PEM.
     pub pem: String,
-    /// The same key as a JSON Web Key.
-    pub jwk: serde_json::Value,
+    pub jwk: Jwk,
+}
+
+/// The same key as a JSON Web Key (RFC 7517), ready for WebCrypto's `importKey("jwk", …)`.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct Jwk {
+    /// Always `RSA`.
+    pub kty: String,
+    /// Always `enc`.
+    #[oai(rename = "use")]
+    #[serde(rename = "use")]
+    pub key_use: String,
+    /// Always `RSA-OAEP-256`.
+    pub alg: String,
+    /// `<key name>:v<keyVersion>`.
+    pub kid: String,
+    /// The modulus, base64url without padding.
+    pub n: String,
+    /// The public exponent, base64url without padding.
+    pub e: String,
 }
 
 #[derive(ApiResponse)]
@@ -41,31 +62,6 @@ pub enum EncryptionKeyResponse {
     /// The workspace's current public key.
     #[oai(status = 200)]
     Ok(Json<EncryptionKey>),
-}
-
-/// One recorded change.
-#[derive(Debug, Object)]
-pub struct HistoryEvent {
-    /// The stream the change was recorded in: a configuration's (`<workspace>/<owner>`), or a
-    /// credential's with a stream of its own (`<workspace>/credentials/<id>`); `owner` says
-    /// whose settings changed either way.
-    #[oai(rename = "aggregateId")]
-    pub aggregate_id: String,
-    /// Position of the event in that stream.
-    pub sequence: i64,
-    /// `user:<sub>` or `workspace`.
-    pub owner: String,
-    /// The event type, e.g. `CredentialAdded`.
-    #[oai(rename = "type")]
-    pub event_type: String,
-    /// The `sub` of whoever made the change.
-    pub actor: Option<String>,
-    #[oai(rename = "requestId")]
-    pub request_id: Option<String>,
-    #[oai(rename = "occurredAt")]
-    pub occurred_at: DateTime<Utc>,
-    /// The event's fields; keys appear only as their hint.
-    pub details: serde_json::Value,
 }
 
 #[derive(Debug, Object)]
@@ -86,6 +82,7 @@ pub enum HistoryResponse {
 
 /// Whether a credential name is free in the workspace.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct NameAvailability {
     pub name: String,
     /// False when a credential of any owner in the workspace has this name, in any case.
@@ -123,14 +120,14 @@ impl SharedApi {
         /// The workspace, as an alternative to the header.
         #[oai(name = "workspaceId")]
         workspace_id: Query<Option<String>>,
-    ) -> Result<EncryptionKeyResponse, ApiError> {
+    ) -> Result<EncryptionKeyResponse, Fails<Listing>> {
         let (workspace, _) = caller.workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
         let key = state.keyring.client_key(&workspace).await?;
         Ok(EncryptionKeyResponse::Ok(Json(EncryptionKey {
             key_version: key.key_version,
             algorithm: aimc_keyring::ClientKey::ALGORITHM.to_owned(),
             pem: key.pem,
-            jwk: key.jwk,
+            jwk: serde_json::from_value(key.jwk).map_err(ApiError::internal)?,
         })))
     }
 
@@ -155,7 +152,7 @@ impl SharedApi {
         workspace_id: Query<Option<String>>,
         /// The name to check.
         name: Query<String>,
-    ) -> Result<NameAvailabilityResponse, ApiError> {
+    ) -> Result<NameAvailabilityResponse, Fails<Listing>> {
         let (workspace, _) = caller
             .0
             .workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
@@ -171,7 +168,9 @@ impl SharedApi {
     /// List the workspace's history of changes
     ///
     /// Every recorded change, newest first, with who made it and when; keys appear only as
-    /// hints. Admins and owners see the whole workspace; others see their own settings only.
+    /// hints, and every credential entry names the credential's provider and name. Filters
+    /// combine; a parameter this operation does not know is refused rather than ignored.
+    /// Admins and owners see the whole workspace; others see their own settings only.
     #[oai(
         path = "/history",
         method = "get",
@@ -183,6 +182,7 @@ impl SharedApi {
     async fn history(
         &self,
         state: Data<&Arc<AppState>>,
+        request: &poem::Request,
         /// The workspace; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -194,6 +194,12 @@ impl SharedApi {
         /// Only these event types, comma-separated (e.g. `CredentialAdded,ModelRemoved`).
         #[oai(name = "type")]
         event_type: Query<Option<String>>,
+        /// Only changes to this credential (its id, as `/ai/llm` and the history show it).
+        credential: Query<Option<uuid::Uuid>>,
+        /// Only changes to credentials of this provider, e.g. `openai`.
+        provider: Query<Option<String>>,
+        /// Only changes made by this `sub`.
+        actor: Query<Option<String>>,
         /// Only changes at or after this time (RFC 3339).
         since: Query<Option<DateTime<Utc>>>,
         /// Only changes before this time (RFC 3339).
@@ -203,20 +209,21 @@ impl SharedApi {
         /// Page size, 1 to 500; 50 when absent.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
-    ) -> Result<HistoryResponse, ApiError> {
+    ) -> Result<HistoryResponse, Fails<Listing>> {
+        refuse_unknown_parameters(request, HISTORY_PARAMETERS)?;
         let (workspace, role) = caller.workspace_named(workspace_id.0.as_deref(), Role::Viewer)?;
         let own = Owner::User(caller.sub().to_owned()).to_string();
         let owner = match owner.0 {
             Some(owner) if Owner::parse(&owner).is_none() => {
-                return Err(ApiError::invalid_field(
-                    "owner",
-                    "must be user:<sub> or workspace",
-                ))
+                return Err(
+                    ApiError::invalid_field("owner", "must be user:<sub> or workspace").into(),
+                )
             }
             Some(owner) if role < Role::Admin && owner != own => {
                 return Err(ApiError::forbidden(
                     "only admins and owners may read other owners' history",
-                ))
+                )
+                .into())
             }
             Some(owner) => Some(owner),
             None if role < Role::Admin => Some(own),
@@ -241,14 +248,26 @@ impl SharedApi {
                     "unknown event type \"{unknown}\"; known types: {}",
                     ConfigEvent::NAMES.join(", ")
                 ),
-            ));
+            )
+            .into());
         }
+        let provider = provider
+            .0
+            .map(|raw| {
+                Provider::parse(&raw)
+                    .map(|provider| provider.as_str().to_owned())
+                    .map_err(|error| ApiError::invalid_value("provider", error))
+            })
+            .transpose()?;
         let page = state
             .queries
             .history(&HistoryFilter {
                 workspace: workspace.to_string(),
                 owner,
                 event_types,
+                credential: credential.0,
+                provider,
+                actor: actor.0,
                 since: since.0,
                 until: until.0,
                 cursor: cursor.0,
@@ -259,18 +278,54 @@ impl SharedApi {
             events: page
                 .entries
                 .into_iter()
-                .map(|entry| HistoryEvent {
-                    aggregate_id: entry.aggregate_id,
-                    sequence: entry.sequence,
-                    owner: entry.owner,
-                    event_type: entry.event_type,
-                    actor: entry.actor,
-                    request_id: entry.request_id,
-                    occurred_at: entry.occurred_at,
-                    details: entry.details,
-                })
-                .collect(),
+                .map(HistoryEvent::try_from)
+                .collect::<Result<_, _>>()?,
             next_cursor: page.next_cursor,
         })))
+    }
+}
+
+const HISTORY_PARAMETERS: &[&str] = &[
+    "workspaceId",
+    "owner",
+    "type",
+    "credential",
+    "provider",
+    "actor",
+    "since",
+    "until",
+    "cursor",
+    "limit",
+];
+
+/// A filter the operation does not know would otherwise look applied while it was not.
+fn refuse_unknown_parameters(request: &poem::Request, known: &[&str]) -> Result<(), ApiError> {
+    let query = request.uri().query().unwrap_or_default();
+    for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !known.contains(&name.as_ref()) {
+            // Named back only when it looks like a name: a query string is the caller's text.
+            let plain = name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let field = if plain { name.as_ref() } else { "query" };
+            return Err(ApiError::invalid_field(
+                field,
+                format!(
+                    "is not a parameter of this operation; known: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl poem_openapi::types::Example for NameAvailability {
+    fn example() -> Self {
+        NameAvailability {
+            name: "Production OpenAI".into(),
+            available: true,
+        }
     }
 }

@@ -11,12 +11,14 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::auth::{Role, SCOPE_KEYS_CIPHERTEXT};
 use crate::caller::Caller;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Fails, Finding};
 use crate::resolution;
+use crate::spelling::{KeySource, ProviderId, Spelled};
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
-/// Where to decrypt a key in Vault, for trusted services (scope `keys:ciphertext`).
+/// Where to decrypt the key in Vault, for trusted services: present only with the
+/// `keys:ciphertext` scope, and never for the system's keys.
 #[derive(Debug, Object)]
 pub struct KeyCiphertext {
     pub ciphertext: String,
@@ -29,19 +31,18 @@ pub struct KeyCiphertext {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Resolution {
     pub task: String,
-    pub provider: String,
+    pub provider: Spelled<ProviderId>,
     pub model: String,
     #[oai(rename = "isPaid")]
     pub is_paid: bool,
-    /// `user`, `workspace`, `system`, or `none` for providers that need no key (Ollama).
-    pub source: String,
+    pub source: Spelled<KeySource>,
     #[oai(rename = "credentialId", skip_serializing_if_is_none)]
     pub credential_id: Option<String>,
     #[oai(rename = "keyHint", skip_serializing_if_is_none)]
     pub key_hint: Option<String>,
-    /// Only with the `keys:ciphertext` scope, and never for system keys.
     #[oai(skip_serializing_if_is_none)]
     pub key: Option<KeyCiphertext>,
 }
@@ -77,7 +78,7 @@ impl ResolveApi {
         /// Only free models.
         #[oai(name = "freeOnly")]
         free_only: Query<Option<bool>>,
-    ) -> Result<ResolveResponse, ApiError> {
+    ) -> Result<ResolveResponse, Fails<Finding>> {
         let (workspace, _) = caller.workspace(Role::Viewer)?;
         let task =
             TaskName::parse(&task.0).map_err(|error| ApiError::invalid_value("task", error))?;
@@ -99,10 +100,10 @@ impl ResolveApi {
         let key = resolution.key.as_ref();
         Ok(ResolveResponse::Ok(Json(Resolution {
             task: task.as_str().to_owned(),
-            provider: resolution.provider.as_str().to_owned(),
+            provider: Spelled::new(resolution.provider.as_str()),
             model: resolution.model.as_str().to_owned(),
             is_paid: resolution.is_paid,
-            source: resolution.source.as_str().to_owned(),
+            source: Spelled::new(resolution.source.as_str()),
             credential_id: key.map(|key| key.credential_id.to_string()),
             key_hint: key.map(|key| key.hint.as_str().to_owned()),
             key: key.filter(|_| with_ciphertext).and_then(|key| {
@@ -118,5 +119,20 @@ impl ResolveApi {
                 })
             }),
         })))
+    }
+}
+
+impl poem_openapi::types::Example for Resolution {
+    fn example() -> Self {
+        Resolution {
+            task: "chat".into(),
+            provider: Spelled::new("openai"),
+            model: "gpt-4o".into(),
+            is_paid: true,
+            source: Spelled::new("user"),
+            credential_id: Some("0193a8f2-7c1e-7d4a-9b2e-5f1c3d2a1b00".into()),
+            key_hint: Some("sk-...cdef".into()),
+            key: None,
+        }
     }
 }

@@ -7,7 +7,10 @@ mod error;
 
 use std::sync::Arc;
 
-use aimc_domain::{ConfigCommand, ConfigId, ModelName, Provider, ProviderKeyChange};
+use aimc_domain::{
+    ConfigCommand, ConfigId, CredentialCommand, DomainError, ModelName, Provider, ProviderKeyChange,
+};
+use aimc_store::{CommandError, CredentialRow, StoreError};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -18,9 +21,10 @@ use self::dto::{BedrockKeyInput, KeysResponse, ProviderKeyInput, UpdateRequest, 
 use crate::auth::Role;
 use crate::caller::Caller;
 use crate::plain_key;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Fails, Listing, Removing, Writing};
 use crate::provider_catalogue::{seed_002_named, SEED_002_PROVIDERS};
 use crate::request_body::Checked;
+use crate::spelling::{PersonalProvider, Spelled};
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
@@ -46,7 +50,7 @@ fn changes(owner: &ConfigId, body: UpdateRequest) -> Result<Vec<ProviderKeyChang
             .expect("a seed 002 provider");
         ModelName::parse(model).map_err(ApiError::internal)
     };
-    let name = |spelling: &str| format!("{} {spelling} key", owner.owner);
+    let name = |spelling: &str| format!("{} {spelling} key", owner.owner.label());
     let mut changes = Vec::new();
     let simple: [(&str, Provider, Option<ProviderKeyInput>); 3] = [
         ("anthropic", Provider::Anthropic, body.anthropic),
@@ -102,6 +106,15 @@ fn changes(owner: &ConfigId, body: UpdateRequest) -> Result<Vec<ProviderKeyChang
     Ok(changes)
 }
 
+/// The caller's keys of seed 002's providers that no model keeps.
+async fn standalone_keys(
+    state: &AppState,
+    owner: &ConfigId,
+) -> Result<Vec<CredentialRow>, StoreError> {
+    let providers = SEED_002_PROVIDERS.map(|(_, provider, _)| provider);
+    state.credentials.standalone_keys(owner, &providers).await
+}
+
 pub struct UserApiKeysApi;
 
 #[OpenApi(prefix_path = "/api/user/api-keys", tag = "ApiTags::UserApiKeys")]
@@ -118,18 +131,22 @@ impl UserApiKeysApi {
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
-    ) -> Result<KeysResponse, ApiError> {
+    ) -> Result<KeysResponse, Fails<Listing>> {
         let owner = caller.own_config(Role::Viewer)?;
-        let view = state.queries.config(&owner).await?;
+        let (view, standalone) = tokio::try_join!(
+            state.queries.config(&owner),
+            standalone_keys(&state, &owner)
+        )?;
         Ok(KeysResponse::Ok(Json(UserApiKeys::new(
             view.as_ref().map(|view| &view.config),
+            &standalone,
         ))))
     }
 
     /// Add or update API keys
     ///
     /// Sets keys and model ids for the providers named; others stay as they are. Without a
-    /// model id, seed 002's default model is used. All providers are stored in one change or
+    /// model id, the provider's default model is used. All providers are stored in one change or
     /// not at all. Needs the member role.
     #[oai(path = "/", method = "put", operation_id = "updateUserApiKeys")]
     #[tracing::instrument(skip_all)]
@@ -140,28 +157,32 @@ impl UserApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         body: Json<Checked<UpdateRequest>>,
-    ) -> Result<KeysResponse, ApiError> {
+    ) -> Result<KeysResponse, Fails<Writing>> {
         let owner = caller.own_config(Role::Member)?;
         let changes = changes(&owner, body.0 .0)?;
         let command = ConfigCommand::SetProviderKeys {
             id: owner.clone(),
             changes,
         };
-        let executed = state
-            .commands
-            .execute(&owner, command, &caller.metadata())
-            .await
-            .map_err(error::command)?;
-        let config = executed.aggregate;
+        // The command cannot change keys stored through `/api/keys`: read them alongside.
+        let metadata = caller.metadata();
+        let (executed, standalone) = tokio::join!(
+            state.commands.execute(&owner, command, &metadata),
+            standalone_keys(&state, &owner)
+        );
+        let config = executed.map_err(error::command)?.aggregate;
+        let standalone = standalone?;
         Ok(KeysResponse::Ok(Json(UserApiKeys::new(
             config.is_created().then_some(&config),
+            &standalone,
         ))))
     }
 
     /// Remove a provider's key
     ///
-    /// The model id stays; the provider falls back to the workspace's or the system's key.
-    /// Needs the member role.
+    /// Removes the key shown for the provider: the one kept with its chat model, else the
+    /// newest stored for it through `/api/keys`. The model id stays; the provider falls back to
+    /// the caller's next key, the workspace's or the system's. Needs the member role.
     #[oai(
         path = "/:provider",
         method = "delete",
@@ -175,26 +196,53 @@ impl UserApiKeysApi {
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// anthropic, openai, openrouter or bedrock.
-        provider: Path<String>,
-    ) -> Result<KeysResponse, ApiError> {
+        provider: Path<Spelled<PersonalProvider>>,
+    ) -> Result<KeysResponse, Fails<Removing>> {
         let owner = caller.own_config(Role::Member)?;
-        let (_, provider, _) = seed_002_named(&provider.0).ok_or_else(|| {
+        let (_, provider, _) = seed_002_named(provider.0.as_str()).ok_or_else(|| {
             ApiError::invalid_field(
                 "provider",
                 "must be one of anthropic, openai, openrouter, bedrock",
             )
         })?;
-        let executed = state
+        let removed = state
             .commands
             .execute(
                 &owner,
                 ConfigCommand::RemoveProviderKey { provider },
                 &caller.metadata(),
             )
-            .await
-            .map_err(error::command)?;
-        Ok(KeysResponse::Ok(Json(UserApiKeys::new(Some(
-            &executed.aggregate,
-        )))))
+            .await;
+        let config = match removed {
+            Ok(executed) => Some(executed.aggregate),
+            Err(CommandError::Domain(DomainError::NoProviderKey { .. })) => {
+                // None kept with the model: the key shown is one stored through `/api/keys`.
+                let stored = state
+                    .credentials
+                    .standalone_keys(&owner, &[provider])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        error::command(CommandError::Domain(DomainError::NoProviderKey {
+                            provider,
+                        }))
+                    })?;
+                let command = CredentialCommand::Remove {
+                    credential_id: stored.id(),
+                };
+                state
+                    .commands
+                    .execute_on_credential(&stored.home, command, &caller.metadata())
+                    .await
+                    .map_err(error::command)?;
+                state.queries.config(&owner).await?.map(|view| view.config)
+            }
+            Err(other) => return Err(error::command(other).into()),
+        };
+        let standalone = standalone_keys(&state, &owner).await?;
+        Ok(KeysResponse::Ok(Json(UserApiKeys::new(
+            config.as_ref(),
+            &standalone,
+        ))))
     }
 }
