@@ -13,6 +13,11 @@ CREATE INDEX audit_log_provider_newest_first
     ON audit_log (workspace_id, provider, position DESC) WHERE provider IS NOT NULL;
 CREATE INDEX audit_log_actor_newest_first ON audit_log (workspace_id, actor, position DESC);
 
+-- Models and task assignments name the provider they were added for.
+UPDATE audit_log
+   SET provider = details ->> 'provider'
+ WHERE event_type IN ('ModelAdded', 'TaskAssigned');
+
 -- Entries written before: each fact as the credential's own earlier entries left it.
 UPDATE audit_log a
    SET provider = (SELECT b.details ->> 'provider'

@@ -14,7 +14,8 @@ pub struct HistoryFilter {
     pub event_types: Vec<String>,
     /// Only entries about this credential.
     pub credential: Option<uuid::Uuid>,
-    /// Only entries about credentials of this provider (`openai`, …).
+    /// Only entries about this provider (`openai`, …): its credentials, and the models and task
+    /// assignments added for it.
     pub provider: Option<String>,
     /// Only changes made by this `sub`.
     pub actor: Option<String>,

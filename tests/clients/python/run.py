@@ -166,10 +166,10 @@ def encrypt_for_workspace(member: AuthenticatedClient, plain: str) -> str:
     expect(isinstance(key, EncryptionKey), f"parsed is {type(key).__name__}, not EncryptionKey")
     expect(key.algorithm == "RSA-OAEP-256", f"algorithm {key.algorithm!r}")
     jwk = key.jwk
-    expect(isinstance(jwk, dict) and jwk.get("kty") == "RSA", f"jwk {jwk!r}")
+    expect(jwk.kty == "RSA" and jwk.alg == "RSA-OAEP-256", f"jwk {jwk!r}")
 
     def number(field: str) -> int:
-        raw = jwk[field]
+        raw = getattr(jwk, field)
         return int.from_bytes(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), "big")
 
     public = rsa.RSAPublicNumbers(number("e"), number("n")).public_key()
@@ -290,7 +290,9 @@ def check_a_viewer_creating_a_configuration_is_a_typed_403() -> None:
 def check_a_viewer_adding_a_key_is_a_typed_403() -> None:
     denied = create_api_key.sync_detailed(
         client=client("viewer"),
-        body=CreateApiKeyRequest(service="OPENAI", api_key=FAMILY_D_KEY),
+        body=CreateApiKeyRequest(
+            service=field_wire(CreateApiKeyRequest, "service", "OPENAI"), api_key=FAMILY_D_KEY
+        ),
     )
     expect_problem(denied, 403, "POST /api/keys by a viewer")
 

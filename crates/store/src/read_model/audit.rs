@@ -1,6 +1,6 @@
 //! `audit_log`: who changed what and when, one entry per event, keys reduced to their hints.
 
-use aimc_domain::CredentialEvent;
+use aimc_domain::{ConfigEvent, CredentialEvent};
 use chrono::{DateTime, Utc};
 
 use super::{EventMetadata, StreamPlace, ViewedEvent};
@@ -23,6 +23,8 @@ pub(crate) struct AuditRow {
     /// credential's earlier events were projected by another command) the writer takes from
     /// the credential view as it stood before the statement.
     pub credential: Option<CredentialFacts>,
+    /// The provider a model or a task assignment was added for.
+    pub model_provider: Option<&'static str>,
 }
 
 /// What a history reader needs to know about the credential an entry concerns.
@@ -105,6 +107,13 @@ pub(crate) fn row(
 ) -> AuditRow {
     AuditRow {
         credential: event.credential().map(|event| facts(event, known)),
+        model_provider: match event {
+            ViewedEvent::Config(ConfigEvent::ModelAdded { provider, .. })
+            | ViewedEvent::Config(ConfigEvent::TaskAssigned { provider, .. }) => {
+                Some(provider.as_str())
+            }
+            _ => None,
+        },
         workspace_id: place.workspace.clone(),
         aggregate_id: place.aggregate_id.clone(),
         sequence,

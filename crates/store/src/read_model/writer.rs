@@ -347,7 +347,17 @@ fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
         .push("::jsonb[], ")
         .push_bind(facts.iter().map(|f| f.map(|f| f.credential_id)).collect::<Vec<_>>())
         .push("::uuid[], ")
-        .push_bind(facts.iter().map(|f| f.and_then(|f| f.provider)).collect::<Vec<_>>())
+        .push_bind(
+            audit
+                .iter()
+                .map(|r| {
+                    r.credential
+                        .as_ref()
+                        .and_then(|f| f.provider)
+                        .or(r.model_provider)
+                })
+                .collect::<Vec<_>>(),
+        )
         .push("::text[], ")
         .push_bind(facts.iter().map(|f| f.and_then(|f| f.name.clone())).collect::<Vec<_>>())
         .push("::text[], ")

@@ -196,7 +196,8 @@ impl SharedApi {
         event_type: Query<Option<String>>,
         /// Only changes to this credential (its id, as `/ai/llm` and the history show it).
         credential: Query<Option<uuid::Uuid>>,
-        /// Only changes to credentials of this provider, e.g. `openai`.
+        /// Only changes concerning this provider, e.g. `openai`: its keys, and models and task
+        /// assignments added for it.
         provider: Query<Option<String>>,
         /// Only changes made by this `sub`.
         actor: Query<Option<String>>,
