@@ -290,3 +290,22 @@ async fn a_typescript_client_generated_from_the_spec_drives_the_service() {
     assert_all_succeeded(&[&generated, &compiled, &ran]);
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// Redocly's recommended rules find no error in the committed document (warnings are left to
+/// judgement: two operations without a 4xx are the probes, which have none).
+#[tokio::test]
+async fn the_spec_passes_redocly_lint() {
+    let node = std::env::var_os("AIMC_CLIENTS_NODE").unwrap_or_else(|| "node".into());
+    let modules = configured_path("AIMC_CLIENTS_NODE_MODULES", "tests/clients/ts/node_modules");
+    let redocly = modules.join("@redocly/cli/bin/cli.js");
+    require(&redocly, "@redocly/cli");
+    let mut lint = Command::new(&node);
+    lint.arg(&redocly)
+        .arg("lint")
+        .arg("--format=stylish")
+        .arg(spec())
+        .env("REDOCLY_TELEMETRY", "off")
+        .env("REDOCLY_SUPPRESS_UPDATE_NOTICE", "true");
+    let linted = run("redocly lint", lint).await;
+    assert_all_succeeded(&[&linted]);
+}

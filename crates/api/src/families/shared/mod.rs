@@ -21,6 +21,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
 use crate::problem::{ApiError, Fails, Listing};
+use crate::spelling::{ProviderId, Spelled};
 use crate::state::AppState;
 use crate::tags::ApiTags;
 
@@ -198,7 +199,7 @@ impl SharedApi {
         credential: Query<Option<uuid::Uuid>>,
         /// Only changes concerning this provider, e.g. `openai`: its keys, and models and task
         /// assignments added for it.
-        provider: Query<Option<String>>,
+        provider: Query<Option<Spelled<ProviderId>>>,
         /// Only changes made by this `sub`.
         actor: Query<Option<String>>,
         /// Only changes at or after this time (RFC 3339).
@@ -255,7 +256,7 @@ impl SharedApi {
         let provider = provider
             .0
             .map(|raw| {
-                Provider::parse(&raw)
+                Provider::parse(raw.as_str())
                     .map(|provider| provider.as_str().to_owned())
                     .map_err(|error| ApiError::invalid_value("provider", error))
             })
