@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::tags::ApiTags;
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct Health {
     /// `ok`, `ready`, `degraded` or `unavailable`.
     pub status: String,
@@ -90,6 +91,19 @@ impl OperationsApi {
                 }),
                 crate::problem::RETRY_AFTER_SECONDS,
             )
+        }
+    }
+}
+
+impl poem_openapi::types::Example for Health {
+    fn example() -> Self {
+        Health {
+            status: "ready".into(),
+            checks: Some(
+                [("database", "ok"), ("keyring", "ok")]
+                    .map(|(name, state)| (name.to_owned(), state.to_owned()))
+                    .into(),
+            ),
         }
     }
 }

@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Deserialize;
 
-use crate::problem::{refusal_in, ApiError, Problem};
+use crate::problem::{refusal_in, ApiError};
 use crate::provider_catalogue::seed_001_spelling;
 use crate::spelling::{AiType, Spelled};
 
@@ -127,9 +127,10 @@ pub enum AiLlmResponse {
     /// Validation error or invalid parameters.
     #[oai(status = 400)]
     BadRequest(Json<Envelope>),
-    /// No valid bearer token (problem details, as on every API of this service).
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
+    /// No valid bearer token: missing, malformed, expired, wrongly signed or for another
+    /// audience; `message` says which.
+    #[oai(status = 401)]
+    Unauthorized(Json<Envelope>, #[oai(header = "WWW-Authenticate")] String),
     /// Insufficient permissions.
     #[oai(status = 403)]
     Forbidden(Json<Envelope>),
@@ -162,7 +163,7 @@ impl From<ApiError> for AiLlmResponse {
             ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) | ApiError::Conflict(_) => {
                 AiLlmResponse::BadRequest(message)
             }
-            ApiError::Unauthorized(problem, _) => AiLlmResponse::Unauthorized(problem),
+            ApiError::Unauthorized(_, challenge) => AiLlmResponse::Unauthorized(message, challenge),
             ApiError::Forbidden(_) => AiLlmResponse::Forbidden(message),
             ApiError::NotFound(_) => AiLlmResponse::NotFound(message),
             ApiError::Internal(_) => AiLlmResponse::Internal(message),

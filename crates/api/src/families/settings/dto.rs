@@ -4,7 +4,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use serde::Deserialize;
 
-use crate::problem::{refusal_in, ApiError, Problem};
+use crate::problem::{refusal_in, ApiError};
 use crate::spelling::{SettingsProvider, Spelled};
 
 /// FastAPI's error body.
@@ -94,9 +94,10 @@ macro_rules! settings_response {
             /// Invalid provider, or a request the settings cannot take.
             #[oai(status = 400)]
             BadRequest(Json<Detail>),
-            /// No valid bearer token (problem details, as on every API of this service).
-            #[oai(status = 401, content_type = "application/problem+json")]
-            Unauthorized(Json<Problem>),
+            /// No valid bearer token: missing, malformed, expired, wrongly signed or for
+            /// another audience; `detail` says which.
+            #[oai(status = 401)]
+            Unauthorized(Json<Detail>, #[oai(header = "WWW-Authenticate")] String),
             /// The token does not allow this in the workspace.
             #[oai(status = 403)]
             Forbidden(Json<Detail>),
@@ -132,7 +133,7 @@ macro_rules! settings_response {
                     ApiError::BadRequest(_)
                     | ApiError::PayloadTooLarge(_)
                     | ApiError::Conflict(_) => $name::BadRequest(detail),
-                    ApiError::Unauthorized(problem, _) => $name::Unauthorized(problem),
+                    ApiError::Unauthorized(_, challenge) => $name::Unauthorized(detail, challenge),
                     ApiError::Forbidden(_) => $name::Forbidden(detail),
                     ApiError::NotFound(_) => $name::NotFound(detail),
                     ApiError::Internal(_) => $name::Internal(detail),

@@ -241,3 +241,22 @@ impl TryFrom<HistoryEntry> for HistoryEvent {
             .map_err(|error| ApiError::internal(format!("history entry {at}: {error}")))
     }
 }
+
+/// "Who changed the OpenAI key": a secret replaced, as the history shows it.
+pub(super) fn example() -> HistoryEvent {
+    HistoryEvent::CredentialSecretReplaced(CredentialSecretReplacedEntry {
+        aggregate_id: "acme/credentials/0193a8f2-7c1e-7d4a-9b2e-5f1c3d2a1b00".into(),
+        sequence: 2,
+        owner: "user:alice".into(),
+        actor: Some("alice".into()),
+        request_id: Some("0b6f3a52-9d0e-4c5e-8a51-2f4f0e1c7d10".into()),
+        occurred_at: DateTime::from_timestamp(1_764_238_323, 0).unwrap_or_default(),
+        details: CredentialSecretReplacedDetails {
+            credential_id: "0193a8f2-7c1e-7d4a-9b2e-5f1c3d2a1b00".into(),
+            hint: "sk-...bbbb".into(),
+            previous_hint: Some("sk-...aaaa".into()),
+            provider: Some("openai".into()),
+            name: Some("alice OPENAI key #3".into()),
+        },
+    })
+}

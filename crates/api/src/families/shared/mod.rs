@@ -28,6 +28,7 @@ use crate::tags::ApiTags;
 /// The public half of the workspace's RSA key: encrypt API keys with it (RSA-OAEP, SHA-256)
 /// and send the standard base64 of the ciphertext as `apiKeyEncrypted`.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct EncryptionKey {
     /// The key version; a ciphertext may name it as `vault:v<keyVersion>:<base64>`.
     #[oai(rename = "keyVersion")]
@@ -66,6 +67,7 @@ pub enum EncryptionKeyResponse {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct HistoryPageBody {
     /// Newest first.
     pub events: Vec<HistoryEvent>,
@@ -328,6 +330,34 @@ impl poem_openapi::types::Example for NameAvailability {
         NameAvailability {
             name: "Production OpenAI".into(),
             available: true,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for EncryptionKey {
+    fn example() -> Self {
+        EncryptionKey {
+            key_version: 1,
+            algorithm: "RSA-OAEP-256".into(),
+            pem: "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA…\n-----END PUBLIC KEY-----\n"
+                .into(),
+            jwk: Jwk {
+                kty: "RSA".into(),
+                key_use: "enc".into(),
+                alg: "RSA-OAEP-256".into(),
+                kid: "aimc-rsa-acme:v1".into(),
+                n: "ueiKQAHSYHqrnP5vTGiFzwZkrfzRkz0epcfXUb4rFi8…".into(),
+                e: "AQAB".into(),
+            },
+        }
+    }
+}
+
+impl poem_openapi::types::Example for HistoryPageBody {
+    fn example() -> Self {
+        HistoryPageBody {
+            events: vec![history::example()],
+            next_cursor: Some("eyJiZWZvcmUiOjQxfQ".into()),
         }
     }
 }
