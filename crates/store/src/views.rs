@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::database::traced;
 use crate::error::StoreError;
 use crate::history::{self, HistoryFilter, HistoryPage};
 
@@ -53,7 +54,7 @@ impl ConfigQueries {
     /// PostgreSQL, which is most of its cost. A lookup alone goes out at once. Every query
     /// starts after the lookups it answers arrived, so a read still sees every write that was
     /// answered before it was made.
-    #[tracing::instrument(skip(self), fields(config = %id))]
+    #[tracing::instrument(skip_all, fields(config = %id))]
     pub async fn config(&self, id: &ConfigId) -> Result<Option<ConfigView>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
@@ -74,14 +75,19 @@ impl ConfigQueries {
         answer.await.map_err(|_| stopped())?
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip_all, fields(workspace = %filter.workspace))]
     pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
         history::page(&self.pool, filter).await
     }
 
     /// Whether the database answers, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        traced(
+            &self.pool,
+            "SELECT",
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -124,12 +130,16 @@ async fn answer_batch(pool: &PgPool, batch: Vec<Lookup>) {
         .iter()
         .map(|lookup| lookup.aggregate_id.as_str())
         .collect();
-    let rows: Result<Vec<ConfigRow>, StoreError> = sqlx::query_as(
-        "SELECT aggregate_id, last_sequence, view::text, created_at, updated_at
-           FROM config_view WHERE aggregate_id = ANY($1)",
+    let rows: Result<Vec<ConfigRow>, StoreError> = traced(
+        pool,
+        "SELECT config_view",
+        sqlx::query_as(
+            "SELECT aggregate_id, last_sequence, view::text, created_at, updated_at
+               FROM config_view WHERE aggregate_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(pool),
     )
-    .bind(&ids)
-    .fetch_all(pool)
     .await
     .map_err(StoreError::from);
     let rows = match rows {
