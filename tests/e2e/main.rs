@@ -16,4 +16,5 @@ mod keyring;
 mod operations;
 mod resolve;
 mod round_trips;
+mod telemetry;
 mod upgrade;
