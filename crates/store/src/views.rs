@@ -5,6 +5,7 @@ use aimc_domain::{AiModelConfig, ConfigId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument;
 
 use crate::database::traced;
 use crate::error::StoreError;
@@ -60,6 +61,7 @@ impl ConfigQueries {
         let lookup = Lookup {
             aggregate_id: id.to_string(),
             reply,
+            requester: tracing::Span::current(),
         };
         let stopped = || StoreError::Unavailable("the read model's lookups have stopped".into());
         // With nothing being answered there is nothing to share: asking here spares the
@@ -95,6 +97,8 @@ impl ConfigQueries {
 struct Lookup {
     aggregate_id: String,
     reply: oneshot::Sender<Result<Option<ConfigView>, StoreError>>,
+    /// The span of the request that asked, which a shared query's span links to.
+    requester: tracing::Span,
 }
 
 async fn answer_lookups(
@@ -114,11 +118,24 @@ async fn answer_lookups(
                 Err(_) => break,
             }
         }
+        // The query answers several requests, so it is a trace of its own, linked from each of
+        // theirs, rather than a child of whichever asked first.
+        let span = tracing::info_span!(
+            parent: None,
+            "shared config lookup",
+            lookups = batch.len() as i64
+        );
+        for lookup in &batch {
+            span.follows_from(&lookup.requester);
+        }
         let pool = pool.clone();
-        tokio::spawn(async move {
-            answer_batch(&pool, batch).await;
-            drop(slot);
-        });
+        tokio::spawn(
+            async move {
+                answer_batch(&pool, batch).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
 }
 
