@@ -149,10 +149,10 @@ fn descends_from(span: &Span, root: &Span, by_id: &HashMap<Vec<u8>, &Span>) -> b
 }
 
 const NEW_OPENAI_KEY: &str = "sk-proj-OPENAI-telemetry-rotated-00112233";
+const FAMILY_B_SECRET: &str = "sk-proj-telemetry-family-b-0123456789";
 
 #[tokio::test]
-async fn a_write_reaches_an_otlp_collector_as_one_server_span_over_vault_and_postgres_client_spans()
-{
+async fn requests_reach_an_otlp_collector_as_server_spans_over_vault_and_postgres_client_spans() {
     // Given a collector, and the service set up by the standard variables to export to it.
     let collector = OtlpCollector::start();
     let service_name = format!(
@@ -192,6 +192,24 @@ async fn a_write_reaches_an_otlp_collector_as_one_server_span_over_vault_and_pos
         )
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    // And a route with a path parameter, and a path no route serves.
+    let admin = app.token("ada", Role::Admin);
+    let created = app
+        .post(
+            "/ai/llm",
+            &admin,
+            json!({"name": "Traced", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+                   "secret": FAMILY_B_SECRET, "workspaceId": app.workspace}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let id = created.body["aiLlmId"].as_str().unwrap().to_owned();
+    let renamed = app
+        .put(&format!("/ai/llm/{id}"), &admin, json!({"name": "Renamed"}))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    let unknown = app.request(Method::GET, "/no/such/route", None, None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let port: i64 = app.address.rsplit(':').next().unwrap().parse().unwrap();
     // Shutting the exporter down sends every span it still holds.
     drop(telemetry);
@@ -233,7 +251,33 @@ async fn a_write_reaches_an_otlp_collector_as_one_server_span_over_vault_and_pos
     assert_eq!(int(attributes, "server.port"), Some(port));
     assert_eq!(attribute(attributes, "error.type"), None);
 
-    // And Vault and PostgreSQL appear as CLIENT spans beneath it, in the same trace.
+    // And other requests are named by their template, or by their method alone when no route
+    // served them.
+    let server_span = |path: &str| {
+        spans
+            .iter()
+            .map(|(_, span)| span)
+            .find(|span| {
+                span.kind == SpanKind::Server as i32
+                    && text(&span.attributes, "url.path") == Some(path)
+            })
+            .unwrap_or_else(|| panic!("no SERVER span for {path}"))
+    };
+    let renamed = server_span(&format!("/ai/llm/{id}"));
+    assert_eq!(renamed.name, "PUT /ai/llm/{id}");
+    assert_eq!(
+        text(&renamed.attributes, "http.route"),
+        Some("/ai/llm/{id}")
+    );
+    let unknown = server_span("/no/such/route");
+    assert_eq!(unknown.name, "GET");
+    assert_eq!(attribute(&unknown.attributes, "http.route"), None);
+    assert_eq!(
+        int(&unknown.attributes, "http.response.status_code"),
+        Some(404)
+    );
+
+    // And Vault and PostgreSQL appear as CLIENT spans beneath the PUT, in the same trace.
     let by_id: HashMap<Vec<u8>, &Span> = spans
         .iter()
         .map(|(_, span)| (span.span_id.clone(), span))
@@ -302,7 +346,7 @@ async fn a_write_reaches_an_otlp_collector_as_one_server_span_over_vault_and_pos
     }
 
     // And no attribute of any span holds Rust's Debug text, a plain key or a ciphertext.
-    let sent_keys = [OPENAI_KEY, ANTHROPIC_KEY, NEW_OPENAI_KEY];
+    let sent_keys = [OPENAI_KEY, ANTHROPIC_KEY, NEW_OPENAI_KEY, FAMILY_B_SECRET];
     let forbidden: Vec<String> = sent_keys
         .iter()
         .flat_map(|key| [key.to_string(), STANDARD.encode(key)])
