@@ -18,4 +18,5 @@ mod keyring;
 mod operations;
 mod resolve;
 mod round_trips;
+mod telemetry;
 mod upgrade;

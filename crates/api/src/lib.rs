@@ -17,6 +17,7 @@ mod provider_probe;
 mod request_body;
 mod request_context;
 mod resolution;
+mod routes;
 mod spelling;
 mod state;
 mod tags;
@@ -32,6 +33,7 @@ pub use problem::{ApiError, Problem};
 pub use provider_catalogue::SEED_002_PROVIDERS;
 pub use provider_probe::{is_private, CheckOutcome, ProviderChecker};
 pub use request_context::{RequestContext, MAX_BODY_BYTES};
+use routes::RouteTemplates;
 pub use state::{AppState, SystemKey};
 pub use tags::ApiTags;
 
@@ -96,10 +98,14 @@ fn finish_spec(generated: &str) -> String {
     spec
 }
 
-/// Every route of the service.
-pub fn app(state: Arc<AppState>) -> impl Endpoint {
+/// Routes outside the OpenAPI document; none has a path parameter.
+const MOUNTS: [&str; 3] = ["/openapi.json", "/docs", "/metrics"];
+
+/// Every route of the service, counted in `metrics`.
+pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
     let api = service();
     let generated = api.spec();
+    let routes = Arc::new(RouteTemplates::new(&generated, &MOUNTS));
     let document = finish_spec(&generated);
     // Swagger UI embeds the document it shows: the finished one, not poem-openapi's own.
     let docs_page = api.swagger_ui_html().replace(&generated, &document);
@@ -109,14 +115,13 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
             .content_type("application/json; charset=utf-8")
             .body(document.clone())
     });
-    let metrics = Arc::new(Metrics::new(&generated));
     let exposition = metrics.clone();
     Route::new()
         .nest("/", api)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .nest(MOUNTS[1], docs)
+        .at(MOUNTS[0], spec)
         .at(
-            "/metrics",
+            MOUNTS[2],
             poem::endpoint::make_sync(move |_| {
                 poem::Response::builder()
                     .content_type("text/plain; version=0.0.4")
@@ -125,5 +130,5 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         )
         .data(state.auth.clone())
         .data(state)
-        .with(request_context::RequestPlumbing(metrics))
+        .with(request_context::RequestPlumbing { metrics, routes })
 }

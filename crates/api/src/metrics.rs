@@ -1,9 +1,9 @@
-//! Prometheus metrics at `/metrics`: request counts and latencies per route. Labels are the
-//! documented route templates, never raw paths, so a scan of random URLs cannot blow up the
-//! number of series; nothing request-specific (ids, tokens, bodies) is ever a label.
+//! Prometheus metrics at `/metrics`: requests by route template, Vault calls, the database pool,
+//! command conflicts and retries, and projection lag. Labels are route templates and fixed
+//! words, never raw paths, so a scan of random URLs cannot blow up the number of series; nothing
+//! request-specific (ids, tokens, bodies) is ever a label.
 
-use std::collections::HashSet;
-
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -12,13 +12,17 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    routes: HashSet<String>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Counts requests by the route templates of `spec` (the OpenAPI document); any other path
-    /// counts as `other`, so raw paths never become label values.
-    pub fn new(spec: &str) -> Self {
+    /// The HTTP metrics, and those the keyring and the store keep for the whole process.
+    pub fn new() -> Self {
         let registry = Registry::new_custom(Some("aimc".into()), None).expect("valid prefix");
         let requests = IntCounterVec::new(
             Opts::new(
@@ -39,34 +43,41 @@ impl Metrics {
             &["route", "method"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
-        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        let routes = spec["paths"]
-            .as_object()
-            .map(|paths| paths.keys().cloned().collect())
-            .unwrap_or_default();
-        Metrics {
+        let metrics = Metrics {
             registry,
             requests,
             latency,
-            routes,
+        };
+        metrics.register(metrics.requests.clone());
+        metrics.register(metrics.latency.clone());
+        for collector in aimc_keyring::metrics::collectors()
+            .into_iter()
+            .chain(aimc_store::metrics::collectors())
+        {
+            metrics.register_boxed(collector);
         }
+        metrics
     }
 
-    pub fn observe(&self, path: &str, method: &str, status: u16, seconds: f64) {
-        let route = if self.routes.contains(path) {
-            path
-        } else {
-            "other"
-        };
+    /// Adds metrics kept elsewhere (a database pool's gauges, read at each scrape).
+    pub fn register<C: Collector + 'static>(&self, collector: C) {
+        self.register_boxed(Box::new(collector));
+    }
+
+    fn register_boxed(&self, collector: Box<dyn Collector>) {
+        // Every name is fixed in code, so a clash is a bug to see at once in any test.
+        self.registry
+            .register(collector)
+            .expect("each metric is registered once");
+    }
+
+    /// Counts a request under its route template; a request no route answered counts as
+    /// `other`.
+    pub fn observe(&self, route: Option<&str>, method: &str, status: u16, seconds: f64) {
+        let route = route.unwrap_or("other");
         let method = match method {
-            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
-            _ => "other",
+            "_OTHER" => "other",
+            method => method,
         };
         self.requests
             .with_label_values(&[route, method, &status.to_string()])

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aimc_domain::Provider;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument;
 
 /// What a test found. `reason` never contains the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +189,7 @@ impl ProviderChecker {
     }
 
     /// The whole check, name resolution included, within the timeout.
-    #[tracing::instrument(skip(self, secret), fields(provider = %provider))]
+    #[tracing::instrument(skip_all, fields(provider = %provider))]
     pub async fn check(
         &self,
         provider: Provider,
@@ -244,7 +245,50 @@ impl ProviderChecker {
             Ok(client) => client,
             Err(_) => return CheckOutcome::failed(None, "cannot build the HTTP client"),
         };
-        match client.get(url).headers(headers).send().await {
+        // A CLIENT span as OpenTelemetry's HTTP conventions have it, without `url.full`: a
+        // stored endpoint may carry user info or a key in its query.
+        let span = tracing::info_span!(
+            "provider check",
+            otel.name = "GET",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "GET",
+            http.response.status_code = tracing::field::Empty,
+            server.address = host.as_str(),
+            server.port = url.port_or_known_default().map(i64::from),
+            url.scheme = url.scheme(),
+            error.type = tracing::field::Empty,
+        );
+        let sent = client
+            .get(url)
+            .headers(headers)
+            .send()
+            .instrument(span.clone())
+            .await;
+        match &sent {
+            Ok(response) => {
+                span.record(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                );
+                if !response.status().is_success() {
+                    span.record("error.type", response.status().as_str());
+                    span.record("otel.status_code", "error");
+                }
+            }
+            Err(error) => {
+                span.record(
+                    "error.type",
+                    if error.is_timeout() {
+                        "timeout"
+                    } else {
+                        "_OTHER"
+                    },
+                );
+                span.record("otel.status_code", "error");
+            }
+        }
+        match sent {
             Ok(response) if response.status().is_success() => CheckOutcome {
                 ok: true,
                 status: Some(response.status().as_u16()),

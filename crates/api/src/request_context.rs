@@ -1,14 +1,19 @@
-//! Per-request plumbing: request id, trace id, body limit, a span and one log line per request.
+//! Per-request plumbing: the SERVER span, request id, trace id, body limit, metrics and one log
+//! line per request.
 
 use std::sync::Arc;
 
-use poem::http::HeaderValue;
+use opentelemetry::trace::TraceContextExt;
+use poem::http::uri::Authority;
+use poem::http::{HeaderValue, Method, Version};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::problem::{framework_error_response, ApiError};
+use crate::routes::RouteTemplates;
 
 /// Bodies above this are refused with 413 before any handler runs.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,7 +50,12 @@ fn caller_trace_id(request: &Request) -> Option<String> {
         .then(|| trace_id.to_ascii_lowercase())
 }
 
-pub struct RequestPlumbing(pub Arc<Metrics>);
+/// Wraps every route: the request's SERVER span (continuing the caller's W3C trace when spans
+/// are exported), its request id, the body limit, its metrics and one log line.
+pub struct RequestPlumbing {
+    pub metrics: Arc<Metrics>,
+    pub routes: Arc<RouteTemplates>,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestPlumbing {
     type Output = RequestPlumbingEndpoint<E>;
@@ -53,7 +63,8 @@ impl<E: Endpoint> Middleware<E> for RequestPlumbing {
     fn transform(&self, inner: E) -> Self::Output {
         RequestPlumbingEndpoint {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -61,33 +72,35 @@ impl<E: Endpoint> Middleware<E> for RequestPlumbing {
 pub struct RequestPlumbingEndpoint<E> {
     inner: E,
     metrics: Arc<Metrics>,
+    routes: Arc<RouteTemplates>,
 }
 
 impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> poem::Result<Response> {
+        let started = std::time::Instant::now();
+        let method = semconv_method(request.method());
+        let span = server_span(&request, method);
+        let caller = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(caller);
+        let exported = span.context();
+        let exported_trace = exported.span().span_context().clone();
+        // The exported trace id is the one events record, so a trace and the history meet.
+        let trace_id = if exported_trace.is_valid() {
+            exported_trace.trace_id().to_string()
+        } else {
+            caller_trace_id(&request).unwrap_or_else(|| Uuid::new_v4().simple().to_string())
+        };
         let context = RequestContext {
             request_id: caller_request_id(&request).unwrap_or_else(|| Uuid::new_v4().to_string()),
-            trace_id: caller_trace_id(&request)
-                .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            trace_id,
         };
-        // The path only: query strings are the caller's business, not the log's.
-        let span = tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-            request_id = %context.request_id,
-            trace_id = %context.trace_id,
-            sub = tracing::field::Empty,
-            status = tracing::field::Empty,
-        );
-        let started = std::time::Instant::now();
+        span.record("request_id", context.request_id.as_str());
+        span.record("trace_id", context.trace_id.as_str());
         let request_id = context.request_id.clone();
-        let (path, method) = (
-            request.uri().path().to_owned(),
-            request.method().to_string(),
-        );
         let response = async {
             if let Err(too_large) = limit_body(&mut request).await {
                 return too_large.into_response();
@@ -95,18 +108,50 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
             request.extensions_mut().insert(context);
             match self.inner.call(request).await {
                 Ok(response) => response.into_response(),
-                Err(error) => framework_error_response(error),
+                Err(error) => {
+                    // The route's marks travel with the error; the problem document is new.
+                    let operation = error.data::<poem_openapi::OperationId>().copied();
+                    let pattern = error.data::<poem::PathPattern>().cloned();
+                    let mut response = framework_error_response(error);
+                    if let Some(operation) = operation {
+                        response.set_data(operation);
+                    }
+                    if let Some(pattern) = pattern {
+                        response.set_data(pattern);
+                    }
+                    response
+                }
             }
         }
         .instrument(span.clone())
         .await;
-        let status = response.status().as_u16();
-        self.metrics
-            .observe(&path, &method, status, started.elapsed().as_secs_f64());
-        span.record("status", status);
+        let status = response.status();
+        let route = self.routes.matched(&response);
+        self.metrics.observe(
+            route,
+            method,
+            status.as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        // The route is known only once the router has answered, after the span started.
+        let name = match (method, route) {
+            ("_OTHER", Some(route)) => format!("HTTP {route}"),
+            ("_OTHER", None) => "HTTP".to_owned(),
+            (method, Some(route)) => format!("{method} {route}"),
+            (method, None) => method.to_owned(),
+        };
+        exported.span().update_name(name);
+        if let Some(route) = route {
+            span.record("http.route", route);
+        }
+        span.record("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.record("error.type", status.as_str());
+            span.record("otel.status_code", "error");
+        }
         span.in_scope(|| {
             tracing::info!(
-                status,
+                status = i64::from(status.as_u16()),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "request finished"
             )
@@ -117,6 +162,54 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         }
         Ok(response)
     }
+}
+
+/// The method as OpenTelemetry's HTTP conventions name it: one of the known methods, or
+/// `_OTHER`, so a client cannot mint span names or label values.
+fn semconv_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// The request's SERVER span, with the attributes of OpenTelemetry's HTTP server conventions
+/// that are known before routing; the rest are recorded once the route has answered. The path
+/// only: query strings are the caller's business, not the trace's.
+fn server_span(request: &Request, method: &'static str) -> tracing::Span {
+    let authority = header(request, "host").and_then(|host| host.parse::<Authority>().ok());
+    let protocol = match request.version() {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.request.method_original = (method == "_OTHER").then(|| request.method().as_str()),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        url.path = request.uri().path(),
+        url.scheme = request.scheme().as_str(),
+        server.address = authority.as_ref().map(Authority::host),
+        server.port = authority.as_ref().and_then(Authority::port_u16).map(i64::from),
+        network.protocol.version = protocol,
+        error.type = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        sub = tracing::field::Empty,
+    )
 }
 
 /// Refuses bodies over [`MAX_BODY_BYTES`], by their declared length or, when they declare

@@ -6,6 +6,7 @@
 
 mod client_key;
 mod local;
+pub mod metrics;
 mod sealer;
 mod shared_calls;
 mod vault;

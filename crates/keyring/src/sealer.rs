@@ -20,7 +20,7 @@ fn to_seal_error(error: KeyringError) -> SealError {
 
 #[async_trait]
 impl KeySealer for KeyringSealer {
-    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = requests.len()))]
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = requests.len() as i64))]
     async fn seal(
         &self,
         workspace: &WorkspaceId,

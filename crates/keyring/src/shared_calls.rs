@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
 
@@ -35,8 +36,9 @@ impl SharedCalls {
 
 type Reply<O> = oneshot::Sender<Result<Vec<O>, KeyringError>>;
 
-/// A request's items, and where its part of the answer goes.
-type Waiting<I, O> = Vec<(Vec<I>, Reply<O>)>;
+/// A request's items, where its part of the answer goes, and its span, which the shared call's
+/// span links to.
+type Waiting<I, O> = Vec<(Vec<I>, Reply<O>, tracing::Span)>;
 
 /// Per workspace with a call out, the requests waiting for the next one.
 struct Lanes<I, O> {
@@ -69,7 +71,7 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
             match lanes.get_mut(workspace) {
                 Some(queue) => {
                     let (reply, answer) = oneshot::channel();
-                    queue.push((items, reply));
+                    queue.push((items, reply, tracing::Span::current()));
                     Err(answer)
                 }
                 None => {
@@ -108,19 +110,32 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
             }
             queue
         };
-        tokio::spawn(async move {
-            let mut sizes = Vec::with_capacity(waiting.len());
-            let mut replies = Vec::with_capacity(waiting.len());
-            let mut items = Vec::new();
-            for (request, reply) in waiting {
-                sizes.push(request.len());
-                replies.push(reply);
-                items.extend(request);
+        // The call serves several requests, so it is a trace of its own, linked from each of
+        // theirs, rather than a child of whichever came first.
+        let span = tracing::info_span!(
+            parent: None,
+            "shared keyring call",
+            requests = waiting.len() as i64
+        );
+        for (_, _, request) in &waiting {
+            span.follows_from(request);
+        }
+        tokio::spawn(
+            async move {
+                let mut sizes = Vec::with_capacity(waiting.len());
+                let mut replies = Vec::with_capacity(waiting.len());
+                let mut items = Vec::new();
+                for (request, reply, _) in waiting {
+                    sizes.push(request.len());
+                    replies.push(reply);
+                    items.extend(request);
+                }
+                let result = call(workspace.clone(), items).await;
+                split(result, &sizes, replies);
+                self.serve_waiting(workspace, call);
             }
-            let result = call(workspace.clone(), items).await;
-            split(result, &sizes, replies);
-            self.serve_waiting(workspace, call);
-        });
+            .instrument(span),
+        );
     }
 }
 

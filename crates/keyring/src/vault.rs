@@ -1,15 +1,18 @@
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rustify::endpoint::Endpoint;
+use rustify::endpoint::{Endpoint, EndpointResult};
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use vaultrs::api::transit::requests::CreateKeyRequest;
 use vaultrs::api::transit::responses::ReadKeyData;
 use vaultrs::api::transit::KeyType;
@@ -17,6 +20,7 @@ use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
+use crate::metrics::VAULT_REQUESTS;
 use crate::{split_versioned, ClientKey, DecryptionRecipe, Keyring, KeyringError};
 
 /// How to reach Vault / OpenBao.
@@ -39,6 +43,7 @@ const CLIENT_KEY_TTL: Duration = Duration::from_secs(60);
 /// `rsa-2048` key per workspace whose public half clients encrypt with.
 pub struct VaultKeyring {
     client: VaultClient,
+    server: VaultServer,
     mount: String,
     key_prefix: String,
     created_keys: Mutex<HashSet<String>>,
@@ -57,6 +62,7 @@ impl VaultKeyring {
             KeyringError::Failed(format!("cannot build the Vault client: {error}"))
         })?;
         Ok(VaultKeyring {
+            server: VaultServer::of(&client.settings.address),
             client,
             mount: settings.mount,
             key_prefix: settings.key_prefix,
@@ -88,7 +94,13 @@ impl VaultKeyring {
         }
         let mut options = CreateKeyRequest::builder();
         options.key_type(key_type).derived(derived);
-        vaultrs::transit::key::create(&self.client, &self.mount, name, Some(&mut options))
+        self.server
+            .call(
+                VaultOperation::CreateKey,
+                &format!("{}/keys/{name}", self.mount),
+                vaultrs::transit::key::create(&self.client, &self.mount, name, Some(&mut options)),
+                vault_status,
+            )
             .await
             .map_err(vault_error)?;
         self.created_keys.lock().await.insert(name.to_owned());
@@ -107,7 +119,7 @@ impl VaultKeyring {
     /// read here rather than through vaultrs' error mapping.
     async fn batch<T: Serialize>(
         &self,
-        operation: &str,
+        operation: VaultOperation,
         key: &str,
         items: &[T],
     ) -> Result<Vec<BatchItem>, KeyringError> {
@@ -117,13 +129,21 @@ impl VaultKeyring {
         let mut body = Zeroizing::new(Vec::with_capacity(64 + items.len() * 1024));
         serde_json::to_writer(&mut *body, &BatchInput { batch_input: items })
             .map_err(|_| KeyringError::Failed("cannot encode the batch".into()))?;
+        let path = format!("{}/{}/{key}", self.mount, operation.path_part());
         let endpoint = TransitBatch {
-            path: format!("{}/{operation}/{key}", self.mount),
+            path: path.clone(),
             body,
         };
-        let response = endpoint
-            .with_middleware(self.client.middle())
-            .exec(self.client.http())
+        let response = self
+            .server
+            .call(
+                operation,
+                &path,
+                endpoint
+                    .with_middleware(self.client.middle())
+                    .exec(self.client.http()),
+                rest_status,
+            )
             .await;
         let (status, content) = match response {
             Ok(result) => (200, Zeroizing::new(result.raw())),
@@ -144,7 +164,14 @@ impl VaultKeyring {
     async fn read_client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
         let name = self.client_key_name(workspace);
         self.ensure_key(&name, KeyType::Rsa2048, false).await?;
-        let key = vaultrs::transit::key::read(&self.client, &self.mount, &name)
+        let key = self
+            .server
+            .call(
+                VaultOperation::ReadKey,
+                &format!("{}/keys/{name}", self.mount),
+                vaultrs::transit::key::read(&self.client, &self.mount, &name),
+                vault_status,
+            )
             .await
             .map_err(vault_error)?;
         let ReadKeyData::Asymmetric(versions) = key.keys else {
@@ -163,7 +190,7 @@ impl VaultKeyring {
 
 #[async_trait]
 impl Keyring for VaultKeyring {
-    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len()))]
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len() as i64))]
     async fn encrypt(
         &self,
         workspace: &WorkspaceId,
@@ -187,7 +214,7 @@ impl Keyring for VaultKeyring {
             .iter()
             .map(|(plaintext, context)| EncryptItem { plaintext, context })
             .collect();
-        let results = self.batch("encrypt", &key, &batch).await?;
+        let results = self.batch(VaultOperation::Encrypt, &key, &batch).await?;
         results
             .into_iter()
             .map(|item| match (item.ciphertext, item.error) {
@@ -200,7 +227,7 @@ impl Keyring for VaultKeyring {
             .collect()
     }
 
-    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len()))]
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len() as i64))]
     async fn decrypt(
         &self,
         workspace: &WorkspaceId,
@@ -219,7 +246,7 @@ impl Keyring for VaultKeyring {
                 })
             })
             .collect();
-        let results = self.batch("decrypt", &key, &batch).await?;
+        let results = self.batch(VaultOperation::Decrypt, &key, &batch).await?;
         results
             .into_iter()
             .enumerate()
@@ -245,7 +272,7 @@ impl Keyring for VaultKeyring {
         Ok(key)
     }
 
-    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = ciphertexts.len()))]
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = ciphertexts.len() as i64))]
     async fn decrypt_from_client(
         &self,
         workspace: &WorkspaceId,
@@ -266,7 +293,7 @@ impl Keyring for VaultKeyring {
         let mut results = if batch.is_empty() {
             Vec::new()
         } else {
-            self.batch("decrypt", &name, &batch).await?
+            self.batch(VaultOperation::Decrypt, &name, &batch).await?
         }
         .into_iter();
         Ok(normalised
@@ -283,11 +310,18 @@ impl Keyring for VaultKeyring {
     /// valid, which a health probe alone (it needs no token) would not show.
     async fn check(&self) -> Result<(), KeyringError> {
         let endpoint = TokenLookup;
-        match endpoint
-            .with_middleware(self.client.middle())
-            .exec(self.client.http())
-            .await
-        {
+        let lookup = self
+            .server
+            .call(
+                VaultOperation::LookupSelf,
+                &endpoint.path(),
+                endpoint
+                    .with_middleware(self.client.middle())
+                    .exec(self.client.http()),
+                rest_status,
+            )
+            .await;
+        match lookup {
             Ok(_) => Ok(()),
             Err(rustify::errors::ClientError::ServerResponseError {
                 code: 401 | 403, ..
@@ -308,6 +342,141 @@ impl Keyring for VaultKeyring {
             key_name: self.workspace_key_name(workspace),
             context: STANDARD.encode(context.as_str()),
         })
+    }
+}
+
+/// The Vault requests aimc makes, as spans and metrics name them.
+#[derive(Clone, Copy)]
+enum VaultOperation {
+    Encrypt,
+    Decrypt,
+    CreateKey,
+    ReadKey,
+    LookupSelf,
+}
+
+impl VaultOperation {
+    fn span_name(self) -> &'static str {
+        match self {
+            VaultOperation::Encrypt => "vault transit encrypt",
+            VaultOperation::Decrypt => "vault transit decrypt",
+            VaultOperation::CreateKey => "vault transit create key",
+            VaultOperation::ReadKey => "vault transit read key",
+            VaultOperation::LookupSelf => "vault token lookup-self",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            VaultOperation::Encrypt => "encrypt",
+            VaultOperation::Decrypt => "decrypt",
+            VaultOperation::CreateKey => "create_key",
+            VaultOperation::ReadKey => "read_key",
+            VaultOperation::LookupSelf => "lookup_self",
+        }
+    }
+
+    /// The segment of a transit path that names the operation.
+    fn path_part(self) -> &'static str {
+        match self {
+            VaultOperation::Encrypt => "encrypt",
+            VaultOperation::Decrypt => "decrypt",
+            VaultOperation::CreateKey | VaultOperation::ReadKey => "keys",
+            VaultOperation::LookupSelf => "lookup-self",
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            VaultOperation::ReadKey | VaultOperation::LookupSelf => "GET",
+            VaultOperation::Encrypt | VaultOperation::Decrypt | VaultOperation::CreateKey => "POST",
+        }
+    }
+}
+
+/// Where Vault listens, as the CLIENT spans of its requests name it.
+struct VaultServer {
+    /// The configured address without a trailing slash; Vault's API is under `/v1/`.
+    base: String,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+impl VaultServer {
+    fn of(address: &url::Url) -> Self {
+        VaultServer {
+            base: address.as_str().trim_end_matches('/').to_owned(),
+            host: address.host_str().map(str::to_owned),
+            port: address.port_or_known_default(),
+        }
+    }
+
+    /// Runs one request to Vault inside a CLIENT span that follows OpenTelemetry's HTTP
+    /// conventions, and times it. Bodies are never recorded: they hold plain text or
+    /// ciphertext. `status` reads the HTTP status from the outcome where it holds one.
+    async fn call<T, E>(
+        &self,
+        operation: VaultOperation,
+        path: &str,
+        request: impl Future<Output = Result<T, E>>,
+        status: impl Fn(&Result<T, E>) -> Option<u16>,
+    ) -> Result<T, E> {
+        let span = tracing::info_span!(
+            "vault",
+            otel.name = operation.span_name(),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = operation.method(),
+            http.response.status_code = tracing::field::Empty,
+            server.address = self.host.as_deref(),
+            server.port = self.port.map(i64::from),
+            url.full = format!("{}/v1/{path}", self.base),
+            error.type = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = request.instrument(span.clone()).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let status = status(&result);
+        if let Some(status) = status {
+            span.record("http.response.status_code", i64::from(status));
+        }
+        let error = match (&result, status) {
+            (_, Some(status)) if status >= 400 => Some(status.to_string()),
+            (Err(_), _) => Some("_OTHER".to_owned()),
+            _ => None,
+        };
+        if let Some(error) = &error {
+            span.record("error.type", error.as_str());
+            span.record("otel.status_code", "error");
+        }
+        let outcome = if error.is_some() { "error" } else { "ok" };
+        VAULT_REQUESTS
+            .with_label_values(&[operation.label(), outcome])
+            .observe(elapsed);
+        result
+    }
+}
+
+/// The status of a request sent through rustify, when one came back.
+fn rest_status<T: DeserializeOwned + Send + Sync>(
+    result: &Result<EndpointResult<T>, rustify::errors::ClientError>,
+) -> Option<u16> {
+    match result {
+        Ok(response) => Some(response.response.status().as_u16()),
+        Err(rustify::errors::ClientError::ServerResponseError { code, .. }) => Some(*code),
+        Err(_) => None,
+    }
+}
+
+/// The status of a failed vaultrs call; vaultrs keeps that of a successful one to itself.
+fn vault_status<T>(result: &Result<T, ClientError>) -> Option<u16> {
+    match result {
+        Ok(_) => None,
+        Err(ClientError::APIError { code, .. }) => Some(*code),
+        Err(ClientError::RestClientError {
+            source: rustify::errors::ClientError::ServerResponseError { code, .. },
+        }) => Some(*code),
+        Err(_) => None,
     }
 }
 

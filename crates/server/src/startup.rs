@@ -4,20 +4,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_api::{AppState, AuthSettings, Authenticator, SystemKey};
+use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{
     Keyring, KeyringSealer, LocalKeyring, SharedCalls, VaultKeyring, VaultSettings,
 };
 use aimc_store::{
-    CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings, Projector,
+    CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings, PoolGauges,
+    Projector,
 };
 use anyhow::{bail, Context};
-use opentelemetry::trace::TraceContextExt;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{Endpoint, EndpointExt, Request, Server};
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use poem::Server;
 
 use crate::configuration::{KeyringKind, Settings};
 
@@ -25,6 +23,7 @@ pub struct Application {
     acceptor: TcpAcceptor,
     port: u16,
     state: Arc<AppState>,
+    metrics: Arc<Metrics>,
     projector: Arc<Projector>,
     settings: Settings,
 }
@@ -155,6 +154,8 @@ impl Application {
         if let Err(error) = projector.catch_up_all().await {
             tracing::error!(%error, "start-up catch-up of the read model failed");
         }
+        let metrics = Arc::new(Metrics::new());
+        metrics.register(PoolGauges::new(pool.clone()));
         let registry = Arc::new(CredentialRegistry::new(pool.clone()));
         let services = ConfigServices {
             sealer: Arc::new(KeyringSealer(keyring.clone())),
@@ -189,6 +190,7 @@ impl Application {
             acceptor,
             port,
             state,
+            metrics,
             projector,
             settings,
         })
@@ -206,8 +208,8 @@ impl Application {
         let catch_up = tokio::spawn(self.projector.clone().catch_up_periodically(
             Duration::from_secs(self.settings.catch_up_interval_seconds.max(1)),
         ));
-        tracing::info!(port = self.port, "aimc is listening");
-        let app = aimc_api::app(self.state).around(propagate_trace_context);
+        tracing::info!(port = i64::from(self.port), "aimc is listening");
+        let app = aimc_api::app(self.state, self.metrics);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 app,
@@ -219,36 +221,6 @@ impl Application {
         tracing::info!("aimc stopped");
         result
     }
-}
-
-/// Continues the caller's W3C trace (`traceparent`) when spans are exported, and makes the
-/// exported trace id the one the request records in its events.
-async fn propagate_trace_context<E: Endpoint>(
-    endpoint: Arc<E>,
-    mut request: Request,
-) -> poem::Result<poem::Response> {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
-    });
-    let span = tracing::info_span!("http");
-    let _ = span.set_parent(parent);
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() && !request.headers().contains_key("traceparent") {
-        let traceparent = format!(
-            "00-{}-{}-01",
-            span_context.trace_id(),
-            span_context.span_id()
-        );
-        if let Ok(value) = traceparent.parse() {
-            request.headers_mut().insert("traceparent", value);
-        }
-    }
-    endpoint
-        .call(request)
-        .instrument(span)
-        .await
-        .map(poem::IntoResponse::into_response)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

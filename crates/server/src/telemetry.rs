@@ -1,14 +1,23 @@
-//! Logs as JSON lines, spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! Logs as JSON lines, spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its
+//! traces-only form) is set. The exporter and the resource read the standard `OTEL_*`
+//! variables: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`,
+//! `OTEL_BSP_*` and the rest.
 
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing::Subscriber;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::configuration::LogFormat;
+
+const SERVICE_NAME: &str = "service.name";
+const SERVICE_VERSION: &str = "service.version";
 
 /// Libraries that would otherwise be chatty at `info`, and HTTP client internals that have no
 /// business in our logs at any level.
@@ -30,7 +39,22 @@ impl Drop for Telemetry {
     }
 }
 
+/// Installs [`subscriber`] for the whole process.
 pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
+    let (subscriber, telemetry) = subscriber(filter, format)?;
+    subscriber
+        .try_init()
+        .context("Failed to install the tracing subscriber")?;
+    Ok(telemetry)
+}
+
+/// Logs filtered by `filter` (`AIMC_LOG`) in `format`, and spans exported over OTLP when the
+/// environment asks for it. Apart from [`init`] for a caller that scopes it rather than
+/// install it for the whole process: a test of the export, in a process other tests share.
+pub fn subscriber(
+    filter: &str,
+    format: LogFormat,
+) -> anyhow::Result<(impl Subscriber + Send + Sync + 'static, Telemetry)> {
     let filter =
         EnvFilter::try_new(format!("{filter},{QUIET}")).context("Failed to parse AIMC_LOG")?;
     let fmt = match format {
@@ -42,18 +66,20 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
     };
-    let provider = if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+    let exporting = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+    let provider = if exporting {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
             .context("Failed to build the OTLP exporter")?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(
-                opentelemetry_sdk::Resource::builder()
-                    .with_service_name("aimc")
-                    .build(),
-            )
+            .with_resource(resource())
             .build();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         Some(provider)
@@ -63,11 +89,30 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<Telemetry> {
     let otel = provider
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("aimc")));
-    tracing_subscriber::registry()
+    let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
-        .with(otel)
-        .try_init()
-        .context("Failed to install the tracing subscriber")?;
-    Ok(Telemetry { provider })
+        .with(otel);
+    Ok((subscriber, Telemetry { provider }))
+}
+
+/// What the SDK's detectors find (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), named `aimc`
+/// where neither names the service, rather than the SDK's `unknown_service:<executable>`.
+fn resource() -> Resource {
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&Key::from_static_str(SERVICE_NAME))
+        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+    let mut resource = Resource::builder();
+    if !named {
+        resource = resource.with_service_name("aimc");
+    }
+    if detected
+        .get(&Key::from_static_str(SERVICE_VERSION))
+        .is_none()
+    {
+        resource =
+            resource.with_attribute(KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")));
+    }
+    resource.build()
 }

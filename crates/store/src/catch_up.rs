@@ -3,6 +3,7 @@
 //! committing, or left behind when such a process died), the full rebuild, and the clean-up of
 //! name claims no credential took.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use aimc_domain::{AiModelConfig, CredentialAggregate};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 
+use crate::database::traced;
 use crate::error::StoreError;
+use crate::metrics::{PROJECTION_CAUGHT_UP, PROJECTION_LAG_EVENTS, PROJECTION_LAG_SECONDS};
 use crate::read_model::streams::{self, STREAM_TYPES};
 use crate::read_model::VIEWS;
 
@@ -31,7 +34,7 @@ impl Projector {
     }
 
     /// Applies every event of a stream the read model has not seen; returns how many.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip_all, fields(aggregate_type = %aggregate_type, aggregate_id = %aggregate_id))]
     pub async fn catch_up(
         &self,
         aggregate_type: &str,
@@ -45,41 +48,62 @@ impl Projector {
         }
     }
 
-    /// Catches up every aggregate whose events some projection has not applied yet.
-    #[tracing::instrument(skip(self))]
+    /// Catches up every aggregate whose events some projection has not applied yet, and
+    /// reports what is still behind afterwards as the projection lag gauges.
+    #[tracing::instrument(skip_all)]
     pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
-        let lagging: Vec<(String, String)> = sqlx::query_as(
-            "SELECT e.aggregate_type, e.aggregate_id
-               FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
-                      WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
-              WHERE EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(name)
-                             WHERE coalesce((SELECT o.last_sequence FROM projection_offsets o
-                                              WHERE o.projection = p.name AND o.aggregate_id = e.aggregate_id), 0) < e.last)",
+        // Per view and stream it has not applied to its end: how many events it lacks, and
+        // when the first of them was appended (a log older than that stamp has none).
+        let behind: Vec<(String, String, String, i64, Option<String>)> = traced(
+            &self.pool,
+            "SELECT events",
+            sqlx::query_as(
+                "SELECT e.aggregate_type, e.aggregate_id, p.name, e.last - coalesce(o.last_sequence, 0),
+                        (SELECT f.metadata->>'occurred_at' FROM events f
+                          WHERE f.aggregate_type = e.aggregate_type AND f.aggregate_id = e.aggregate_id
+                            AND f.sequence = coalesce(o.last_sequence, 0) + 1)
+                   FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
+                          WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
+                  CROSS JOIN unnest($2::text[]) AS p(name)
+                   LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
+                  WHERE coalesce(o.last_sequence, 0) < e.last",
+            )
+            .bind(&STREAM_TYPES[..])
+            .bind(&VIEWS[..])
+            .fetch_all(&self.pool),
         )
-        .bind(&STREAM_TYPES[..])
-        .bind(&VIEWS[..])
-        .fetch_all(&self.pool)
         .await?;
-        let (mut applied, mut failed) = (0, 0);
-        for (aggregate_type, aggregate_id) in &lagging {
+        let lagging: BTreeSet<(&str, &str)> = behind
+            .iter()
+            .map(|(aggregate_type, aggregate_id, ..)| {
+                (aggregate_type.as_str(), aggregate_id.as_str())
+            })
+            .collect();
+        let (mut applied, mut failed) = (0, BTreeSet::new());
+        for &(aggregate_type, aggregate_id) in &lagging {
             // One aggregate that cannot be projected must not hold back all the others.
             match self.catch_up(aggregate_type, aggregate_id).await {
                 Ok(count) => applied += count,
                 Err(error) => {
-                    failed += 1;
+                    failed.insert((aggregate_type, aggregate_id));
                     tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate");
                 }
             }
         }
-        if failed > 0 {
+        PROJECTION_CAUGHT_UP.inc_by(applied as u64);
+        report_lag(behind.iter().filter(|(aggregate_type, aggregate_id, ..)| {
+            failed.contains(&(aggregate_type.as_str(), aggregate_id.as_str()))
+        }));
+        if !failed.is_empty() {
             return Err(StoreError::Internal(format!(
-                "{failed} aggregates could not be projected"
+                "{} aggregates could not be projected",
+                failed.len()
             )));
         }
         if applied > 0 {
             tracing::info!(
-                aggregates = lagging.len(),
-                events = applied,
+                aggregates = lagging.len() as i64,
+                events = applied as i64,
                 "read model caught up"
             );
         }
@@ -95,14 +119,14 @@ impl Projector {
     /// name registry is kept, with the claims older builds made before their commands ran;
     /// replaying registers every name anyway. Audit positions come out in time order across
     /// each workspace's streams, and the offsets let commands continue where the replay stopped.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip_all)]
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
         self.rebuild_in_chunks(REBUILD_CHUNK_EVENTS).await
     }
 
     /// [`Projector::rebuild`] writing about `chunk_events` events per statement (whole
     /// workspaces, unless one alone is larger).
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip_all, fields(chunk_events = chunk_events as i64))]
     pub async fn rebuild_in_chunks(&self, chunk_events: usize) -> Result<usize, StoreError> {
         sqlx::query(
             "TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets",
@@ -112,7 +136,7 @@ impl Projector {
         let replayed = rebuild::replay_log(&self.pool, chunk_events).await?;
         // Events appended after the replay's snapshot was taken, projected the usual way.
         let appended = self.catch_up_all().await?;
-        tracing::info!(events = replayed + appended, "read model rebuilt");
+        tracing::info!(events = (replayed + appended) as i64, "read model rebuilt");
         Ok(replayed + appended)
     }
 
@@ -122,13 +146,17 @@ impl Projector {
     /// only those older claims are left to free. Only meaningful once the read model has
     /// caught up with the log.
     pub async fn release_abandoned_names(&self) -> Result<u64, StoreError> {
-        let released = sqlx::query(
-            "DELETE FROM credential_names n
-              WHERE claimed_at < now() - interval '5 minutes'
-                AND NOT EXISTS (SELECT 1 FROM credential_view c
-                                 WHERE c.workspace_id = n.workspace_id AND c.name_key = n.name_key)",
+        let released = traced(
+            &self.pool,
+            "DELETE credential_names",
+            sqlx::query(
+                "DELETE FROM credential_names n
+                  WHERE claimed_at < now() - interval '5 minutes'
+                    AND NOT EXISTS (SELECT 1 FROM credential_view c
+                                     WHERE c.workspace_id = n.workspace_id AND c.name_key = n.name_key)",
+            )
+            .execute(&self.pool),
         )
-        .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(released)
@@ -149,5 +177,31 @@ impl Projector {
                 Err(error) => tracing::warn!(%error, "periodic catch-up failed"),
             }
         }
+    }
+}
+
+/// Sets the lag gauges of every view from `behind`: (type, id, view, events, first unapplied
+/// event's time) of each stream a view is still behind on. A view behind on nothing reads 0.
+fn report_lag<'a>(behind: impl Iterator<Item = &'a (String, String, String, i64, Option<String>)>) {
+    let now = chrono::Utc::now();
+    let mut lag: BTreeMap<&str, (i64, f64)> = VIEWS.iter().map(|view| (*view, (0, 0.0))).collect();
+    for (_, _, view, events, first_at) in behind {
+        let Some((total, oldest)) = lag.get_mut(view.as_str()) else {
+            continue;
+        };
+        *total += events;
+        let age = first_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map_or(0.0, |at| {
+                (now - at.with_timezone(&chrono::Utc)).as_seconds_f64()
+            });
+        *oldest = oldest.max(age);
+    }
+    for (view, (events, seconds)) in lag {
+        PROJECTION_LAG_EVENTS.with_label_values(&[view]).set(events);
+        PROJECTION_LAG_SECONDS
+            .with_label_values(&[view])
+            .set(seconds);
     }
 }

@@ -17,6 +17,7 @@ use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
 use crate::event_store::SnapshotEventStore;
+use crate::metrics::{COMMAND_CONFLICTS, COMMAND_RETRIES};
 use crate::read_model::streams::Projected;
 use crate::read_model::EventMetadata;
 
@@ -197,8 +198,13 @@ where
     for attempt in 1..=MAX_COMMAND_ATTEMPTS {
         match attempt_once(store, services, aggregate_id, command.clone(), &recorded).await {
             Err(AggregateError::AggregateConflict) => {
+                COMMAND_CONFLICTS.with_label_values(&[A::TYPE]).inc();
+                if attempt == MAX_COMMAND_ATTEMPTS {
+                    break;
+                }
+                COMMAND_RETRIES.with_label_values(&[A::TYPE]).inc();
                 tracing::debug!(
-                    attempt,
+                    attempt = attempt as i64,
                     "concurrent write; retrying with the reloaded aggregate"
                 );
                 // Jittered, growing back-off so racing writers spread out instead of

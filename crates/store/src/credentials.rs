@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::database::traced;
 use crate::error::StoreError;
 
 /// Where a credential lives (its configuration's stream, or one of its own) and whose it is.
@@ -125,15 +126,19 @@ impl CredentialQueries {
         owner: &ConfigId,
         validated_only: bool,
     ) -> Result<Vec<CredentialRow>, StoreError> {
-        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM credential_view
+        let rows: Vec<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM credential_view
               WHERE workspace_id = $1 AND owner = $2 AND (NOT $3 OR validated_ok)
               ORDER BY created_at DESC, credential_id DESC"
-        ))
-        .bind(owner.workspace.as_str())
-        .bind(owner.owner.to_string())
-        .bind(validated_only)
-        .fetch_all(&self.pool)
+            ))
+            .bind(owner.workspace.as_str())
+            .bind(owner.owner.to_string())
+            .bind(validated_only)
+            .fetch_all(&self.pool),
+        )
         .await?;
         typed(rows)
     }
@@ -146,16 +151,20 @@ impl CredentialQueries {
         providers: &[Provider],
     ) -> Result<Vec<CredentialRow>, StoreError> {
         let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
-        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
-            "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
+        let rows: Vec<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
               WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3)
               ORDER BY provider, aggregate_id = $4 DESC, created_at DESC, credential_id DESC"
-        ))
-        .bind(owner.workspace.as_str())
-        .bind(owner.owner.to_string())
-        .bind(&providers)
-        .bind(owner.to_string())
-        .fetch_all(&self.pool)
+            ))
+            .bind(owner.workspace.as_str())
+            .bind(owner.owner.to_string())
+            .bind(&providers)
+            .bind(owner.to_string())
+            .fetch_all(&self.pool),
+        )
         .await?;
         typed(rows)
     }
@@ -168,16 +177,20 @@ impl CredentialQueries {
         providers: &[Provider],
     ) -> Result<Vec<CredentialRow>, StoreError> {
         let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
-        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
-            "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
-              WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3) AND aggregate_id <> $4
-              ORDER BY provider, created_at DESC, credential_id DESC"
-        ))
-        .bind(owner.workspace.as_str())
-        .bind(owner.owner.to_string())
-        .bind(&providers)
-        .bind(owner.to_string())
-        .fetch_all(&self.pool)
+        let rows: Vec<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
+                  WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3) AND aggregate_id <> $4
+                  ORDER BY provider, created_at DESC, credential_id DESC"
+            ))
+            .bind(owner.workspace.as_str())
+            .bind(owner.owner.to_string())
+            .bind(&providers)
+            .bind(owner.to_string())
+            .fetch_all(&self.pool),
+        )
         .await?;
         typed(rows)
     }
@@ -189,15 +202,19 @@ impl CredentialQueries {
             return Ok(Vec::new());
         };
         let owners: Vec<String> = owners.iter().map(|owner| owner.owner.to_string()).collect();
-        let providers: Vec<String> = sqlx::query_scalar(
-            "SELECT provider FROM credential_view
-              WHERE workspace_id = $1 AND owner = ANY($2) AND validated_ok IS NOT FALSE
-              GROUP BY provider
-              ORDER BY max(created_at) DESC, provider",
+        let providers: Vec<String> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_scalar(
+                "SELECT provider FROM credential_view
+                  WHERE workspace_id = $1 AND owner = ANY($2) AND validated_ok IS NOT FALSE
+                  GROUP BY provider
+                  ORDER BY max(created_at) DESC, provider",
+            )
+            .bind(workspace.as_str())
+            .bind(&owners)
+            .fetch_all(&self.pool),
         )
-        .bind(workspace.as_str())
-        .bind(&owners)
-        .fetch_all(&self.pool)
         .await?;
         Ok(providers
             .iter()
@@ -215,26 +232,34 @@ impl CredentialQueries {
             return Ok(Vec::new());
         };
         let owners: Vec<String> = owners.iter().map(|owner| owner.owner.to_string()).collect();
-        let rows: Vec<StoredRow> = sqlx::query_as(&format!(
-            "SELECT DISTINCT ON (owner) {COLUMNS} FROM credential_view
+        let rows: Vec<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT DISTINCT ON (owner) {COLUMNS} FROM credential_view
               WHERE workspace_id = $1 AND owner = ANY($2) AND provider = $3
                 AND validated_ok IS NOT FALSE
               ORDER BY owner, created_at DESC, credential_id DESC"
-        ))
-        .bind(workspace.as_str())
-        .bind(&owners)
-        .bind(provider.as_str())
-        .fetch_all(&self.pool)
+            ))
+            .bind(workspace.as_str())
+            .bind(&owners)
+            .bind(provider.as_str())
+            .fetch_all(&self.pool),
+        )
         .await?;
         typed(rows)
     }
 
     pub async fn by_number(&self, number: i64) -> Result<Option<CredentialRow>, StoreError> {
-        let row: Option<StoredRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM credential_view WHERE number = $1"
-        ))
-        .bind(number)
-        .fetch_optional(&self.pool)
+        let row: Option<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM credential_view WHERE number = $1"
+            ))
+            .bind(number)
+            .fetch_optional(&self.pool),
+        )
         .await?;
         row.map(StoredRow::typed).transpose()
     }
@@ -243,11 +268,15 @@ impl CredentialQueries {
         &self,
         credential: CredentialId,
     ) -> Result<Option<CredentialRow>, StoreError> {
-        let row: Option<StoredRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM credential_view WHERE credential_id = $1"
-        ))
-        .bind(credential.0)
-        .fetch_optional(&self.pool)
+        let row: Option<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM credential_view WHERE credential_id = $1"
+            ))
+            .bind(credential.0)
+            .fetch_optional(&self.pool),
+        )
         .await?;
         row.map(StoredRow::typed).transpose()
     }
@@ -257,13 +286,13 @@ impl CredentialQueries {
         workspace: &WorkspaceId,
         name: &CredentialName,
     ) -> Result<bool, StoreError> {
-        let taken: bool = sqlx::query_scalar(
+        let taken: bool = traced(&self.pool, "SELECT credential_names", sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM credential_names WHERE workspace_id = $1 AND name_key = $2)",
         )
         .bind(workspace.as_str())
         .bind(name.key().as_str())
         .fetch_one(&self.pool)
-        .await?;
+        ).await?;
         Ok(!taken)
     }
 }

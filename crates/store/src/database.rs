@@ -1,10 +1,11 @@
+use std::future::Future;
+use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use std::str::FromStr;
-
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -87,5 +88,64 @@ pub fn is_conflict(error: &sqlx::Error) -> bool {
                 .is_some_and(|code| code == "40001" || code == "40P01")
         }
         _ => false,
+    }
+}
+
+/// Runs one statement inside a CLIENT span that follows OpenTelemetry's database conventions,
+/// so a trace shows where a request waited on PostgreSQL. `summary` is the operation and the
+/// tables it is about (`SELECT events`), or the operation alone; the statement's text and bound
+/// values are never recorded: the values can be ciphertext, names or ids.
+pub(crate) async fn traced<T>(
+    pool: &PgPool,
+    summary: &'static str,
+    statement: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let (operation, collection) = match summary.split_once(' ') {
+        // The collection attribute names one table; a statement about several has none.
+        Some((operation, tables)) => (operation, (!tables.contains(' ')).then_some(tables)),
+        None => (summary, None),
+    };
+    let target = pool.connect_options();
+    let span = tracing::info_span!(
+        "db",
+        otel.name = summary,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = collection,
+        db.query.summary = summary,
+        db.namespace = target.get_database(),
+        db.response.status_code = tracing::field::Empty,
+        server.address = target.get_host(),
+        server.port = i64::from(target.get_port()),
+        error.type = tracing::field::Empty,
+    );
+    let result = statement.instrument(span.clone()).await;
+    if let Err(error) = &result {
+        let code = match error {
+            sqlx::Error::Database(error) => error.code(),
+            _ => None,
+        };
+        if let Some(code) = &code {
+            span.record("db.response.status_code", code.as_ref());
+        }
+        span.record("error.type", code.as_deref().unwrap_or(error_kind(error)));
+        span.record("otel.status_code", "error");
+    }
+    result
+}
+
+/// A class of failure for `error.type` when PostgreSQL gave no SQLSTATE.
+fn error_kind(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::PoolClosed => "pool_closed",
+        sqlx::Error::Io(_) => "io",
+        sqlx::Error::Tls(_) => "tls",
+        sqlx::Error::Protocol(_) => "protocol",
+        sqlx::Error::RowNotFound => "row_not_found",
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "decode",
+        _ => "_OTHER",
     }
 }

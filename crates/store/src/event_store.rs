@@ -12,7 +12,7 @@ use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use sqlx::PgPool;
 
-use crate::database::{is_conflict, is_unavailable};
+use crate::database::{is_conflict, is_unavailable, traced};
 use crate::error::StoreError;
 use crate::read_model::streams::{self, project, Projected};
 use crate::read_model::writer::{self, Appended, NameClaims};
@@ -114,14 +114,18 @@ impl<A: Projected> SnapshotEventStore<A> {
     }
 
     async fn read_stream(&self, aggregate_id: &str) -> Result<Stream<A>, AggregateError<A::Error>> {
-        let rows: Vec<(i32, i64, Option<String>)> = sqlx::query_as(LOAD)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(SNAPSHOT_SCHEMA_VERSION)
-            .bind(&VIEWS[..])
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database_error)?;
+        let rows: Vec<(i32, i64, Option<String>)> = traced(
+            &self.pool,
+            "SELECT events",
+            sqlx::query_as(LOAD)
+                .bind(A::TYPE)
+                .bind(aggregate_id)
+                .bind(SNAPSHOT_SCHEMA_VERSION)
+                .bind(&VIEWS[..])
+                .fetch_all(&self.pool),
+        )
+        .await
+        .map_err(database_error)?;
         let mut stream = Stream {
             snapshot: Snapshot::None,
             events: Vec::new(),
@@ -225,9 +229,13 @@ impl<A: Projected> SnapshotEventStore<A> {
             events: serialized,
             snapshot,
         };
-        writer::write(&self.pool, Some(&appended), &changes, NameClaims::Enforced)
-            .await
-            .map_err(database_error)?;
+        traced(
+            &self.pool,
+            "INSERT events",
+            writer::write(&self.pool, Some(&appended), &changes, NameClaims::Enforced),
+        )
+        .await
+        .map_err(database_error)?;
         Ok((envelopes, context.aggregate))
     }
 }
@@ -260,13 +268,17 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-            "SELECT sequence, event_type, event_version, payload::text, metadata::text FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        let rows: Vec<(i64, String, String, String, String)> = traced(
+            &self.pool,
+            "SELECT events",
+            sqlx::query_as(
+                "SELECT sequence, event_type, event_version, payload::text, metadata::text FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+            )
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .fetch_all(&self.pool),
         )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .fetch_all(&self.pool)
         .await
         .map_err(database_error)?;
         let events = rows

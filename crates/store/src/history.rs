@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::database::traced;
 use crate::error::StoreError;
 
 #[derive(Debug, Clone, Default)]
@@ -71,7 +72,10 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
     let limit = filter.limit.clamp(1, 500) as i64;
     let types: Option<&[String]> =
         (!filter.event_types.is_empty()).then_some(&filter.event_types[..]);
-    let mut entries: Vec<HistoryEntry> = sqlx::query_as(
+    let mut entries: Vec<HistoryEntry> = traced(
+        pool,
+        "SELECT audit_log",
+        sqlx::query_as(
         "SELECT position, aggregate_id, sequence, owner, event_type, actor, request_id, occurred_at, details
            FROM audit_log
           WHERE workspace_id = $1
@@ -96,7 +100,8 @@ pub(crate) async fn page(pool: &PgPool, filter: &HistoryFilter) -> Result<Histor
     .bind(filter.credential)
     .bind(filter.provider.as_deref())
     .bind(filter.actor.as_deref())
-    .fetch_all(pool)
+    .fetch_all(pool),
+    )
     .await?;
     let next_cursor = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);

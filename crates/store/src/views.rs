@@ -5,7 +5,9 @@ use aimc_domain::{AiModelConfig, ConfigId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::Instrument;
 
+use crate::database::traced;
 use crate::error::StoreError;
 use crate::history::{self, HistoryFilter, HistoryPage};
 
@@ -53,12 +55,13 @@ impl ConfigQueries {
     /// PostgreSQL, which is most of its cost. A lookup alone goes out at once. Every query
     /// starts after the lookups it answers arrived, so a read still sees every write that was
     /// answered before it was made.
-    #[tracing::instrument(skip(self), fields(config = %id))]
+    #[tracing::instrument(skip_all, fields(config = %id))]
     pub async fn config(&self, id: &ConfigId) -> Result<Option<ConfigView>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
             aggregate_id: id.to_string(),
             reply,
+            requester: tracing::Span::current(),
         };
         let stopped = || StoreError::Unavailable("the read model's lookups have stopped".into());
         // With nothing being answered there is nothing to share: asking here spares the
@@ -74,14 +77,19 @@ impl ConfigQueries {
         answer.await.map_err(|_| stopped())?
     }
 
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip_all, fields(workspace = %filter.workspace))]
     pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
         history::page(&self.pool, filter).await
     }
 
     /// Whether the database answers, for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        traced(
+            &self.pool,
+            "SELECT",
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -89,6 +97,8 @@ impl ConfigQueries {
 struct Lookup {
     aggregate_id: String,
     reply: oneshot::Sender<Result<Option<ConfigView>, StoreError>>,
+    /// The span of the request that asked, which a shared query's span links to.
+    requester: tracing::Span,
 }
 
 async fn answer_lookups(
@@ -108,11 +118,24 @@ async fn answer_lookups(
                 Err(_) => break,
             }
         }
+        // The query answers several requests, so it is a trace of its own, linked from each of
+        // theirs, rather than a child of whichever asked first.
+        let span = tracing::info_span!(
+            parent: None,
+            "shared config lookup",
+            lookups = batch.len() as i64
+        );
+        for lookup in &batch {
+            span.follows_from(&lookup.requester);
+        }
         let pool = pool.clone();
-        tokio::spawn(async move {
-            answer_batch(&pool, batch).await;
-            drop(slot);
-        });
+        tokio::spawn(
+            async move {
+                answer_batch(&pool, batch).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -124,12 +147,16 @@ async fn answer_batch(pool: &PgPool, batch: Vec<Lookup>) {
         .iter()
         .map(|lookup| lookup.aggregate_id.as_str())
         .collect();
-    let rows: Result<Vec<ConfigRow>, StoreError> = sqlx::query_as(
-        "SELECT aggregate_id, last_sequence, view::text, created_at, updated_at
-           FROM config_view WHERE aggregate_id = ANY($1)",
+    let rows: Result<Vec<ConfigRow>, StoreError> = traced(
+        pool,
+        "SELECT config_view",
+        sqlx::query_as(
+            "SELECT aggregate_id, last_sequence, view::text, created_at, updated_at
+               FROM config_view WHERE aggregate_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(pool),
     )
-    .bind(&ids)
-    .fetch_all(pool)
     .await
     .map_err(StoreError::from);
     let rows = match rows {

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use super::writer::{self, NameClaims};
 use super::{EventMetadata, Offsets, Projection, StreamPlace, ViewedEvent, VIEWS};
+use crate::database::traced;
 use crate::error::StoreError;
 
 /// The aggregate types whose streams the read model folds.
@@ -133,7 +134,7 @@ pub(crate) async fn catch_up<A: Projected>(
     let mut tx = pool.begin().await?;
     // Creates the offset rows on first use and locks them either way (the no-op update takes
     // the row lock), in one round trip.
-    let rows: Vec<(String, i64)> = sqlx::query_as(
+    let rows: Vec<(String, i64)> = traced(pool, "INSERT projection_offsets", sqlx::query_as(
         "INSERT INTO projection_offsets (projection, aggregate_id)
          SELECT unnest($1::text[]), $2
          ON CONFLICT (projection, aggregate_id) DO UPDATE SET last_sequence = projection_offsets.last_sequence
@@ -141,8 +142,7 @@ pub(crate) async fn catch_up<A: Projected>(
     )
     .bind(&VIEWS[..])
     .bind(aggregate_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(&mut *tx)).await?;
     let offset = |view: &str| {
         rows.iter()
             .find(|(projection, _)| projection == view)
@@ -154,13 +154,17 @@ pub(crate) async fn catch_up<A: Projected>(
         credentials: offset(super::CREDENTIAL_VIEW),
     };
     // The whole stream: the folds need the state the views were left in, and catch-up is rare.
-    let events: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT sequence, payload::text, metadata::text FROM events
+    let events: Vec<(i64, String, String)> = traced(
+        pool,
+        "SELECT events",
+        sqlx::query_as(
+            "SELECT sequence, payload::text, metadata::text FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_all(&mut *tx),
     )
-    .bind(A::TYPE)
-    .bind(aggregate_id)
-    .fetch_all(&mut *tx)
     .await?;
     let last = events.last().map_or(0, |(sequence, ..)| *sequence);
     if last <= offsets.lowest() {
@@ -181,11 +185,15 @@ pub(crate) async fn catch_up<A: Projected>(
             offsets,
         )?;
     }
-    writer::write(
-        &mut *tx,
-        None,
-        &projection.take_changes(),
-        NameClaims::FirstComes,
+    traced(
+        pool,
+        "INSERT config_view credential_view audit_log projection_offsets",
+        writer::write(
+            &mut *tx,
+            None,
+            &projection.take_changes(),
+            NameClaims::FirstComes,
+        ),
     )
     .await?;
     tx.commit().await?;
