@@ -86,6 +86,11 @@ impl<S: Spelling> ParseFromJSON for Spelled<S> {
 
 impl<S: Spelling> ParseFromParameter for Spelled<S> {
     fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        if value.chars().count() > MAX_WORD_CHARS {
+            return Err(ParseError::custom(format!(
+                "must be at most {MAX_WORD_CHARS} characters"
+            )));
+        }
         Ok(Spelled::new(value))
     }
 }
@@ -96,9 +101,18 @@ impl<S: Spelling> ToJSON for Spelled<S> {
     }
 }
 
+/// Longer than any word of any set by far; a longer value is not a misspelling worth echoing.
+const MAX_WORD_CHARS: usize = 64;
+
 impl<'de, S> serde::Deserialize<'de> for Spelled<S> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Spelled::new)
+        let word = String::deserialize(deserializer)?;
+        if word.chars().count() > MAX_WORD_CHARS {
+            return Err(serde::de::Error::custom(format!(
+                "must be at most {MAX_WORD_CHARS} characters"
+            )));
+        }
+        Ok(Spelled::new(word))
     }
 }
 
@@ -175,6 +189,8 @@ mod tests {
             SettingsProvider::VALUES,
             SEED_004_PROVIDERS.map(|(name, _)| name)
         );
+        let long = serde_json::json!("x".repeat(MAX_WORD_CHARS + 1));
+        assert!(serde_json::from_value::<Spelled<ModelKind>>(long).is_err());
         for word in ModelKind::VALUES {
             assert_eq!(
                 ModelType::parse(word).ok().map(ModelType::as_str),
