@@ -8,7 +8,9 @@ UPDATE credential_view c
        SELECT 1
          FROM (SELECT e.payload -> 'CredentialValidated' AS tested
                  FROM events e
-                WHERE e.aggregate_id = c.aggregate_id
+                -- Both aggregate types, so the event log's primary key finds the stream.
+                WHERE e.aggregate_type IN ('AiModelConfig', 'Credential')
+                  AND e.aggregate_id = c.aggregate_id
                   AND e.event_type = 'CredentialValidated'
                   AND e.payload -> 'CredentialValidated' ->> 'credential_id' = c.credential_id::text
                 ORDER BY e.sequence DESC
