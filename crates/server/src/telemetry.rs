@@ -86,12 +86,15 @@ pub fn subscriber(
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("aimc")));
+    // The exported spans have a filter of their own: an operator who quietens the logs
+    // (`AIMC_LOG=warn`) must not lose the traces, whose spans are all at info.
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("aimc"))
+            .with_filter(EnvFilter::new(format!("info,{QUIET}")))
+    });
     let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel);
     Ok((subscriber, Telemetry { provider }))
 }
