@@ -277,3 +277,145 @@ async fn a_key_sent_in_the_wrong_place_is_refused_without_being_repeated() {
     assert!(refused.text.contains("openai"), "{}", refused.text);
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// A validly signed token whose subject could never name a stream (a NUL, a page of text) is
+/// refused as a token, not failed on as a 500 deep in the store.
+#[tokio::test]
+async fn a_token_with_an_unusable_subject_is_a_401() {
+    let app = spawn_app().await;
+    for sub in ["a\u{0}b".to_owned(), "x".repeat(20_000)] {
+        let token = app.token(&sub, Role::Member);
+        for path in [
+            "/api/v1/get/ai-model-config",
+            "/api/user/api-keys",
+            "/api/keys",
+        ] {
+            let response = app.get(path, &token).await;
+            assert_eq!(
+                response.status,
+                StatusCode::UNAUTHORIZED,
+                "{path}: {}",
+                response.text
+            );
+        }
+    }
+}
+
+/// A key sent as a JSON number is refused without being repeated back, in every API.
+#[tokio::test]
+async fn a_key_sent_as_a_number_is_not_echoed() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    for number in [json!(4111111111111111_u64), json!(4111111111111111.5)] {
+        let mut llm = json!({"name": "n", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+                             "workspaceId": app.workspace});
+        llm["secret"] = number.clone();
+        let requests = [
+            (
+                Method::PUT,
+                "/api/user/api-keys",
+                json!({"openai": {"apiKey": number}}),
+            ),
+            (
+                Method::POST,
+                "/api/keys",
+                json!({"service": "OPENAI", "api_key": number}),
+            ),
+            (Method::POST, "/ai/llm", llm),
+            (
+                Method::POST,
+                "/api/v1/settings/providers/openai",
+                json!({"api_key": number}),
+            ),
+        ];
+        for (method, path, body) in requests {
+            let response = app.request(method, path, Some(&admin), Some(body)).await;
+            assert!(
+                response.status.is_client_error(),
+                "{path}: {}",
+                response.text
+            );
+            assert!(
+                !response.text.contains("4111111111111111"),
+                "{path}: {}",
+                response.text
+            );
+        }
+    }
+}
+
+/// An `X-Workspace-Id` that is not text is refused, not ignored in favour of the token's
+/// workspace.
+#[tokio::test]
+async fn an_undecodable_workspace_header_is_refused() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    let response = app
+        .request_with(Method::GET, "/api/user/api-keys", Some(&token), |request| {
+            request.header(
+                "X-Workspace-Id",
+                reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+            )
+        })
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text
+    );
+    assert_eq!(response.body["errors"][0]["field"], "X-Workspace-Id");
+}
+
+/// serde would read a JSON array into a struct field by field; a body the schema says is an
+/// object must be one, at every depth, and a refused body changes nothing.
+#[tokio::test]
+async fn arrays_are_not_taken_for_objects() {
+    let app = spawn_app().await;
+    let alice = app.token("alice", Role::Member);
+    let admin = app.token("ada", Role::Admin);
+
+    let keys = app
+        .put("/api/user/api-keys", &alice, json!([null, null]))
+        .await;
+    assert_eq!(keys.status, StatusCode::BAD_REQUEST, "{}", keys.text);
+    assert_eq!(keys.body["errors"][0]["field"], "body");
+    let nested = app
+        .put(
+            "/api/user/api-keys",
+            &alice,
+            json!({"openai": ["sk-nested-array-key-0001", null]}),
+        )
+        .await;
+    assert_eq!(nested.status, StatusCode::BAD_REQUEST, "{}", nested.text);
+    assert_eq!(nested.body["errors"][0]["field"], "openai");
+
+    app.remember_secret("sk-array-test-secret-000000001");
+    let created = app
+        .post(
+            "/ai/llm",
+            &admin,
+            json!({"name": "Kept", "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+                   "secret": "sk-array-test-secret-000000001", "workspaceId": app.workspace}),
+        )
+        .await;
+    let id = created.body["aiLlmId"].as_str().unwrap().to_owned();
+    let events = app.event_count().await;
+    let renamed = app
+        .put(
+            &format!("/ai/llm/{id}"),
+            &admin,
+            json!(["renamed-by-array"]),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::BAD_REQUEST, "{}", renamed.text);
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "a refused body appends nothing"
+    );
+    let listed = app
+        .get(&format!("/ai/llm?workspaceId={}", app.workspace), &admin)
+        .await;
+    assert_eq!(listed.body["aiLlms"][0]["name"], "Kept");
+}

@@ -5,6 +5,7 @@ mod clients;
 mod concurrency;
 mod contract;
 mod event_store;
+mod failures;
 mod fake_provider;
 mod family_a;
 mod family_b;

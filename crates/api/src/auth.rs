@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
 
+/// The longest `sub` a token may carry.
+const MAX_SUBJECT_CHARS: usize = 256;
+
 /// A caller's role in one workspace, from least to most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -291,6 +294,15 @@ impl Authenticator {
             return Err(ApiError::unauthorized(
                 "the bearer token has an empty subject",
             ));
+        }
+        // The subject names streams, rows and log lines: PostgreSQL text cannot hold NUL, and
+        // nobody's id is a page long.
+        if claims.sub.chars().count() > MAX_SUBJECT_CHARS
+            || claims.sub.chars().any(char::is_control)
+        {
+            return Err(ApiError::unauthorized(format!(
+                "the bearer token's subject must be at most {MAX_SUBJECT_CHARS} characters without control characters"
+            )));
         }
         Ok(Principal {
             sub: claims.sub,

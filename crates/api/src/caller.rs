@@ -89,10 +89,19 @@ impl Caller {
         };
         let BearerAuth(principal) =
             <BearerAuth as ApiExtractor>::from_request(request, body, options).await?;
-        let requested = header
-            .and_then(|name| request.headers().get(name))
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        // A header that is not text is refused, not ignored: serving the token's workspace
+        // instead would act somewhere the caller did not name.
+        let requested = match header.and_then(|name| Some((name, request.headers().get(name)?))) {
+            None => None,
+            Some((name, value)) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| {
+                        ApiError::invalid_field(name, "must be visible ASCII text").refusal()
+                    })?
+                    .to_owned(),
+            ),
+        };
         let context = request
             .extensions()
             .get::<RequestContext>()

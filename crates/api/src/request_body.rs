@@ -61,9 +61,56 @@ fn offending_field(path: &str, message: &str) -> String {
     }
 }
 
+/// serde reads a JSON array into a struct field by field (`["renamed"]` as `{"name":
+/// "renamed"}`), which no client means: wherever the schema says object, the body must hold
+/// one. Returns the path of the first place that does not.
+fn misplaced_array(
+    value: &Value,
+    schema: &MetaSchemaRef,
+    registry: &Registry,
+    path: &str,
+) -> Option<String> {
+    let schema = match schema {
+        MetaSchemaRef::Inline(schema) => schema.as_ref(),
+        MetaSchemaRef::Reference(name) => registry.schemas.get(name)?,
+    };
+    let at = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    match value {
+        Value::Array(items) if schema.ty == "array" => {
+            let item_schema = schema.items.as_deref()?;
+            items.iter().enumerate().find_map(|(index, item)| {
+                misplaced_array(item, item_schema, registry, &format!("{path}[{index}]"))
+            })
+        }
+        Value::Array(_) if !schema.properties.is_empty() => Some(if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        Value::Object(fields) => schema.properties.iter().find_map(|(name, property)| {
+            misplaced_array(fields.get(*name)?, property, registry, &at(name))
+        }),
+        _ => None,
+    }
+}
+
 impl<T: Type + DeserializeOwned> ParseFromJSON for Checked<T> {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        serde_path_to_error::deserialize(value.unwrap_or_default())
+        let value = value.unwrap_or_default();
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        if let Some(field) = misplaced_array(&value, &T::schema_ref(), &registry, "") {
+            return Err(ParseError::custom(format!(
+                "{field}{FIELD_SEPARATOR}must be a JSON object, not an array"
+            )));
+        }
+        serde_path_to_error::deserialize(value)
             .map(Checked)
             .map_err(|error| {
                 let message = without_values(&error.inner().to_string());
@@ -79,10 +126,16 @@ fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     loop {
-        let quoted = [("string \"", '"'), ("variant `", '`')]
-            .iter()
-            .filter_map(|(opening, closing)| rest.find(opening).map(|at| (at, *opening, *closing)))
-            .min_by_key(|(at, ..)| *at);
+        // Numbers too: a key sent as a JSON number is still a key.
+        let quoted = [
+            ("string \"", '"'),
+            ("variant `", '`'),
+            ("integer `", '`'),
+            ("floating point `", '`'),
+        ]
+        .iter()
+        .filter_map(|(opening, closing)| rest.find(opening).map(|at| (at, *opening, *closing)))
+        .min_by_key(|(at, ..)| *at);
         let Some((at, opening, closing)) = quoted else {
             out.push_str(rest);
             return out;
@@ -162,6 +215,18 @@ mod tests {
         assert_eq!(
             offending_field("mistral", "unknown field `mistral`, expected one of"),
             "mistral"
+        );
+    }
+
+    #[test]
+    fn refused_numbers_are_not_repeated_back_either() {
+        assert_eq!(
+            without_values("invalid type: integer `4111111111111111`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_values("invalid type: floating point `4111111111111111.5`, expected a string"),
+            "invalid type: floating point, expected a string"
         );
     }
 
