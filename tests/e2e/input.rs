@@ -419,3 +419,57 @@ async fn arrays_are_not_taken_for_objects() {
         .await;
     assert_eq!(listed.body["aiLlms"][0]["name"], "Kept");
 }
+
+/// Names that render alike are one name or refused: NFC and NFD "Café" clash, and a zero-width
+/// space, a right-to-left override or a Cyrillic "а" are refused naming the field.
+#[tokio::test]
+async fn look_alike_names_are_one_name_or_refused() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    app.remember_secret("sk-look-alike-secret-000000001");
+    let create = |name: &str| {
+        app.post(
+            "/ai/llm",
+            &admin,
+            json!({"name": name, "aiType": "OPENAI", "endpoint": "https://api.openai.com/v1",
+                   "secret": "sk-look-alike-secret-000000001", "workspaceId": app.workspace}),
+        )
+    };
+    let first = create("Caf\u{e9}").await;
+    assert_eq!(first.body["success"], true, "{}", first.text);
+    let events = app.event_count().await;
+
+    let decomposed = create("Cafe\u{301}").await;
+    assert_eq!(
+        decomposed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        decomposed.text
+    );
+    assert!(decomposed.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("already exists"));
+    for refused in ["Caf\u{200b}\u{e9}", "Caf\u{202e}\u{e9}", "C\u{430}f\u{e9}"] {
+        let response = create(refused).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{refused:?}: {}",
+            response.text
+        );
+        assert!(
+            response.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("name"),
+            "{refused:?}: {}",
+            response.text
+        );
+    }
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "refused names append nothing"
+    );
+}

@@ -4,6 +4,9 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 /// Why a raw value was refused. The API layer adds the field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +21,12 @@ pub enum ValueError {
     TooLong { max: usize },
     #[error("must not contain control characters")]
     ControlCharacters,
+    #[error(
+        "must not contain invisible or direction-changing characters (such as U+200B or U+202E)"
+    )]
+    FormatCharacters,
+    #[error("must not mix scripts that look alike (such as Latin and Cyrillic letters)")]
+    MixedScripts,
     #[error("may only contain letters, digits, '.', '_' and '-', and must start and end with a letter or digit")]
     InvalidCharacters,
 }
@@ -188,18 +197,36 @@ pub struct CredentialName(String);
 impl CredentialName {
     pub const MAX_CHARS: usize = 100;
 
+    /// Names are what people tell credentials apart by, so one that could render like another
+    /// is refused: invisible and direction-changing characters (general category Cf, which
+    /// holds the bidi overrides and zero-width characters), and letters mixing scripts beyond
+    /// what UTS #39 calls moderately restrictive (Latin with Han and kana passes; Latin with a
+    /// Cyrillic "а" does not). Compatibility forms are equal through [`CredentialName::key`].
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        bounded_text(raw.trim(), Self::MAX_CHARS, false).map(CredentialName)
+        let name = bounded_text(raw.trim(), Self::MAX_CHARS, false)?;
+        if name
+            .chars()
+            .any(|c| c.general_category() == GeneralCategory::Format)
+        {
+            return Err(ValueError::FormatCharacters);
+        }
+        let letters: String = name.nfkc().filter(|c| c.is_alphabetic()).collect();
+        if letters.as_str().detect_restriction_level() > RestrictionLevel::ModeratelyRestrictive {
+            return Err(ValueError::MixedScripts);
+        }
+        Ok(CredentialName(name))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// What uniqueness is decided on: names differing only in case are the same name. The one
-    /// place that folds case.
+    /// What uniqueness is decided on: names differing only in case or in Unicode form (NFC
+    /// against NFD "é", a fullwidth "Ａ", a "ﬁ" ligature) are the same name. The one place that
+    /// folds them.
     pub fn key(&self) -> NameKey {
-        NameKey(self.0.to_lowercase())
+        let folded: String = self.0.nfkc().collect::<String>().to_lowercase();
+        NameKey(folded.nfkc().collect())
     }
 }
 
@@ -374,5 +401,54 @@ mod tests {
         let lower = CredentialName::parse("my openai config").unwrap();
         assert_eq!(upper.as_str(), "My OpenAI Config");
         assert_eq!(upper.key(), lower.key());
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    fn key(raw: &str) -> NameKey {
+        CredentialName::parse(raw).unwrap().key()
+    }
+
+    #[test]
+    fn look_alike_forms_of_one_name_are_one_name() {
+        // NFC and NFD "Café", fullwidth letters, a ligature, and case.
+        assert_eq!(key("Caf\u{e9}"), key("Cafe\u{301}"));
+        assert_eq!(key("ＡＰＩ key"), key("api KEY"));
+        assert_eq!(key("\u{fb01}nance"), key("Finance"));
+        assert_ne!(key("Prod"), key("Prod 2"));
+    }
+
+    #[test]
+    fn invisible_direction_changing_and_mixed_script_names_are_refused() {
+        for raw in [
+            "Caf\u{200b}e",
+            "key\u{202e}txt",
+            "\u{2066}Prod\u{2069}",
+            "a\u{feff}b",
+        ] {
+            assert_eq!(
+                CredentialName::parse(raw),
+                Err(ValueError::FormatCharacters),
+                "{raw:?}"
+            );
+        }
+        // A Cyrillic "а" among Latin letters.
+        assert_eq!(
+            CredentialName::parse("C\u{430}fe"),
+            Err(ValueError::MixedScripts)
+        );
+        // Scripts people write together are fine, and so are spaces and punctuation.
+        for raw in [
+            "OpenAI 本番 キー",
+            "Prod OpenAI (eu-west-1) #2",
+            "Café",
+            "Кафе",
+            "東京",
+        ] {
+            assert!(CredentialName::parse(raw).is_ok(), "{raw:?}");
+        }
     }
 }
