@@ -150,23 +150,7 @@ impl CredentialQueries {
         owner: &ConfigId,
         providers: &[Provider],
     ) -> Result<Vec<CredentialRow>, StoreError> {
-        let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
-        let rows: Vec<StoredRow> = traced(
-            &self.pool,
-            "SELECT credential_view",
-            sqlx::query_as(&format!(
-                "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
-              WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3)
-              ORDER BY provider, aggregate_id = $4 DESC, created_at DESC, credential_id DESC"
-            ))
-            .bind(owner.workspace.as_str())
-            .bind(owner.owner.to_string())
-            .bind(&providers)
-            .bind(owner.to_string())
-            .fetch_all(&self.pool),
-        )
-        .await?;
-        typed(rows)
+        self.newest_per_provider(owner, providers, false).await
     }
 
     /// For each provider, the owner's newest key with a stream of its own (stored through
@@ -176,19 +160,32 @@ impl CredentialQueries {
         owner: &ConfigId,
         providers: &[Provider],
     ) -> Result<Vec<CredentialRow>, StoreError> {
+        self.newest_per_provider(owner, providers, true).await
+    }
+
+    /// Per provider, the configuration's own key first (unless `standalone_only` leaves those
+    /// out), then the newest.
+    async fn newest_per_provider(
+        &self,
+        owner: &ConfigId,
+        providers: &[Provider],
+        standalone_only: bool,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
         let providers: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
         let rows: Vec<StoredRow> = traced(
             &self.pool,
             "SELECT credential_view",
             sqlx::query_as(&format!(
                 "SELECT DISTINCT ON (provider) {COLUMNS} FROM credential_view
-                  WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3) AND aggregate_id <> $4
-                  ORDER BY provider, created_at DESC, credential_id DESC"
+                  WHERE workspace_id = $1 AND owner = $2 AND provider = ANY($3)
+                    AND NOT ($5 AND aggregate_id = $4)
+                  ORDER BY provider, aggregate_id = $4 DESC, created_at DESC, credential_id DESC"
             ))
             .bind(owner.workspace.as_str())
             .bind(owner.owner.to_string())
             .bind(&providers)
             .bind(owner.to_string())
+            .bind(standalone_only)
             .fetch_all(&self.pool),
         )
         .await?;
