@@ -236,6 +236,11 @@ async fn history_answers_who_changed_the_openai_key() {
     let unknown = app.get("/api/v1/history?credentail=x", &admin).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
     assert_eq!(unknown.body["errors"][0]["field"], "credentail");
+    let pasted = app
+        .get("/api/v1/history?sk-proj-pasted-key-000123=1", &admin)
+        .await;
+    assert_eq!(pasted.status, StatusCode::BAD_REQUEST, "{}", pasted.text);
+    assert!(!pasted.text.contains("sk-proj-pasted"), "{}", pasted.text);
     let bad_provider = app.get("/api/v1/history?provider=openia", &admin).await;
     assert_eq!(
         bad_provider.status,

@@ -307,11 +307,10 @@ fn refuse_unknown_parameters(request: &poem::Request, known: &[&str]) -> Result<
     let query = request.uri().query().unwrap_or_default();
     for (name, _) in url::form_urlencoded::parse(query.as_bytes()) {
         if !known.contains(&name.as_ref()) {
-            // Named back only when it looks like a name: a query string is the caller's text.
-            let plain = name.len() <= 32
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            // Named back only when it looks like a parameter name (letters and `_`, as every
+            // one here is): a key pasted into the query (`sk-proj-…`) must not come back.
+            let plain =
+                name.len() <= 32 && name.chars().all(|c| c.is_ascii_alphabetic() || c == '_');
             let field = if plain { name.as_ref() } else { "query" };
             return Err(ApiError::invalid_field(
                 field,
