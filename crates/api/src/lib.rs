@@ -32,9 +32,9 @@ pub use metrics::Metrics;
 pub use problem::{ApiError, Problem};
 pub use provider_catalogue::SEED_002_PROVIDERS;
 pub use provider_probe::{is_private, CheckOutcome, ProviderChecker};
-pub use request_context::{RequestContext, MAX_BODY_BYTES};
+pub use request_context::{CloseConnection, RequestContext, MAX_BODY_BYTES};
 use routes::RouteTemplates;
-pub use state::{AppState, SystemKey};
+pub use state::{AppState, RequestLimits, SystemKey};
 pub use tags::ApiTags;
 
 use families::{ai_llm, ai_model_config, api_keys, settings, shared, user_api_keys};
@@ -116,6 +116,7 @@ pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
             .body(document.clone())
     });
     let exposition = metrics.clone();
+    let limits = state.limits;
     Route::new()
         .nest("/", api)
         .nest(MOUNTS[1], docs)
@@ -130,5 +131,9 @@ pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
         )
         .data(state.auth.clone())
         .data(state)
-        .with(request_context::RequestPlumbing { metrics, routes })
+        .with(request_context::RequestPlumbing {
+            metrics,
+            routes,
+            limits,
+        })
 }

@@ -59,7 +59,13 @@ impl OperationsApi {
     /// reads too. The causes are in the log, not here: this endpoint needs no token.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> ReadyResponse {
-        let (database, keyring) = tokio::join!(state.queries.ping(), state.keyring.check());
+        // Its own short deadline: an orchestrator's probe gives up after a second or so, and a
+        // hung dependency must read as "unavailable", not as a probe that never answers.
+        let deadline = tokio::time::Instant::now() + state.limits.readiness;
+        let (database, keyring) = aimc_domain::deadline::within(deadline, async {
+            tokio::join!(state.queries.ping(), state.keyring.check())
+        })
+        .await;
         let word = |ok: bool| {
             if ok {
                 "ok".to_owned()

@@ -14,9 +14,15 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::problem::{framework_error_response, ApiError};
 use crate::routes::RouteTemplates;
+use crate::state::RequestLimits;
 
 /// Bodies above this are refused with 413 before any handler runs.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Marks a response that must not be sent: the server closes the connection instead. For a
+/// client that stalled mid-body, which is no longer listening for an answer it could use.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
 
 /// Identifies a request in logs, events and responses.
 #[derive(Debug, Clone)]
@@ -55,6 +61,7 @@ fn caller_trace_id(request: &Request) -> Option<String> {
 pub struct RequestPlumbing {
     pub metrics: Arc<Metrics>,
     pub routes: Arc<RouteTemplates>,
+    pub limits: RequestLimits,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestPlumbing {
@@ -65,6 +72,7 @@ impl<E: Endpoint> Middleware<E> for RequestPlumbing {
             inner,
             metrics: self.metrics.clone(),
             routes: self.routes.clone(),
+            limits: self.limits,
         }
     }
 }
@@ -73,6 +81,7 @@ pub struct RequestPlumbingEndpoint<E> {
     inner: E,
     metrics: Arc<Metrics>,
     routes: Arc<RouteTemplates>,
+    limits: RequestLimits,
 }
 
 impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
@@ -101,12 +110,23 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         span.record("request_id", context.request_id.as_str());
         span.record("trace_id", context.trace_id.as_str());
         let request_id = context.request_id.clone();
+        let limits = self.limits;
         let response = async {
-            if let Err(too_large) = limit_body(&mut request).await {
-                return too_large.into_response();
+            match tokio::time::timeout(limits.body_read, read_body(&mut request)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(too_large)) => return too_large.into_response(),
+                Err(_) => {
+                    tracing::info!("the body did not arrive in time; closing the connection");
+                    let mut response = Response::default();
+                    response.set_status(poem::http::StatusCode::REQUEST_TIMEOUT);
+                    response.set_data(CloseConnection);
+                    return response;
+                }
             }
             request.extensions_mut().insert(context);
-            match self.inner.call(request).await {
+            // The deadline starts once the request is read: it bounds the service's own work.
+            let deadline = tokio::time::Instant::now() + limits.deadline;
+            match aimc_domain::deadline::within(deadline, self.inner.call(request)).await {
                 Ok(response) => response.into_response(),
                 Err(error) => {
                     // The route's marks travel with the error; the problem document is new.
@@ -212,20 +232,19 @@ fn server_span(request: &Request, method: &'static str) -> tracing::Span {
     )
 }
 
-/// Refuses bodies over [`MAX_BODY_BYTES`], by their declared length or, when they declare
-/// none, by reading at most that much.
-async fn limit_body(request: &mut Request) -> Result<(), ApiError> {
+/// Reads the body, refusing one over [`MAX_BODY_BYTES`] by its declared length or by reading at
+/// most that much. Read whole here, so that a slow body is bounded by one timeout rather than
+/// holding a handler, its connections and its locks while it trickles in.
+async fn read_body(request: &mut Request) -> Result<(), ApiError> {
     let declared = header(request, "content-length").and_then(|length| length.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ApiError::payload_too_large());
     }
-    if declared.is_none() {
-        let body = request.take_body();
-        let bytes = body
-            .into_bytes_limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::payload_too_large())?;
-        request.set_body(Body::from_bytes(bytes));
-    }
+    let body = request.take_body();
+    let bytes = body
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::payload_too_large())?;
+    request.set_body(Body::from_bytes(bytes));
     Ok(())
 }

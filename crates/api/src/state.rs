@@ -15,6 +15,17 @@ pub struct SystemKey {
     pub ciphertext: aimc_domain::Ciphertext,
 }
 
+/// How long a request may take, in its parts.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// For all its waiting on PostgreSQL and Vault; see [`aimc_domain::deadline`].
+    pub deadline: std::time::Duration,
+    /// For its body to arrive.
+    pub body_read: std::time::Duration,
+    /// For `/readyz`'s checks.
+    pub readiness: std::time::Duration,
+}
+
 /// What every handler may reach: the write side, the read side, the keyring and the verifier.
 pub struct AppState {
     pub commands: CommandBus,
@@ -24,4 +35,5 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub checker: ProviderChecker,
     pub system_keys: Vec<SystemKey>,
+    pub limits: RequestLimits,
 }

@@ -6,6 +6,7 @@
 
 mod config;
 mod credential;
+pub mod deadline;
 mod error;
 mod ids;
 mod services;

@@ -172,6 +172,16 @@ fn split<O>(result: Result<Vec<O>, KeyringError>, sizes: &[usize], replies: Vec<
     }
 }
 
+/// A keyring call within the request's deadline: past it, Vault counts as unavailable. Bounded
+/// here, in the caller's task, because a shared call runs in a task of its own.
+async fn within_deadline<T>(
+    call: impl std::future::Future<Output = Result<T, KeyringError>>,
+) -> Result<T, KeyringError> {
+    aimc_domain::deadline::bounded("vault", call)
+        .await
+        .unwrap_or_else(|passed| Err(KeyringError::Unavailable(passed.to_string())))
+}
+
 #[async_trait]
 impl Keyring for SharedCalls {
     async fn encrypt(
@@ -180,12 +190,11 @@ impl Keyring for SharedCalls {
         items: Vec<(SecretString, KeyContext)>,
     ) -> Result<Vec<Ciphertext>, KeyringError> {
         let inner = self.inner.clone();
-        self.encryptions
-            .submit(workspace, items, move |workspace, items| {
-                let inner = inner.clone();
-                async move { inner.encrypt(&workspace, items).await }
-            })
-            .await
+        within_deadline(self.encryptions.submit(workspace, items, move |workspace, items| {
+            let inner = inner.clone();
+            async move { inner.encrypt(&workspace, items).await }
+        }))
+        .await
     }
 
     async fn decrypt(
@@ -193,11 +202,11 @@ impl Keyring for SharedCalls {
         workspace: &WorkspaceId,
         items: Vec<(Ciphertext, KeyContext)>,
     ) -> Result<Vec<SecretString>, KeyringError> {
-        self.inner.decrypt(workspace, items).await
+        within_deadline(self.inner.decrypt(workspace, items)).await
     }
 
     async fn client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
-        self.inner.client_key(workspace).await
+        within_deadline(self.inner.client_key(workspace)).await
     }
 
     async fn decrypt_from_client(
@@ -206,16 +215,19 @@ impl Keyring for SharedCalls {
         ciphertexts: Vec<String>,
     ) -> Result<Vec<Option<SecretString>>, KeyringError> {
         let inner = self.inner.clone();
-        self.client_decryptions
-            .submit(workspace, ciphertexts, move |workspace, ciphertexts| {
+        within_deadline(self.client_decryptions.submit(
+            workspace,
+            ciphertexts,
+            move |workspace, ciphertexts| {
                 let inner = inner.clone();
                 async move { inner.decrypt_from_client(&workspace, ciphertexts).await }
-            })
-            .await
+            },
+        ))
+        .await
     }
 
     async fn check(&self) -> Result<(), KeyringError> {
-        self.inner.check().await
+        within_deadline(self.inner.check()).await
     }
 
     fn decryption_recipe(

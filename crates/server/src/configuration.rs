@@ -2,6 +2,7 @@
 //! (`AIMC_CONFIG_FILE`, or `aimc.toml` in the working directory when present).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
@@ -57,6 +58,27 @@ fn default_catch_up_interval() -> u64 {
 fn default_grace() -> u64 {
     20
 }
+fn default_request_deadline() -> u64 {
+    5_000
+}
+fn default_readiness_deadline() -> u64 {
+    1_000
+}
+fn default_lock_timeout() -> u64 {
+    2_000
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_body_read_timeout() -> u64 {
+    10_000
+}
+fn default_keep_alive_idle() -> u64 {
+    75
+}
+fn default_max_connections_open() -> usize {
+    512
+}
 fn default_log() -> String {
     "info".into()
 }
@@ -104,6 +126,35 @@ pub struct Settings {
     /// How often the read model is checked against the event log.
     #[serde(default = "default_catch_up_interval")]
     pub catch_up_interval_seconds: u64,
+    /// How long a request may spend waiting on PostgreSQL and Vault in all before it ends in
+    /// 503 with `Retry-After`. Calls to AI providers (credential tests) have their own limit.
+    #[serde(default = "default_request_deadline")]
+    pub request_deadline_ms: u64,
+    /// How long `/readyz` waits for its checks before reporting a dependency unavailable.
+    #[serde(default = "default_readiness_deadline")]
+    pub readiness_deadline_ms: u64,
+    /// PostgreSQL's `statement_timeout` on the service's connections; the request deadline when
+    /// unset.
+    pub database_statement_timeout_ms: Option<u64>,
+    /// PostgreSQL's `lock_timeout` on the service's connections.
+    #[serde(default = "default_lock_timeout")]
+    pub database_lock_timeout_ms: u64,
+    /// How long a client has to send a request's headers once it started sending them.
+    #[serde(default = "default_header_read_timeout")]
+    pub http_header_read_timeout_ms: u64,
+    /// How long a client has to send a request's body; a stalled body closes the connection.
+    #[serde(default = "default_body_read_timeout")]
+    pub http_body_read_timeout_ms: u64,
+    /// How long a keep-alive connection may sit idle between requests. Keep it above the idle
+    /// timeout of a load balancer in front (60 s on most), or the balancer may reuse a
+    /// connection just as it closes.
+    #[serde(default = "default_keep_alive_idle")]
+    pub http_keep_alive_idle_seconds: u64,
+    /// Open connections at most; keep it well below the process's descriptor limit. At the cap
+    /// a new connection closes the one that has been idle longest, or is refused when every
+    /// connection has a request in flight.
+    #[serde(default = "default_max_connections_open")]
+    pub http_max_connections: usize,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
@@ -125,6 +176,15 @@ impl Settings {
             .merge(Env::prefixed("AIMC_").ignore(&["config_file"]))
             .extract()
             .context("Failed to read the configuration (AIMC_* variables / TOML file)")
+    }
+
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms.max(1))
+    }
+
+    pub fn database_statement_timeout(&self) -> Duration {
+        self.database_statement_timeout_ms
+            .map_or(self.request_deadline(), |ms| Duration::from_millis(ms.max(1)))
     }
 
     pub fn database_url(&self) -> anyhow::Result<&SecretString> {

@@ -78,6 +78,8 @@ async fn main() -> anyhow::Result<()> {
                 url: settings.database_url()?.clone(),
                 max_connections: 2,
                 acquire_timeout: std::time::Duration::from_secs(10),
+                statement_timeout: None,
+                lock_timeout: None,
             })?;
             aimc_store::migrate(&pool)
                 .await
@@ -92,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
                 url: settings.database_url()?.clone(),
                 max_connections: 4,
                 acquire_timeout: std::time::Duration::from_secs(10),
+                statement_timeout: None,
+                lock_timeout: None,
             })?;
             aimc_store::migrate(&pool)
                 .await

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, SystemKey};
+use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, RequestLimits, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{
     Keyring, KeyringSealer, LocalKeyring, SharedCalls, VaultKeyring, VaultSettings,
@@ -14,13 +14,13 @@ use aimc_store::{
     Projector,
 };
 use anyhow::{bail, Context};
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
+use tokio::net::TcpListener;
 
 use crate::configuration::{KeyringKind, Settings};
+use crate::http::ConnectionLimits;
 
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     port: u16,
     state: Arc<AppState>,
     metrics: Arc<Metrics>,
@@ -139,6 +139,8 @@ impl Application {
             url: settings.database_url()?.clone(),
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Some(settings.database_statement_timeout()),
+            lock_timeout: Some(Duration::from_millis(settings.database_lock_timeout_ms.max(1))),
         })
         .context("Failed to configure the database pool")?;
         aimc_store::migrate(&pool)
@@ -175,19 +177,19 @@ impl Application {
                 Duration::from_secs(10),
             ),
             system_keys,
+            limits: RequestLimits {
+                deadline: settings.request_deadline(),
+                body_read: Duration::from_millis(settings.http_body_read_timeout_ms.max(1)),
+                readiness: Duration::from_millis(settings.readiness_deadline_ms.max(1)),
+            },
         });
 
-        let acceptor = TcpListener::bind(settings.listen.clone())
-            .into_acceptor()
+        let listener = TcpListener::bind(settings.listen.as_str())
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().map(|addr| addr.port()))
-            .unwrap_or_default();
+        let port = listener.local_addr()?.port();
         Ok(Application {
-            acceptor,
+            listener,
             port,
             state,
             metrics,
@@ -210,13 +212,13 @@ impl Application {
         ));
         tracing::info!(port = i64::from(self.port), "aimc is listening");
         let app = aimc_api::app(self.state, self.metrics);
-        let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                shutdown,
-                Some(Duration::from_secs(self.settings.shutdown_grace_seconds)),
-            )
-            .await;
+        let limits = ConnectionLimits {
+            header_read: Duration::from_millis(self.settings.http_header_read_timeout_ms.max(1)),
+            keep_alive_idle: Duration::from_secs(self.settings.http_keep_alive_idle_seconds.max(1)),
+            max_connections: self.settings.http_max_connections.max(1),
+            shutdown_grace: Duration::from_secs(self.settings.shutdown_grace_seconds),
+        };
+        let result = crate::http::serve(self.listener, app, limits, shutdown).await;
         catch_up.abort();
         tracing::info!("aimc stopped");
         result

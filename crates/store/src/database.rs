@@ -13,6 +13,12 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` and `lock_timeout` on every connection: a statement that
+    /// runs or waits for a lock longer is cancelled by the server itself, so a runaway query or
+    /// a stuck lock holder cannot pin connections after the request gave up on them. None for
+    /// the maintenance commands, whose statements are long by design.
+    pub statement_timeout: Option<Duration>,
+    pub lock_timeout: Option<Duration>,
 }
 
 /// A connection idle for longer than this is pinged before use; see [`connect`].
@@ -32,8 +38,18 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// during writes. Every statement here finds its rows through a key or an index prefix, which
 /// a generic plan uses as well as a custom one.
 pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())?
+    let mut options = PgConnectOptions::from_str(settings.url.expose_secret())?
         .options([("plan_cache_mode", "force_generic_plan")]);
+    for (name, timeout) in [
+        ("statement_timeout", settings.statement_timeout),
+        ("lock_timeout", settings.lock_timeout),
+    ] {
+        if let Some(timeout) = timeout {
+            // In milliseconds, the unit PostgreSQL assumes; at least 1, since 0 disables it.
+            let milliseconds = timeout.as_millis().max(1).to_string();
+            options = options.options([(name, milliseconds.as_str())]);
+        }
+    }
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -92,7 +108,8 @@ pub fn is_conflict(error: &sqlx::Error) -> bool {
 }
 
 /// Runs one statement inside a CLIENT span that follows OpenTelemetry's database conventions,
-/// so a trace shows where a request waited on PostgreSQL. `summary` is the operation and the
+/// so a trace shows where a request waited on PostgreSQL, and within the request's deadline
+/// ([`aimc_domain::deadline`]): a statement cut by it counts as "unavailable". `summary` is the operation and the
 /// tables it is about (`SELECT events`), or the operation alone; the statement's text and bound
 /// values are never recorded: the values can be ciphertext, names or ids.
 pub(crate) async fn traced<T>(
@@ -121,7 +138,15 @@ pub(crate) async fn traced<T>(
         server.port = i64::from(target.get_port()),
         error.type = tracing::field::Empty,
     );
-    let result = statement.instrument(span.clone()).await;
+    let result = match aimc_domain::deadline::bounded("postgresql", statement.instrument(span.clone())).await {
+        Ok(result) => result,
+        // Dropping the statement mid-flight is safe: sqlx discards or drains the connection
+        // before it is used again, and an uncommitted write rolls back with it.
+        Err(passed) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            passed,
+        ))),
+    };
     if let Err(error) = &result {
         let code = match error {
             sqlx::Error::Database(error) => error.code(),
@@ -140,6 +165,7 @@ pub(crate) async fn traced<T>(
 fn error_kind(error: &sqlx::Error) -> &'static str {
     match error {
         sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => "timeout",
         sqlx::Error::PoolClosed => "pool_closed",
         sqlx::Error::Io(_) => "io",
         sqlx::Error::Tls(_) => "tls",
