@@ -82,9 +82,15 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
         };
         match waiting {
             Ok(items) => {
-                let result = call(workspace.clone(), items).await;
-                self.clone().serve_waiting(workspace.clone(), call);
-                result
+                // Whoever queued behind this call is served when it ends, however it ends: the
+                // caller may be cancelled (its deadline passed, its client went away) mid-call,
+                // and the lane must not stay claimed with nobody left to serve it.
+                let _hand_over = HandOver {
+                    lanes: self.clone(),
+                    workspace: workspace.clone(),
+                    call: Some(call.clone()),
+                };
+                call(workspace.clone(), items).await
             }
             Err(answer) => answer
                 .await
@@ -136,6 +142,31 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
             }
             .instrument(span),
         );
+    }
+}
+
+/// Serves a lane's waiting requests when the call that claimed it ends or is dropped.
+struct HandOver<I: Send + 'static, O: Send + 'static, F, Fut>
+where
+    F: Fn(WorkspaceId, Vec<I>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<Vec<O>, KeyringError>> + Send,
+{
+    lanes: Arc<Lanes<I, O>>,
+    workspace: WorkspaceId,
+    call: Option<F>,
+}
+
+impl<I: Send + 'static, O: Send + 'static, F, Fut> Drop for HandOver<I, O, F, Fut>
+where
+    F: Fn(WorkspaceId, Vec<I>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<Vec<O>, KeyringError>> + Send,
+{
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            self.lanes
+                .clone()
+                .serve_waiting(self.workspace.clone(), call);
+        }
     }
 }
 
@@ -268,9 +299,16 @@ mod tests {
                 0,
                 "one call at a time"
             );
+            // Released however the call ends, including when its caller is cancelled.
+            struct Landed<'a>(&'a AtomicUsize);
+            impl Drop for Landed<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let _landed = Landed(&self.in_flight);
             self.calls.lock().unwrap().push(items.len());
             tokio::time::sleep(Duration::from_millis(30)).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             Ok(items
                 .iter()
                 .map(|(plain, _)| Ciphertext(format!("ct:{}", plain.expose_secret())))
@@ -372,6 +410,40 @@ mod tests {
             assert_eq!(sealed, expected, "request {request}");
         }
         assert_eq!(*slow.calls.lock().unwrap(), [1, 1 + 2 + 3 + 4 + 5]);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_caller_gave_up_still_hands_over_to_those_waiting_behind_it() {
+        let shared = Arc::new(SharedCalls::new(Arc::new(SlowKeyring::default())));
+        let first = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_millis(10),
+                    shared.encrypt(&workspace("w1"), keys(0, 1)),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let queued = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.encrypt(&workspace("w1"), keys(1, 1)).await }
+        });
+        assert!(first.await.unwrap().is_err(), "the first caller gave up");
+        let served = tokio::time::timeout(Duration::from_secs(2), queued)
+            .await
+            .expect("the request queued behind the abandoned call is served")
+            .unwrap()
+            .unwrap();
+        assert_eq!(served[0].0, "ct:r1k0");
+        let later = tokio::time::timeout(
+            Duration::from_secs(2),
+            shared.encrypt(&workspace("w1"), keys(2, 1)),
+        )
+        .await
+        .expect("the workspace's lane is free again");
+        assert_eq!(later.unwrap()[0].0, "ct:r2k0");
     }
 
     #[tokio::test]

@@ -82,9 +82,12 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(error) => error.code().is_some_and(|code| {
             // 08: connection exception; 57P01-57P03: admin or crash shutdown, cannot connect
-            // now; 53300: too many connections; 25006: a read-only (standby) server after a
-            // failover.
-            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
+            // now; 57014: cancelled by statement_timeout or a passed write deadline; 55P03:
+            // lock_timeout; 53300: too many connections; 25006: a read-only (standby) server
+            // after a failover.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || ["57014", "55P03", "53300", "25006"].contains(&code.as_ref())
         }),
         _ => false,
     }

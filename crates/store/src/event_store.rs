@@ -228,6 +228,7 @@ impl<A: Projected> SnapshotEventStore<A> {
             aggregate_id,
             events: serialized,
             snapshot,
+            start_by: write_start_by(),
         };
         traced(
             &self.pool,
@@ -238,6 +239,20 @@ impl<A: Projected> SnapshotEventStore<A> {
         .map_err(database_error)?;
         Ok((envelopes, context.aggregate))
     }
+}
+
+/// How long before the request's deadline a write must have begun on the server: the time it
+/// has to commit and be answered before the client is told 503.
+const COMMIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The latest time, by wall clock, at which this request's write may begin, if it has a
+/// deadline. Compared with the database's clock: skew between the hosts moves it by as much.
+fn write_start_by() -> Option<chrono::DateTime<chrono::Utc>> {
+    let deadline = aimc_domain::deadline::current()?;
+    let left = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .saturating_sub(COMMIT_MARGIN);
+    Some(chrono::Utc::now() + left)
 }
 
 /// A lost race is a conflict to retry; an unreachable database is "try later"; the rest is a

@@ -25,6 +25,9 @@ pub(crate) struct Appended<'a> {
     pub events: Vec<(i64, String, String, String, String)>,
     /// (last sequence, schema version, payload JSON), when one is due.
     pub snapshot: Option<(i64, i32, String)>,
+    /// The latest time, by the database's clock, at which the write may begin; see
+    /// `aimc_write_deadline` in the migrations.
+    pub start_by: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Whether a name already in the registry refuses the write.
@@ -106,7 +109,12 @@ fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
             .push_bind(events.iter().map(|e| e.3.clone()).collect::<Vec<_>>())
             .push("::text[]::json[], ")
             .push_bind(events.iter().map(|e| e.4.clone()).collect::<Vec<_>>())
-            .push("::text[]::json[]) AS e)");
+            .push("::text[]::json[]) AS e");
+        if let Some(start_by) = appended.start_by {
+            // Raises rather than filters: the whole statement, views included, must fail.
+            sql.push(" WHERE aimc_write_deadline(").push_bind(start_by).push(")");
+        }
+        sql.push(")");
     }
     if let Some((last_sequence, schema_version, payload)) = &appended.snapshot {
         let sql = statement.part("snapshot");
