@@ -14,6 +14,7 @@ mod family_d;
 mod family_e;
 mod harness;
 mod history;
+mod idempotency;
 mod input;
 mod keyring;
 mod operations;

@@ -71,6 +71,7 @@ impl Caller {
             actor: self.principal.sub.clone(),
             request_id: self.context.request_id.clone(),
             trace_id: Some(self.context.trace_id.clone()),
+            idempotency_key: self.context.idempotency_key.clone(),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 mod caller;
 mod credential_test;
 mod families;
+mod idempotency;
 mod metrics;
 mod operations;
 mod plain_key;
@@ -28,6 +29,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 pub use auth::{mint_hs256_token, AuthConfigError, AuthSettings, Authenticator, Role};
+pub use idempotency::IdempotencyKey;
 pub use metrics::Metrics;
 pub use problem::{ApiError, Problem};
 pub use provider_catalogue::SEED_002_PROVIDERS;
@@ -101,6 +103,10 @@ fn finish_spec(generated: &str) -> String {
 /// Routes outside the OpenAPI document; none has a path parameter.
 const MOUNTS: [&str; 3] = ["/openapi.json", "/docs", "/metrics"];
 
+/// Beyond its deadline, what a request may still spend (a credential test's call to the
+/// provider) before a claimed `Idempotency-Key` left unanswered counts as abandoned.
+const ABANDONED_BEYOND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Every route of the service, counted in `metrics`.
 pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
     let api = service();
@@ -130,7 +136,11 @@ pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
             }),
         )
         .data(state.auth.clone())
-        .data(state)
+        .data(state.clone())
+        .with(idempotency::Idempotency {
+            abandoned_after: ABANDONED_BEYOND_DEADLINE + state.limits.deadline,
+            state,
+        })
         .with(request_context::RequestPlumbing {
             metrics,
             routes,

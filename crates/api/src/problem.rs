@@ -60,6 +60,9 @@ pub enum ApiError {
     /// The body exceeds 64 KiB.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
+    /// The `Idempotency-Key` was used before for a different request.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
     /// Unexpected failure; the cause is in the service's log under the request id.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
@@ -164,6 +167,21 @@ impl ApiError {
         ))
     }
 
+    /// The same `Idempotency-Key` with another method, path, workspace or body.
+    pub fn idempotency_key_reused() -> Self {
+        let message = "was used before with a different request; use a new key for a new request";
+        ApiError::Unprocessable(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            format!("Idempotency-Key: {message}"),
+            vec![FieldError {
+                field: "Idempotency-Key".into(),
+                message: message.into(),
+            }],
+        ))
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError::Unavailable(
             problem(
@@ -198,6 +216,7 @@ impl ApiError {
             | ApiError::NotFound(p)
             | ApiError::Conflict(p)
             | ApiError::PayloadTooLarge(p)
+            | ApiError::Unprocessable(p)
             | ApiError::Internal(p)
             | ApiError::Unavailable(p, _) => &p.0.detail,
         }
@@ -211,6 +230,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -265,6 +285,13 @@ impl From<CommandError> for ApiError {
             CommandError::StoreUnavailable(reason) => {
                 tracing::warn!(%reason, "event store unavailable");
                 ApiError::unavailable("the database is unavailable; the change may not have been applied, retry later")
+            }
+            CommandError::Busy(reason) => {
+                tracing::warn!(%reason, "no turn to write before the deadline");
+                ApiError::unavailable(
+                    "other writes to the same settings took all of this request's time; \
+                     nothing was changed, retry later",
+                )
             }
             CommandError::Internal(reason) => ApiError::internal(reason),
         }
@@ -481,14 +508,18 @@ statuses! {
     Listing = [400, 401, 403, 500, 503];
     /// A read of one thing that may not be there.
     Finding = [400, 401, 403, 404, 500, 503];
-    /// A write with a body that needs nothing to exist already.
-    Writing = [400, 401, 403, 409, 413, 500, 503];
+    /// A write with a body that needs nothing to exist already. Every write answers 422 when
+    /// its `Idempotency-Key` was used for another request.
+    Writing = [400, 401, 403, 409, 413, 422, 500, 503];
     /// A write with a body to something that may not be there.
-    Changing = [400, 401, 403, 404, 409, 413, 500, 503];
+    Changing = [400, 401, 403, 404, 409, 413, 422, 500, 503];
     /// A write without a body to something that may not be there.
-    Removing = [400, 401, 403, 404, 409, 500, 503];
-    /// A FastAPI-style write with a body (an invalid one is a 422; there is no 409 or 413).
+    Removing = [400, 401, 403, 404, 409, 422, 500, 503];
+    /// A write in families B and E that needs nothing to exist (a FastAPI-style invalid body
+    /// is a 422 too; these families answer no 409 or 413).
     Validating = [400, 401, 403, 422, 500, 503];
+    /// A write in families B and E to something that may not be there.
+    Acting = [400, 401, 403, 404, 422, 500, 503];
 }
 
 /// A response type `R` documented with its successes and only the failures `S` lists: the same

@@ -30,6 +30,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The W3C trace id: the caller's (`traceparent`) when given, else one minted here.
     pub trace_id: String,
+    /// The request's `Idempotency-Key`, recorded with the events it causes.
+    pub idempotency_key: Option<String>,
 }
 
 fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
@@ -106,6 +108,7 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         let context = RequestContext {
             request_id: caller_request_id(&request).unwrap_or_else(|| Uuid::new_v4().to_string()),
             trace_id,
+            idempotency_key: crate::idempotency::key_of(&request),
         };
         span.record("request_id", context.request_id.as_str());
         span.record("trace_id", context.trace_id.as_str());
@@ -128,19 +131,7 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
             let deadline = tokio::time::Instant::now() + limits.deadline;
             match aimc_domain::deadline::within(deadline, self.inner.call(request)).await {
                 Ok(response) => response.into_response(),
-                Err(error) => {
-                    // The route's marks travel with the error; the problem document is new.
-                    let operation = error.data::<poem_openapi::OperationId>().copied();
-                    let pattern = error.data::<poem::PathPattern>().cloned();
-                    let mut response = framework_error_response(error);
-                    if let Some(operation) = operation {
-                        response.set_data(operation);
-                    }
-                    if let Some(pattern) = pattern {
-                        response.set_data(pattern);
-                    }
-                    response
-                }
+                Err(error) => error_response(error),
             }
         }
         .instrument(span.clone())
@@ -182,6 +173,21 @@ impl<E: Endpoint> Endpoint for RequestPlumbingEndpoint<E> {
         }
         Ok(response)
     }
+}
+
+/// The answer to an error raised by a route or an extractor: its problem document, with the
+/// route's marks (operation, path pattern) carried over for the metrics.
+pub(crate) fn error_response(error: poem::Error) -> Response {
+    let operation = error.data::<poem_openapi::OperationId>().copied();
+    let pattern = error.data::<poem::PathPattern>().cloned();
+    let mut response = framework_error_response(error);
+    if let Some(operation) = operation {
+        response.set_data(operation);
+    }
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    response
 }
 
 /// The method as OpenTelemetry's HTTP conventions name it: one of the known methods, or

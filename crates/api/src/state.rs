@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use aimc_keyring::Keyring;
-use aimc_store::{CommandBus, ConfigQueries, CredentialQueries};
+use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, IdempotencyKeys};
 
 use crate::auth::Authenticator;
 use crate::provider_probe::ProviderChecker;
@@ -36,4 +36,5 @@ pub struct AppState {
     pub checker: ProviderChecker,
     pub system_keys: Vec<SystemKey>,
     pub limits: RequestLimits,
+    pub idempotency: IdempotencyKeys,
 }

@@ -221,10 +221,13 @@ impl Keyring for SharedCalls {
         items: Vec<(SecretString, KeyContext)>,
     ) -> Result<Vec<Ciphertext>, KeyringError> {
         let inner = self.inner.clone();
-        within_deadline(self.encryptions.submit(workspace, items, move |workspace, items| {
-            let inner = inner.clone();
-            async move { inner.encrypt(&workspace, items).await }
-        }))
+        within_deadline(
+            self.encryptions
+                .submit(workspace, items, move |workspace, items| {
+                    let inner = inner.clone();
+                    async move { inner.encrypt(&workspace, items).await }
+                }),
+        )
         .await
     }
 

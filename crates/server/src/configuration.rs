@@ -184,7 +184,9 @@ impl Settings {
 
     pub fn database_statement_timeout(&self) -> Duration {
         self.database_statement_timeout_ms
-            .map_or(self.request_deadline(), |ms| Duration::from_millis(ms.max(1)))
+            .map_or(self.request_deadline(), |ms| {
+                Duration::from_millis(ms.max(1))
+            })
     }
 
     pub fn database_url(&self) -> anyhow::Result<&SecretString> {

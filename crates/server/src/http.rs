@@ -142,7 +142,10 @@ struct Connections {
 impl Connections {
     /// Registers a new connection, making room at the cap; None when every connection is busy.
     fn admit(&self, id: u64) -> Option<Arc<Connection>> {
-        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if open.len() >= self.limits.max_connections {
             let victim = open
                 .iter()
@@ -150,7 +153,9 @@ impl Connections {
                 .min()
                 .map(|(_, id)| id)?;
             if let Some(victim) = open.remove(&victim) {
-                tracing::info!("connection cap reached; closing the longest-waiting idle connection");
+                tracing::info!(
+                    "connection cap reached; closing the longest-waiting idle connection"
+                );
                 victim.close.notify_one();
             }
         }
@@ -168,7 +173,10 @@ impl Connections {
 
     fn sweep(&self) {
         let now = self.clock.now();
-        let open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for connection in open.values() {
             if let Some(reason) = connection.overdue(now, &self.limits) {
                 tracing::debug!(reason, "closing a connection");
@@ -194,8 +202,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.connection
-                .read_something(self.connections.clock.now());
+            self.connection.read_something(self.connections.clock.now());
         }
         polled
     }
@@ -214,10 +221,7 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -263,7 +267,10 @@ pub async fn serve(
     });
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
 
@@ -337,7 +344,9 @@ pub async fn serve(
                     if response.data::<CloseConnection>().is_some() {
                         return Err(std::io::Error::other("closing a stalled connection"));
                     }
-                    Ok(hyper::Response::<BoxBody<Bytes, std::io::Error>>::from(response))
+                    Ok(hyper::Response::<BoxBody<Bytes, std::io::Error>>::from(
+                        response,
+                    ))
                 }
             })
         };

@@ -10,8 +10,8 @@ use aimc_keyring::{
     Keyring, KeyringSealer, LocalKeyring, SharedCalls, VaultKeyring, VaultSettings,
 };
 use aimc_store::{
-    CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings, PoolGauges,
-    Projector,
+    CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings,
+    IdempotencyKeys, PoolGauges, Projector,
 };
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
@@ -140,7 +140,9 @@ impl Application {
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Some(settings.database_statement_timeout()),
-            lock_timeout: Some(Duration::from_millis(settings.database_lock_timeout_ms.max(1))),
+            lock_timeout: Some(Duration::from_millis(
+                settings.database_lock_timeout_ms.max(1),
+            )),
         })
         .context("Failed to configure the database pool")?;
         aimc_store::migrate(&pool)
@@ -169,7 +171,8 @@ impl Application {
         let state = Arc::new(AppState {
             commands: CommandBus::new(pool.clone(), services, settings.snapshot_every),
             queries: ConfigQueries::new(pool.clone()),
-            credentials: CredentialQueries::new(pool),
+            credentials: CredentialQueries::new(pool.clone()),
+            idempotency: IdempotencyKeys::new(pool),
             keyring,
             auth: Arc::new(auth),
             checker: aimc_api::ProviderChecker::new(
@@ -210,6 +213,16 @@ impl Application {
         let catch_up = tokio::spawn(self.projector.clone().catch_up_periodically(
             Duration::from_secs(self.settings.catch_up_interval_seconds.max(1)),
         ));
+        let idempotency = self.state.idempotency.clone();
+        let purge = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                if let Err(error) = idempotency.purge_expired().await {
+                    tracing::warn!(%error, "expired idempotency keys were not purged");
+                }
+            }
+        });
         tracing::info!(port = i64::from(self.port), "aimc is listening");
         let app = aimc_api::app(self.state, self.metrics);
         let limits = ConnectionLimits {
@@ -220,6 +233,7 @@ impl Application {
         };
         let result = crate::http::serve(self.listener, app, limits, shutdown).await;
         catch_up.abort();
+        purge.abort();
         tracing::info!("aimc stopped");
         result
     }

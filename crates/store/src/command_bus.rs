@@ -1,11 +1,20 @@
 //! Running commands: one `execute` per write, whichever aggregate it concerns.
+//!
+//! Writes to one aggregate take turns. Within a process they queue for it, first come first
+//! served, so they never race each other; between replicas the event store's optimistic
+//! concurrency still decides, and a race lost to another replica is retried on the reloaded
+//! aggregate for as long as the request's deadline allows. Contention therefore costs time,
+//! not a refusal: a write answers "changed concurrently" only when its deadline passed while
+//! it kept losing, and "busy, retry later" (503) when the deadline passed while it waited for
+//! its turn.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use aimc_domain::{
-    AiModelConfig, ConfigCommand, ConfigId, ConfigServices, Credential, CredentialAggregate,
-    CredentialCommand, CredentialId, DomainError, NewCredential, StreamId,
+    deadline, AiModelConfig, ConfigCommand, ConfigId, ConfigServices, Credential,
+    CredentialAggregate, CredentialCommand, CredentialId, DomainError, NewCredential, StreamId,
 };
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -17,12 +26,16 @@ use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
 use crate::event_store::SnapshotEventStore;
-use crate::metrics::{COMMAND_CONFLICTS, COMMAND_RETRIES};
+use crate::metrics::{COMMAND_CONFLICTS, COMMAND_QUEUE_WAIT, COMMAND_RETRIES};
 use crate::read_model::streams::Projected;
 use crate::read_model::EventMetadata;
 
-/// How often a command is tried when other writers keep appending to the same aggregate.
+/// How often a command is tried when other writers keep appending to the same aggregate and
+/// no deadline is in force (CLI commands); a request retries until its deadline instead.
 pub const MAX_COMMAND_ATTEMPTS: usize = 30;
+
+/// The fewest entries [`WriteQueues`] holds before it sweeps out those of idle aggregates.
+const SWEEP_QUEUES_AT_LEAST: usize = 64;
 
 /// Who asked for a change, recorded with every event it causes.
 #[derive(Debug, Clone)]
@@ -30,6 +43,8 @@ pub struct CommandMetadata {
     pub actor: String,
     pub request_id: String,
     pub trace_id: Option<String>,
+    /// The request's `Idempotency-Key`: in the log, it proves the request applied.
+    pub idempotency_key: Option<String>,
 }
 
 impl CommandMetadata {
@@ -40,6 +55,9 @@ impl CommandMetadata {
         ]);
         if let Some(trace_id) = &self.trace_id {
             recorded.insert("trace_id".to_owned(), trace_id.clone());
+        }
+        if let Some(key) = &self.idempotency_key {
+            recorded.insert("idempotency_key".to_owned(), key.clone());
         }
         recorded
     }
@@ -75,11 +93,13 @@ pub struct CredentialExecuted {
 /// cqrs-es' `CqrsFramework` runs the same load → handle → commit cycle but keeps the committed
 /// events and the resulting aggregate to itself, and leaves a lost race (`AggregateConflict`)
 /// to the caller: this runs it with the same `EventStore` and `Aggregate` traits, returns both,
-/// and retries a lost race on a reloaded aggregate.
+/// queues the commands on one aggregate, and retries a race lost to another process on a
+/// reloaded aggregate.
 pub struct CommandBus {
     configs: SnapshotEventStore<AiModelConfig>,
     credentials: SnapshotEventStore<CredentialAggregate>,
     services: ConfigServices,
+    queues: WriteQueues,
 }
 
 impl CommandBus {
@@ -88,6 +108,7 @@ impl CommandBus {
             configs: SnapshotEventStore::new(pool.clone(), snapshot_every),
             credentials: SnapshotEventStore::new(pool, snapshot_every),
             services,
+            queues: WriteQueues::default(),
         }
     }
 
@@ -102,6 +123,7 @@ impl CommandBus {
         run(
             &self.configs,
             &self.services,
+            &self.queues,
             &id.to_string(),
             command,
             metadata,
@@ -130,6 +152,7 @@ impl CommandBus {
         let executed = run(
             &self.credentials,
             &self.services,
+            &self.queues,
             &stream.to_string(),
             command,
             metadata,
@@ -167,6 +190,7 @@ impl CommandBus {
                 let executed = run(
                     &self.credentials,
                     &self.services,
+                    &self.queues,
                     &stream.to_string(),
                     command,
                     metadata,
@@ -181,11 +205,62 @@ impl CommandBus {
     }
 }
 
-/// Executes `command`, reloading the aggregate and trying again when another writer
-/// appended first (optimistic concurrency), at most [`MAX_COMMAND_ATTEMPTS`] times.
+/// The write queues of the aggregates this process is writing, one per aggregate.
+///
+/// Left to optimistic concurrency alone, the writers of one aggregate in one process race each
+/// other: under contention most of them lose, reload and lose again until they give up. Taking
+/// turns leaves at most one writer per process in the race, and tokio's mutex hands the turn
+/// over in the order the writers arrived, so none is overtaken indefinitely. Queues are held
+/// weakly, so an aggregate nobody is writing costs no more than its entry until the next
+/// sweep.
+#[derive(Default)]
+struct WriteQueues {
+    queues: Mutex<Queues>,
+}
+
+#[derive(Default)]
+struct Queues {
+    by_aggregate: HashMap<String, Weak<tokio::sync::Mutex<()>>>,
+    /// Sweeping once the map has doubled since the last sweep keeps it proportional to the
+    /// aggregates being written, at a constant cost per new entry.
+    sweep_at: usize,
+}
+
+impl WriteQueues {
+    /// The queue of `aggregate_id`, shared by every command on it that is running or waiting.
+    fn of(&self, aggregate_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        // Nothing can panic while the map is held, so a poisoned lock still guards a whole map.
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queue) = queues
+            .by_aggregate
+            .get(aggregate_id)
+            .and_then(Weak::upgrade)
+        {
+            return queue;
+        }
+        if queues.by_aggregate.len() >= queues.sweep_at {
+            queues
+                .by_aggregate
+                .retain(|_, queue| queue.strong_count() > 0);
+            queues.sweep_at = (queues.by_aggregate.len() * 2).max(SWEEP_QUEUES_AT_LEAST);
+        }
+        // Once no command holds a queue it cannot be upgraded again, so replacing it here never
+        // lets two commands on one aggregate run at once.
+        let queue = Arc::new(tokio::sync::Mutex::new(()));
+        queues
+            .by_aggregate
+            .insert(aggregate_id.to_owned(), Arc::downgrade(&queue));
+        queue
+    }
+}
+
+/// Executes `command` once the commands queued before it on the aggregate are done, reloading
+/// the aggregate and trying again when another process appended first (optimistic
+/// concurrency): until the request's deadline, or [`MAX_COMMAND_ATTEMPTS`] times without one.
 async fn run<A>(
     store: &SnapshotEventStore<A>,
     services: &A::Services,
+    queues: &WriteQueues,
     aggregate_id: &str,
     command: A::Command,
     metadata: &CommandMetadata,
@@ -194,31 +269,53 @@ where
     A: Projected<Error = DomainError>,
     A::Command: Clone,
 {
+    let queued = tokio::time::Instant::now();
+    let turn = deadline::bounded(
+        "the aggregate's write queue",
+        queues.of(aggregate_id).lock_owned(),
+    )
+    .await;
+    COMMAND_QUEUE_WAIT
+        .with_label_values(&[A::TYPE])
+        .observe(queued.elapsed().as_secs_f64());
+    // Held until the command is answered, lost races included: the next in the queue would
+    // only lose to this one's retry.
+    let _turn = turn.map_err(|passed| CommandError::Busy(passed.to_string()))?;
+
     let recorded = metadata.recorded();
-    for attempt in 1..=MAX_COMMAND_ATTEMPTS {
+    let deadline = deadline::current();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = tokio::time::Instant::now();
         match attempt_once(store, services, aggregate_id, command.clone(), &recorded).await {
             Err(AggregateError::AggregateConflict) => {
                 COMMAND_CONFLICTS.with_label_values(&[A::TYPE]).inc();
-                if attempt == MAX_COMMAND_ATTEMPTS {
-                    break;
+                // Jittered, growing back-off so the replicas' writers spread out instead of
+                // colliding again in lockstep.
+                let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
+                let wait = Duration::from_millis(rand::thread_rng().gen_range(1..=ceiling));
+                // A retry that the deadline would cut short ends as "unavailable", which
+                // misnames a write that was only ever outrun: give up as a conflict instead.
+                let worth_retrying = match deadline {
+                    Some(deadline) => {
+                        tokio::time::Instant::now() + wait + started.elapsed() < deadline
+                    }
+                    None => attempt < MAX_COMMAND_ATTEMPTS,
+                };
+                if !worth_retrying {
+                    return Err(CommandError::Conflict { attempts: attempt });
                 }
                 COMMAND_RETRIES.with_label_values(&[A::TYPE]).inc();
                 tracing::debug!(
                     attempt = attempt as i64,
                     "concurrent write; retrying with the reloaded aggregate"
                 );
-                // Jittered, growing back-off so racing writers spread out instead of
-                // colliding again in lockstep.
-                let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
-                let wait = rand::thread_rng().gen_range(1..=ceiling);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+                tokio::time::sleep(wait).await;
             }
             outcome => return outcome.map_err(command_error),
         }
     }
-    Err(CommandError::Conflict {
-        attempts: MAX_COMMAND_ATTEMPTS,
-    })
 }
 
 async fn attempt_once<A: Projected>(
@@ -259,5 +356,39 @@ fn command_error(error: AggregateError<DomainError>) -> CommandError {
                 CommandError::Internal(error.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_on_one_aggregate_share_a_queue_and_other_aggregates_have_their_own() {
+        let queues = WriteQueues::default();
+        let running = queues.of("ws/user:alice").try_lock_owned().unwrap();
+
+        assert!(queues.of("ws/user:alice").try_lock_owned().is_err());
+        assert!(queues.of("ws/user:bob").try_lock_owned().is_ok());
+        drop(running);
+        assert!(queues.of("ws/user:alice").try_lock_owned().is_ok());
+    }
+
+    #[test]
+    fn queues_of_aggregates_no_longer_written_are_swept_out() {
+        let queues = WriteQueues::default();
+        let held = queues.of("ws/user:kept");
+        for n in 0..10 * SWEEP_QUEUES_AT_LEAST {
+            queues.of(&format!("ws/user:{n}"));
+        }
+
+        let remaining = queues.queues.lock().unwrap();
+        assert!(
+            remaining.by_aggregate.len() <= SWEEP_QUEUES_AT_LEAST,
+            "{}",
+            remaining.by_aggregate.len()
+        );
+        let kept = remaining.by_aggregate["ws/user:kept"].upgrade().unwrap();
+        assert!(Arc::ptr_eq(&kept, &held));
     }
 }

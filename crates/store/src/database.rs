@@ -141,7 +141,12 @@ pub(crate) async fn traced<T>(
         server.port = i64::from(target.get_port()),
         error.type = tracing::field::Empty,
     );
-    let result = match aimc_domain::deadline::bounded("postgresql", statement.instrument(span.clone())).await {
+    let result = match aimc_domain::deadline::bounded(
+        "postgresql",
+        statement.instrument(span.clone()),
+    )
+    .await
+    {
         Ok(result) => result,
         // Dropping the statement mid-flight is safe: sqlx discards or drains the connection
         // before it is used again, and an uncommitted write rolls back with it.

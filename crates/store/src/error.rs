@@ -29,6 +29,10 @@ pub enum CommandError {
     /// Other writers kept winning the race for this aggregate.
     #[error("the configuration was changed concurrently {attempts} times; try again")]
     Conflict { attempts: usize },
+    /// The request's deadline passed while it waited its turn behind other writes to the same
+    /// aggregate; nothing was tried, so nothing was recorded.
+    #[error("{0}")]
+    Busy(String),
     /// The database could not be reached; the command may or may not have been recorded if the
     /// connection was lost while it committed.
     #[error("the event store is unavailable: {0}")]
@@ -43,7 +47,7 @@ impl CommandError {
     pub fn appended_nothing(&self) -> bool {
         matches!(
             self,
-            CommandError::Domain(_) | CommandError::Conflict { .. }
+            CommandError::Domain(_) | CommandError::Conflict { .. } | CommandError::Busy(_)
         )
     }
 }

@@ -1,11 +1,14 @@
-//! What the store tells Prometheus: the pool's connections, commands that lost a race, and how
-//! far the read model is behind the log. The service's registry adds the `aimc_` prefix.
+//! What the store tells Prometheus: the pool's connections, commands that waited for their turn
+//! or lost a race, and how far the read model is behind the log. The service's registry adds
+//! the `aimc_` prefix.
 
 use std::sync::LazyLock;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 use sqlx::PgPool;
 
 use crate::read_model::streams::STREAM_TYPES;
@@ -24,13 +27,29 @@ pub(crate) static COMMAND_CONFLICTS: LazyLock<IntCounterVec> = LazyLock::new(|| 
 });
 
 /// Commands run again on the reloaded aggregate after a conflict; a conflict that is not
-/// retried gave up and answered 409.
+/// retried gave up, the request's deadline being too near, and answered 409.
 pub(crate) static COMMAND_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(
         Opts::new(
             "command_retries_total",
             "Commands run again on the reloaded aggregate after a conflict",
         ),
+        &["aggregate"],
+    )
+    .expect("valid metric")
+});
+
+/// How long commands waited for the commands before them on the same aggregate in this
+/// process: contention shows here as time rather than as conflicts.
+pub(crate) static COMMAND_QUEUE_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "command_queue_wait_seconds",
+            "Time a command waited for earlier commands on the same aggregate in this process",
+        )
+        .buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]),
         &["aggregate"],
     )
     .expect("valid metric")
@@ -72,10 +91,12 @@ pub fn collectors() -> Vec<Box<dyn Collector>> {
     for aggregate in STREAM_TYPES {
         COMMAND_CONFLICTS.with_label_values(&[aggregate]);
         COMMAND_RETRIES.with_label_values(&[aggregate]);
+        COMMAND_QUEUE_WAIT.with_label_values(&[aggregate]);
     }
     vec![
         Box::new(COMMAND_CONFLICTS.clone()),
         Box::new(COMMAND_RETRIES.clone()),
+        Box::new(COMMAND_QUEUE_WAIT.clone()),
         Box::new(PROJECTION_LAG_EVENTS.clone()),
         Box::new(PROJECTION_LAG_SECONDS.clone()),
         Box::new(PROJECTION_CAUGHT_UP.clone()),

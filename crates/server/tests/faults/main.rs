@@ -161,7 +161,10 @@ async fn assert_writes_kept_exactly(pool: &sqlx::PgPool, writes: &[(String, Answ
         let recorded = events_naming(pool, name).await;
         match answer.status {
             Some(status) if status.is_success() => {
-                assert_eq!(recorded, 1, "accepted write {name} recorded {recorded} times")
+                assert_eq!(
+                    recorded, 1,
+                    "accepted write {name} recorded {recorded} times"
+                )
             }
             Some(status) => assert_eq!(
                 recorded, 0,
@@ -212,7 +215,10 @@ async fn assert_read_model_equals_log(deployment: &Deployment) {
             replayed.len(),
             "{table}: rows written by commands and rows replayed from the log differ in number"
         );
-        assert_eq!(written, replayed, "{table} differs from a replay of the log");
+        assert_eq!(
+            written, replayed,
+            "{table} differs from a replay of the log"
+        );
     }
 }
 
@@ -226,8 +232,10 @@ async fn deployment() -> (Postgres, OpenBao, Deployment) {
 async fn postgresql_ending_sessions_under_load_is_503_never_500_and_loses_no_accepted_write() {
     let (postgres, _vault, deployment) = deployment().await;
     let replica = Replica::start(&deployment, 0).await;
-    let admin = sqlx::postgres::PgPool::connect(&postgres.url).await.unwrap();
-    let load = Load::start(&deployment, &[replica.address.clone()], 6, 4);
+    let admin = sqlx::postgres::PgPool::connect(&postgres.url)
+        .await
+        .unwrap();
+    let load = Load::start(&deployment, std::slice::from_ref(&replica.address), 6, 4);
     let terminations = AtomicUsize::new(0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(6) {
@@ -243,13 +251,29 @@ async fn postgresql_ending_sessions_under_load_is_503_never_500_and_loses_no_acc
     }
     let (writes, reads) = load.finish().await;
 
-    assert!(terminations.load(Ordering::Relaxed) > 10, "sessions were ended");
-    assert_503_never_500(reads.iter().chain(writes.iter().map(|(_, a)| a)), "sessions ended");
-    let accepted = writes.iter().filter(|(_, a)| a.status.is_some_and(|s| s.is_success()));
-    assert!(accepted.count() > 20, "writes went through between the terminations");
-    let events = sqlx::postgres::PgPool::connect(&deployment.database_url).await.unwrap();
+    assert!(
+        terminations.load(Ordering::Relaxed) > 10,
+        "sessions were ended"
+    );
+    assert_503_never_500(
+        reads.iter().chain(writes.iter().map(|(_, a)| a)),
+        "sessions ended",
+    );
+    let accepted = writes
+        .iter()
+        .filter(|(_, a)| a.status.is_some_and(|s| s.is_success()));
+    assert!(
+        accepted.count() > 20,
+        "writes went through between the terminations"
+    );
+    let events = sqlx::postgres::PgPool::connect(&deployment.database_url)
+        .await
+        .unwrap();
     let unknown = assert_writes_kept_exactly(&events, &writes).await;
-    assert_eq!(unknown, 0, "aimc answered every request, even when its session ended");
+    assert_eq!(
+        unknown, 0,
+        "aimc answered every request, even when its session ended"
+    );
     assert_read_model_equals_log(&deployment).await;
     eprintln!(
         "terminated {} sessions; {} writes, {} reads; answers: {}",
@@ -277,21 +301,48 @@ async fn a_hung_postgresql_answers_503_within_the_deadline_and_appends_nothing()
     assert_eq!(created.status, Some(StatusCode::OK), "{}", created.body);
 
     let frozen = postgres.stop();
-    let load = Load::start(&deployment, &[replica.address.clone()], 4, 4);
+    let load = Load::start(&deployment, std::slice::from_ref(&replica.address), 4, 4);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let ready = call(&client, Method::GET, &format!("{}/readyz", replica.address), "", None).await;
-    let healthy = call(&client, Method::GET, &format!("{}/healthz", replica.address), "", None).await;
+    let ready = call(
+        &client,
+        Method::GET,
+        &format!("{}/readyz", replica.address),
+        "",
+        None,
+    )
+    .await;
+    let healthy = call(
+        &client,
+        Method::GET,
+        &format!("{}/healthz", replica.address),
+        "",
+        None,
+    )
+    .await;
     let (writes, reads) = load.finish().await;
     postgres.resume(&frozen);
 
     let budget = Duration::from_millis(DEADLINE_MS) + SLACK;
     for answer in reads.iter().chain(writes.iter().map(|(_, a)| a)) {
-        assert_eq!(answer.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{}",
+            answer.body
+        );
         assert!(answer.retry_after);
-        assert!(answer.elapsed < budget, "answered after {:?}", answer.elapsed);
+        assert!(
+            answer.elapsed < budget,
+            "answered after {:?}",
+            answer.elapsed
+        );
     }
     assert_eq!(ready.status, Some(StatusCode::SERVICE_UNAVAILABLE));
-    assert!(ready.elapsed < Duration::from_millis(500) + SLACK, "{:?}", ready.elapsed);
+    assert!(
+        ready.elapsed < Duration::from_millis(500) + SLACK,
+        "{:?}",
+        ready.elapsed
+    );
     assert_eq!(healthy.status, Some(StatusCode::OK));
 
     // Statements sent before the freeze run once PostgreSQL resumes: give them the time, then
@@ -299,7 +350,9 @@ async fn a_hung_postgresql_answers_503_within_the_deadline_and_appends_nothing()
     tokio::time::sleep(Duration::from_secs(2)).await;
     let url = format!("{}/ai/llm", replica.address);
     let recovery = recover(&client, &url, &token, &deployment, "after-the-hang").await;
-    let events = sqlx::postgres::PgPool::connect(&deployment.database_url).await.unwrap();
+    let events = sqlx::postgres::PgPool::connect(&deployment.database_url)
+        .await
+        .unwrap();
     assert_writes_kept_exactly(&events, &writes).await;
     assert_read_model_equals_log(&deployment).await;
     eprintln!(
@@ -307,7 +360,12 @@ async fn a_hung_postgresql_answers_503_within_the_deadline_and_appends_nothing()
          writing again {recovery:?} after the resume",
         writes.len(),
         reads.len(),
-        reads.iter().chain(writes.iter().map(|(_, a)| a)).map(|a| a.elapsed).max().unwrap(),
+        reads
+            .iter()
+            .chain(writes.iter().map(|(_, a)| a))
+            .map(|a| a.elapsed)
+            .max()
+            .unwrap(),
         ready.elapsed
     );
 }
@@ -319,30 +377,63 @@ async fn a_hung_openbao_answers_503_within_the_deadline_while_reads_go_on() {
     let client = reqwest::Client::new();
     let token = deployment.token("fault-admin", Role::Admin);
     let url = format!("{}/ai/llm", replica.address);
-    let created = call(&client, Method::POST, &url, &token, Some(credential(&deployment, "kept"))).await;
+    let created = call(
+        &client,
+        Method::POST,
+        &url,
+        &token,
+        Some(credential(&deployment, "kept")),
+    )
+    .await;
     assert_eq!(created.status, Some(StatusCode::OK), "{}", created.body);
 
     let frozen = vault.stop();
-    let load = Load::start(&deployment, &[replica.address.clone()], 4, 4);
+    let load = Load::start(&deployment, std::slice::from_ref(&replica.address), 4, 4);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let ready = call(&client, Method::GET, &format!("{}/readyz", replica.address), "", None).await;
+    let ready = call(
+        &client,
+        Method::GET,
+        &format!("{}/readyz", replica.address),
+        "",
+        None,
+    )
+    .await;
     let (writes, reads) = load.finish().await;
     vault.resume(&frozen);
 
     let budget = Duration::from_millis(DEADLINE_MS) + SLACK;
     for (name, answer) in &writes {
-        assert_eq!(answer.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{name}: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{name}: {}",
+            answer.body
+        );
         assert!(answer.retry_after);
-        assert!(answer.elapsed < budget, "{name} answered after {:?}", answer.elapsed);
+        assert!(
+            answer.elapsed < budget,
+            "{name} answered after {:?}",
+            answer.elapsed
+        );
     }
     // Listing needs no decryption: it goes on while Vault hangs.
-    assert!(reads.iter().all(|a| a.status == Some(StatusCode::OK)), "{}", tally(&reads));
+    assert!(
+        reads.iter().all(|a| a.status == Some(StatusCode::OK)),
+        "{}",
+        tally(&reads)
+    );
     assert_eq!(ready.status, Some(StatusCode::OK), "{}", ready.body);
     assert_eq!(ready.body["status"], "degraded");
-    assert!(ready.elapsed < Duration::from_millis(500) + SLACK, "{:?}", ready.elapsed);
+    assert!(
+        ready.elapsed < Duration::from_millis(500) + SLACK,
+        "{:?}",
+        ready.elapsed
+    );
 
     let recovery = recover(&client, &url, &token, &deployment, "later").await;
-    let events = sqlx::postgres::PgPool::connect(&deployment.database_url).await.unwrap();
+    let events = sqlx::postgres::PgPool::connect(&deployment.database_url)
+        .await
+        .unwrap();
     assert_writes_kept_exactly(&events, &writes).await;
     eprintln!(
         "OpenBao frozen 4 s: {} writes refused, slowest in {:?}; {} reads served; /readyz in {:?}; \
@@ -368,14 +459,22 @@ async fn a_replica_killed_mid_load_and_restarted_loses_no_accepted_write() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (writes, reads) = load.finish().await;
 
-    assert_503_never_500(reads.iter().chain(writes.iter().map(|(_, a)| a)), "replica killed");
-    let events = sqlx::postgres::PgPool::connect(&deployment.database_url).await.unwrap();
+    assert_503_never_500(
+        reads.iter().chain(writes.iter().map(|(_, a)| a)),
+        "replica killed",
+    );
+    let events = sqlx::postgres::PgPool::connect(&deployment.database_url)
+        .await
+        .unwrap();
     let unknown = assert_writes_kept_exactly(&events, &writes).await;
     let after_restart = writes
         .iter()
         .filter(|(name, a)| a.status == Some(StatusCode::OK) && name.starts_with("w0-"))
         .count();
-    assert!(after_restart > 0, "writes to the restarted replica's port succeed again");
+    assert!(
+        after_restart > 0,
+        "writes to the restarted replica's port succeed again"
+    );
     assert_read_model_equals_log(&deployment).await;
     eprintln!(
         "replica killed: {} writes ({} cut by the kill, outcome unknown to their client), {} reads; answers: {}",
@@ -407,7 +506,10 @@ async fn idle_and_slow_connections_are_closed_and_cannot_lock_out_a_client() {
         started.elapsed()
     }
     .await;
-    assert!(closed_at < Duration::from_millis(1_000) + SLACK, "header trickle held {closed_at:?}");
+    assert!(
+        closed_at < Duration::from_millis(1_000) + SLACK,
+        "header trickle held {closed_at:?}"
+    );
 
     // A body that stops halfway closes the connection without an answer.
     let mut slow_body = TcpStream::connect(&host).await.unwrap();
@@ -424,10 +526,15 @@ async fn idle_and_slow_connections_are_closed_and_cannot_lock_out_a_client() {
         .unwrap();
     let started = Instant::now();
     let mut buffer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), slow_body.read_to_end(&mut buffer)).await;
+    let read =
+        tokio::time::timeout(Duration::from_secs(10), slow_body.read_to_end(&mut buffer)).await;
     assert!(read.is_ok(), "a stalled body was held for 10 s");
     assert!(started.elapsed() < Duration::from_millis(1_000) + SLACK);
-    assert!(buffer.is_empty(), "no answer to a stalled body: {}", String::from_utf8_lossy(&buffer));
+    assert!(
+        buffer.is_empty(),
+        "no answer to a stalled body: {}",
+        String::from_utf8_lossy(&buffer)
+    );
 
     // Twice the connection cap of idle connections: a client with a request still gets in, at
     // once, and the idle ones are closed.
@@ -439,9 +546,20 @@ async fn idle_and_slow_connections_are_closed_and_cannot_lock_out_a_client() {
     }
     let client = reqwest::Client::new();
     for _ in 0..5 {
-        let health = call(&client, Method::GET, &format!("{}/healthz", replica.address), "", None).await;
+        let health = call(
+            &client,
+            Method::GET,
+            &format!("{}/healthz", replica.address),
+            "",
+            None,
+        )
+        .await;
         assert_eq!(health.status, Some(StatusCode::OK));
-        assert!(health.elapsed < Duration::from_millis(500), "{:?}", health.elapsed);
+        assert!(
+            health.elapsed < Duration::from_millis(500),
+            "{:?}",
+            health.elapsed
+        );
     }
     tokio::time::sleep(Duration::from_millis(1_000) + SLACK).await;
     let mut still_open = 0;
@@ -452,7 +570,10 @@ async fn idle_and_slow_connections_are_closed_and_cannot_lock_out_a_client() {
             _ => still_open += 1,
         }
     }
-    assert_eq!(still_open, 0, "idle connections without a request are closed");
+    assert_eq!(
+        still_open, 0,
+        "idle connections without a request are closed"
+    );
     eprintln!("header trickle cut after {closed_at:?}; 128 idle connections closed");
 }
 
@@ -470,10 +591,16 @@ async fn recover(
         let answer = call(client, Method::POST, url, token, Some(body)).await;
         match answer.status {
             Some(StatusCode::OK) => return resumed.elapsed(),
-            Some(StatusCode::SERVICE_UNAVAILABLE) if resumed.elapsed() < Duration::from_secs(10) => {
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+                if resumed.elapsed() < Duration::from_secs(10) =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
-            other => panic!("{other:?} {} s after the dependency resumed: {}", resumed.elapsed().as_secs(), answer.body),
+            other => panic!(
+                "{other:?} {} s after the dependency resumed: {}",
+                resumed.elapsed().as_secs(),
+                answer.body
+            ),
         }
     }
 }

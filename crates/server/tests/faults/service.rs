@@ -99,7 +99,12 @@ impl Replica {
             .env("AIMC_VAULT_TOKEN", &deployment.vault_token)
             .env("AIMC_JWT_HS256_SECRET", &deployment.jwt_secret)
             .env("AIMC_LOG", "error")
-            .envs(deployment.settings.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .envs(
+                deployment
+                    .settings
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -123,7 +128,10 @@ impl Replica {
             if up {
                 return replica;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "aimc did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "aimc did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

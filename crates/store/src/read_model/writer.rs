@@ -112,7 +112,9 @@ fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
             .push("::text[]::json[]) AS e");
         if let Some(start_by) = appended.start_by {
             // Raises rather than filters: the whole statement, views included, must fail.
-            sql.push(" WHERE aimc_write_deadline(").push_bind(start_by).push(")");
+            sql.push(" WHERE aimc_write_deadline(")
+                .push_bind(start_by)
+                .push(")");
         }
         sql.push(")");
     }

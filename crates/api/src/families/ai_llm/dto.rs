@@ -137,6 +137,9 @@ pub enum AiLlmResponse {
     /// No such configuration in a workspace of the caller's.
     #[oai(status = 404)]
     NotFound(Json<Envelope>),
+    /// The `Idempotency-Key` was used before for a different request.
+    #[oai(status = 422)]
+    Unprocessable(Json<Envelope>),
     /// Unexpected failure.
     #[oai(status = 500)]
     Internal(Json<Envelope>),
@@ -166,6 +169,7 @@ impl From<ApiError> for AiLlmResponse {
             ApiError::Unauthorized(_, challenge) => AiLlmResponse::Unauthorized(message, challenge),
             ApiError::Forbidden(_) => AiLlmResponse::Forbidden(message),
             ApiError::NotFound(_) => AiLlmResponse::NotFound(message),
+            ApiError::Unprocessable(_) => AiLlmResponse::Unprocessable(message),
             ApiError::Internal(_) => AiLlmResponse::Internal(message),
             ApiError::Unavailable(_, retry_after) => {
                 AiLlmResponse::Unavailable(message, retry_after)

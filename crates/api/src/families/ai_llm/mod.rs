@@ -5,7 +5,7 @@
 //! Each configuration is a credential with a stream of its own, so writers of different
 //! configurations never wait for one another however many the workspace holds.
 
-mod dto;
+pub(crate) mod dto;
 mod error;
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use aimc_domain::{
 };
 use aimc_store::CredentialRow;
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
 
@@ -24,8 +24,9 @@ use self::dto::{AiLlm, AiLlmResponse, CreateRequest, Envelope, UpdateRequest};
 use crate::auth::Role;
 use crate::caller::{Caller, CallerByBody};
 use crate::credential_test::test_credential;
+use crate::idempotency::IdempotencyKey;
 use crate::plain_key;
-use crate::problem::{ApiError, Finding, Listing, Only, Refused};
+use crate::problem::{Acting, ApiError, Listing, Only, Refused, Validating};
 use crate::provider_catalogue::{seed_001_named, SEED_001_AI_TYPES};
 use crate::request_body::Checked;
 use crate::state::AppState;
@@ -116,9 +117,13 @@ impl AiLlmApi {
     async fn create(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         caller: CallerByBody,
         body: Json<Checked<CreateRequest>>,
-    ) -> Answer<Listing> {
+    ) -> Answer<Validating> {
         let Checked(body) = body.0;
         let (workspace, _) = caller
             .0
@@ -197,10 +202,14 @@ impl AiLlmApi {
     async fn validate(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         caller: CallerByBody,
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
-    ) -> Answer<Finding> {
+    ) -> Answer<Acting> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let outcome = test_credential(&state, &caller.0, &row).await?;
         let message = if outcome.ok {
@@ -227,11 +236,15 @@ impl AiLlmApi {
     async fn update(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         caller: CallerByBody,
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
         body: Json<Checked<UpdateRequest>>,
-    ) -> Answer<Finding> {
+    ) -> Answer<Acting> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let Checked(body) = body.0;
         let change = CredentialChange {
@@ -292,10 +305,14 @@ impl AiLlmApi {
     async fn delete(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         caller: CallerByBody,
         /// The configuration's id (`aiLlmId`).
         id: Path<String>,
-    ) -> Answer<Finding> {
+    ) -> Answer<Acting> {
         let row = find(&state, &caller.0, &id.0, Role::Admin).await?;
         let command = CredentialCommand::Remove {
             credential_id: row.id(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use aimc_domain::ConfigCommand;
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
@@ -19,6 +20,7 @@ use self::dto::{
 };
 use crate::auth::{Role, SCOPE_KEYS_CIPHERTEXT};
 use crate::caller::Caller;
+use crate::idempotency::IdempotencyKey;
 use crate::problem::{ApiError, Changing, Fails, Finding, Writing};
 use crate::request_body::Checked;
 use crate::state::AppState;
@@ -42,6 +44,10 @@ impl AiModelConfigApi {
     async fn create(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -124,6 +130,10 @@ impl AiModelConfigApi {
     async fn update(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,

@@ -13,6 +13,7 @@ use aimc_domain::{
 };
 use aimc_store::{CommandError, CredentialRow};
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
@@ -23,6 +24,7 @@ use self::dto::{
 };
 use crate::auth::Role;
 use crate::caller::Caller;
+use crate::idempotency::IdempotencyKey;
 use crate::plain_key;
 use crate::problem::ApiError;
 use crate::provider_catalogue::seed_003_spelling;
@@ -65,6 +67,10 @@ impl ApiKeysApi {
     async fn create(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -142,6 +148,10 @@ impl ApiKeysApi {
     async fn update(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -178,6 +188,10 @@ impl ApiKeysApi {
     async fn delete(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,

@@ -136,6 +136,20 @@ macro_rules! settings_response {
                     ApiError::Unauthorized(_, challenge) => $name::Unauthorized(detail, challenge),
                     ApiError::Forbidden(_) => $name::Forbidden(detail),
                     ApiError::NotFound(_) => $name::NotFound(detail),
+                    ApiError::Unprocessable(problem) => {
+                        let problem = problem.0;
+                        $name::Unprocessable(Json(ValidationDetail {
+                            detail: problem
+                                .errors
+                                .into_iter()
+                                .map(|error| ValidationIssue {
+                                    loc: vec!["header".to_owned(), error.field],
+                                    msg: error.message,
+                                    kind: "value_error".into(),
+                                })
+                                .collect(),
+                        }))
+                    }
                     ApiError::Internal(_) => $name::Internal(detail),
                     ApiError::Unavailable(_, retry_after) => {
                         $name::Unavailable(detail, retry_after)

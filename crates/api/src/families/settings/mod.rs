@@ -7,13 +7,14 @@
 //! that one, decided by the configuration so two saves cannot both add one), else the newest
 //! the workspace has for the provider.
 
-mod dto;
+pub(crate) mod dto;
 
 use std::sync::Arc;
 
 use aimc_domain::{AiModelConfig, ConfigCommand, Credential, ModelName, Provider, TaskName};
 use aimc_store::CredentialRow;
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
@@ -26,7 +27,8 @@ use self::dto::{
 use crate::auth::Role;
 use crate::caller::Caller;
 use crate::credential_test::test_credential;
-use crate::problem::{ApiError, Finding, Listing, Only, Refused, Validating};
+use crate::idempotency::IdempotencyKey;
+use crate::problem::{Acting, ApiError, Listing, Only, Refused, Validating};
 use crate::provider_catalogue::{seed_004_named, seed_004_spelling, SEED_004_PROVIDERS};
 use crate::request_body::Checked;
 use crate::spelling::{SettingsProvider, Spelled};
@@ -121,6 +123,10 @@ impl SettingsApi {
     async fn save_provider(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -169,12 +175,16 @@ impl SettingsApi {
     async fn test_provider(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
         /// openai, gemini, anthropic, openrouter or ollama.
         provider: Path<Spelled<SettingsProvider>>,
-    ) -> Result<Only<TestResponse, Finding>, Refused<TestResponse>> {
+    ) -> Result<Only<TestResponse, Acting>, Refused<TestResponse>> {
         let owner = caller.workspace_config(Role::Admin)?;
         let (name, provider) = parse_provider(provider.0.as_str())?;
         let key = state
@@ -205,6 +215,10 @@ impl SettingsApi {
     async fn save_assignments(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,

@@ -12,6 +12,7 @@ use aimc_domain::{
 };
 use aimc_store::{CommandError, CredentialRow, StoreError};
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use self::dto::{BedrockKeyInput, KeysResponse, ProviderKeyInput, UpdateRequest, UserApiKeys};
 use crate::auth::Role;
 use crate::caller::Caller;
+use crate::idempotency::IdempotencyKey;
 use crate::plain_key;
 use crate::problem::{ApiError, Fails, Listing, Removing, Writing};
 use crate::provider_catalogue::{seed_002_named, SEED_002_PROVIDERS};
@@ -153,6 +155,10 @@ impl UserApiKeysApi {
     async fn put(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
@@ -192,6 +198,10 @@ impl UserApiKeysApi {
     async fn delete(
         &self,
         state: Data<&Arc<AppState>>,
+        /// Makes a retry safe: a write sent again with the same key and the same request is
+        /// answered as the first time and changes nothing more (kept 24 hours).
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<IdempotencyKey>>,
         /// The workspace to act in; defaults to the token's only workspace.
         #[oai(name = "X-Workspace-Id")]
         caller: Caller,
