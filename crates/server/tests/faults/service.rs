@@ -160,11 +160,26 @@ pub async fn call(
     token: &str,
     body: Option<Value>,
 ) -> Answer {
+    call_keyed(client, method, url, token, body, None).await
+}
+
+/// A request sent with an `Idempotency-Key`, when `key` is given.
+pub async fn call_keyed(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> Answer {
     let started = Instant::now();
     let mut request = client
         .request(method, url)
         .bearer_auth(token)
         .timeout(Duration::from_secs(30));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
     if let Some(body) = body {
         request = request.json(&body);
     }
