@@ -19,6 +19,7 @@ mod input;
 mod keyring;
 mod operations;
 mod resolve;
+mod rotation;
 mod round_trips;
 mod telemetry;
 mod upgrade;

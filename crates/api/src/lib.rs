@@ -18,6 +18,7 @@ mod provider_probe;
 mod request_body;
 mod request_context;
 mod resolution;
+pub mod rotation;
 mod routes;
 mod spelling;
 mod state;

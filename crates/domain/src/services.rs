@@ -93,6 +93,14 @@ pub trait KeySealer: Send + Sync {
         workspace: &WorkspaceId,
         requests: Vec<SealRequest>,
     ) -> Result<Vec<SealedKey>, SealError>;
+
+    /// The same keys re-encrypted under the workspace key's latest version, in order; the
+    /// plain keys never leave the keyring.
+    async fn rewrap(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, SealError>;
 }
 
 /// Why a registry port could not answer.

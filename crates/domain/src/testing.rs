@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::ids::{ConfigId, CredentialId, WorkspaceId};
 use crate::services::{
-    ConfigServices, CredentialDirectory, CredentialNames, CredentialNumbers, IdSource, KeySealer,
-    RegistryError, SealError, SealRequest, SealedKey,
+    ConfigServices, CredentialDirectory, CredentialNames, CredentialNumbers, IdSource, KeyContext,
+    KeySealer, RegistryError, SealError, SealRequest, SealedKey,
 };
 use crate::values::{Ciphertext, KeyHint, NameKey, Provider};
 
@@ -57,6 +57,26 @@ impl KeySealer for ScriptedSealer {
                 })
             })
             .collect()
+    }
+
+    /// `vault:v1:x` becomes `vault:v2:x`, as a rotation's rewrap would.
+    async fn rewrap(
+        &self,
+        _workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, SealError> {
+        Ok(items
+            .into_iter()
+            .map(|(ciphertext, _)| {
+                let version = ciphertext.key_version().unwrap_or(0);
+                let rest = ciphertext
+                    .as_str()
+                    .splitn(3, ':')
+                    .nth(2)
+                    .unwrap_or(ciphertext.as_str());
+                Ciphertext(format!("vault:v{}:{rest}", version + 1))
+            })
+            .collect())
     }
 }
 

@@ -322,6 +322,17 @@ impl Ciphertext {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The version of the Vault transit key that sealed it (`vault:v3:…`); none for other
+    /// keyrings' ciphertexts.
+    pub fn key_version(&self) -> Option<u32> {
+        self.0
+            .strip_prefix("vault:v")?
+            .split_once(':')?
+            .0
+            .parse()
+            .ok()
+    }
 }
 
 /// What may be shown of a key: `sk-...cdef`, or `****` for keys too short to reveal any part of.

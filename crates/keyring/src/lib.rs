@@ -44,6 +44,17 @@ pub struct DecryptionRecipe {
     pub context: String,
 }
 
+/// The versions of a workspace key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyVersions {
+    pub latest: u32,
+    pub min_decryption: u32,
+}
+
+fn rotation_unsupported() -> KeyringError {
+    KeyringError::Failed("key rotation needs the Vault keyring (AIMC_KEYRING=vault)".into())
+}
+
 #[async_trait]
 pub trait Keyring: Send + Sync {
     /// Encrypts each key under the workspace key, bound to its context; one backend round trip.
@@ -74,6 +85,40 @@ pub trait Keyring: Send + Sync {
 
     /// Whether the backend is ready to serve.
     async fn check(&self) -> Result<(), KeyringError>;
+
+    /// The workspace key's versions: the one new ciphertexts use, and the oldest that still
+    /// decrypts.
+    async fn key_versions(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        let _ = workspace;
+        Err(rotation_unsupported())
+    }
+
+    /// Makes a new version of the workspace key the one new ciphertexts use.
+    async fn rotate(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        let _ = workspace;
+        Err(rotation_unsupported())
+    }
+
+    /// Re-encrypts stored keys under the workspace key's latest version without revealing
+    /// them (transit's rewrap); one backend round trip.
+    async fn rewrap(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError> {
+        let _ = (workspace, items);
+        Err(rotation_unsupported())
+    }
+
+    /// Stops versions older than `version` from decrypting anything, rewrapped or not.
+    async fn retire_versions_below(
+        &self,
+        workspace: &WorkspaceId,
+        version: u32,
+    ) -> Result<(), KeyringError> {
+        let _ = (workspace, version);
+        Err(rotation_unsupported())
+    }
 
     /// How a trusted service would decrypt this workspace's ciphertexts itself, if it can.
     fn decryption_recipe(

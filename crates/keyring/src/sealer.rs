@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use aimc_domain::{KeyHint, KeySealer, SealError, SealRequest, SealedKey, WorkspaceId};
+use aimc_domain::{
+    Ciphertext, KeyContext, KeyHint, KeySealer, SealError, SealRequest, SealedKey, WorkspaceId,
+};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -82,5 +84,13 @@ impl KeySealer for KeyringSealer {
             .zip(hints)
             .map(|(ciphertext, hint)| SealedKey { ciphertext, hint })
             .collect())
+    }
+
+    async fn rewrap(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, SealError> {
+        self.0.rewrap(workspace, items).await.map_err(to_seal_error)
     }
 }

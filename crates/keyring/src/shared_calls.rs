@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
 
-use crate::{ClientKey, DecryptionRecipe, Keyring, KeyringError};
+use crate::{ClientKey, DecryptionRecipe, KeyVersions, Keyring, KeyringError};
 
 /// A [`Keyring`] whose encryptions, and decryptions of client ciphertexts, are shared between
 /// the concurrent requests of a workspace.
@@ -262,6 +262,30 @@ impl Keyring for SharedCalls {
 
     async fn check(&self) -> Result<(), KeyringError> {
         within_deadline(self.inner.check()).await
+    }
+
+    async fn key_versions(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        within_deadline(self.inner.key_versions(workspace)).await
+    }
+
+    async fn rotate(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        within_deadline(self.inner.rotate(workspace)).await
+    }
+
+    async fn rewrap(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError> {
+        within_deadline(self.inner.rewrap(workspace, items)).await
+    }
+
+    async fn retire_versions_below(
+        &self,
+        workspace: &WorkspaceId,
+        version: u32,
+    ) -> Result<(), KeyringError> {
+        within_deadline(self.inner.retire_versions_below(workspace, version)).await
     }
 
     fn decryption_recipe(

@@ -21,7 +21,7 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use crate::metrics::VAULT_REQUESTS;
-use crate::{split_versioned, ClientKey, DecryptionRecipe, Keyring, KeyringError};
+use crate::{split_versioned, ClientKey, DecryptionRecipe, KeyVersions, Keyring, KeyringError};
 
 /// How to reach Vault / OpenBao.
 #[derive(Clone)]
@@ -306,6 +306,105 @@ impl Keyring for VaultKeyring {
             .collect())
     }
 
+    async fn key_versions(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        let name = self.workspace_key(workspace).await?;
+        let key = self
+            .server
+            .call(
+                VaultOperation::ReadKey,
+                &format!("{}/keys/{name}", self.mount),
+                vaultrs::transit::key::read(&self.client, &self.mount, &name),
+                vault_status,
+            )
+            .await
+            .map_err(vault_error)?;
+        let latest = match &key.keys {
+            ReadKeyData::Symmetric(versions) => {
+                versions.keys().filter_map(|v| v.parse().ok()).max()
+            }
+            ReadKeyData::Asymmetric(versions) => {
+                versions.keys().filter_map(|v| v.parse().ok()).max()
+            }
+        }
+        .ok_or_else(|| KeyringError::Failed(format!("transit key {name} has no versions")))?;
+        Ok(KeyVersions {
+            latest,
+            min_decryption: u32::try_from(key.min_decryption_version).unwrap_or(u32::MAX),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace))]
+    async fn rotate(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
+        let name = self.workspace_key(workspace).await?;
+        self.server
+            .call(
+                VaultOperation::RotateKey,
+                &format!("{}/keys/{name}/rotate", self.mount),
+                vaultrs::transit::key::rotate(&self.client, &self.mount, &name),
+                vault_status,
+            )
+            .await
+            .map_err(vault_error)?;
+        self.key_versions(workspace).await
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, keys = items.len() as i64))]
+    async fn rewrap(
+        &self,
+        workspace: &WorkspaceId,
+        items: Vec<(Ciphertext, KeyContext)>,
+    ) -> Result<Vec<Ciphertext>, KeyringError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.workspace_key(workspace).await?;
+        let batch: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(ciphertext, context)| {
+                serde_json::json!({
+                    "ciphertext": ciphertext.as_str(),
+                    "context": STANDARD.encode(context.as_str()),
+                })
+            })
+            .collect();
+        let results = self.batch(VaultOperation::Rewrap, &key, &batch).await?;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| match (item.ciphertext, item.error) {
+                (Some(ciphertext), None) if !ciphertext.is_empty() => Ok(Ciphertext(ciphertext)),
+                (_, error) if error.as_deref().is_some_and(|e| e.contains("decrypt")) => {
+                    Err(KeyringError::Undecryptable { index })
+                }
+                (_, error) => Err(KeyringError::Failed(format!(
+                    "transit refused to rewrap: {}",
+                    error.unwrap_or_default()
+                ))),
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, version = i64::from(version)))]
+    async fn retire_versions_below(
+        &self,
+        workspace: &WorkspaceId,
+        version: u32,
+    ) -> Result<(), KeyringError> {
+        let name = self.workspace_key(workspace).await?;
+        let mut options = vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
+        options.min_decryption_version(u64::from(version));
+        self.server
+            .call(
+                VaultOperation::ConfigureKey,
+                &format!("{}/keys/{name}/config", self.mount),
+                vaultrs::transit::key::update(&self.client, &self.mount, &name, Some(&mut options)),
+                vault_status,
+            )
+            .await
+            .map_err(vault_error)?;
+        Ok(())
+    }
+
     /// Looks up our own token: that needs Vault reachable, unsealed, and the token still
     /// valid, which a health probe alone (it needs no token) would not show.
     async fn check(&self) -> Result<(), KeyringError> {
@@ -350,8 +449,11 @@ impl Keyring for VaultKeyring {
 enum VaultOperation {
     Encrypt,
     Decrypt,
+    Rewrap,
     CreateKey,
     ReadKey,
+    RotateKey,
+    ConfigureKey,
     LookupSelf,
 }
 
@@ -360,8 +462,11 @@ impl VaultOperation {
         match self {
             VaultOperation::Encrypt => "vault transit encrypt",
             VaultOperation::Decrypt => "vault transit decrypt",
+            VaultOperation::Rewrap => "vault transit rewrap",
             VaultOperation::CreateKey => "vault transit create key",
             VaultOperation::ReadKey => "vault transit read key",
+            VaultOperation::RotateKey => "vault transit rotate key",
+            VaultOperation::ConfigureKey => "vault transit configure key",
             VaultOperation::LookupSelf => "vault token lookup-self",
         }
     }
@@ -370,8 +475,11 @@ impl VaultOperation {
         match self {
             VaultOperation::Encrypt => "encrypt",
             VaultOperation::Decrypt => "decrypt",
+            VaultOperation::Rewrap => "rewrap",
             VaultOperation::CreateKey => "create_key",
             VaultOperation::ReadKey => "read_key",
+            VaultOperation::RotateKey => "rotate_key",
+            VaultOperation::ConfigureKey => "configure_key",
             VaultOperation::LookupSelf => "lookup_self",
         }
     }
@@ -381,7 +489,11 @@ impl VaultOperation {
         match self {
             VaultOperation::Encrypt => "encrypt",
             VaultOperation::Decrypt => "decrypt",
-            VaultOperation::CreateKey | VaultOperation::ReadKey => "keys",
+            VaultOperation::Rewrap => "rewrap",
+            VaultOperation::CreateKey
+            | VaultOperation::ReadKey
+            | VaultOperation::RotateKey
+            | VaultOperation::ConfigureKey => "keys",
             VaultOperation::LookupSelf => "lookup-self",
         }
     }
@@ -389,7 +501,12 @@ impl VaultOperation {
     fn method(self) -> &'static str {
         match self {
             VaultOperation::ReadKey | VaultOperation::LookupSelf => "GET",
-            VaultOperation::Encrypt | VaultOperation::Decrypt | VaultOperation::CreateKey => "POST",
+            VaultOperation::Encrypt
+            | VaultOperation::Decrypt
+            | VaultOperation::Rewrap
+            | VaultOperation::CreateKey
+            | VaultOperation::RotateKey
+            | VaultOperation::ConfigureKey => "POST",
         }
     }
 }

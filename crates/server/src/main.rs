@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+mod keys;
+
 use aimc_api::Role;
 use aimc_server::configuration::Settings;
 use aimc_server::startup::{shutdown_signal, Application};
@@ -31,6 +33,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Manage workspaces' encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Maintain the read model.
     Projections {
         #[command(subcommand)]
@@ -53,6 +60,23 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 8 * 3600)]
         ttl: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Rotate a workspace's key and rewrap every stored key under the new version, online;
+    /// run again after an interruption, it finishes the work without redoing any.
+    Rotate {
+        /// The workspace whose key to rotate.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        workspace: Option<String>,
+        /// Every workspace that holds keys.
+        #[arg(long)]
+        all: bool,
+        /// Credentials rewrapped at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
 }
 
@@ -110,6 +134,19 @@ async fn main() -> anyhow::Result<()> {
                 "replayed {events} events in {seconds:.2} s ({:.0} events/s)",
                 events as f64 / seconds.max(1e-9)
             );
+        }
+        Command::Keys {
+            action:
+                KeysAction::Rotate {
+                    workspace,
+                    all,
+                    concurrency,
+                },
+        } => {
+            let settings = Settings::load()?;
+            // Warnings only: the progress and the summary are the command's output.
+            let _telemetry = telemetry::init("warn", settings.log_format)?;
+            keys::rotate(&settings, workspace.as_deref(), all, concurrency).await?;
         }
         Command::Openapi { output, check } => {
             let spec = format!("{}\n", aimc_api::openapi_json());

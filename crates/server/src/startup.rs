@@ -14,6 +14,7 @@ use aimc_store::{
     IdempotencyKeys, PoolGauges, Projector,
 };
 use anyhow::{bail, Context};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::configuration::{KeyringKind, Settings};
@@ -52,6 +53,19 @@ pub fn build_keyring(settings: &Settings) -> anyhow::Result<Arc<dyn Keyring>> {
             Arc::new(LocalKeyring::new(key).context("Failed to configure the local keyring")?)
         }
     })
+}
+
+/// The write side: the aggregates' services answered by the database and the keyring.
+pub fn command_bus(pool: &PgPool, keyring: &Arc<dyn Keyring>, settings: &Settings) -> CommandBus {
+    let registry = Arc::new(CredentialRegistry::new(pool.clone()));
+    let services = ConfigServices {
+        sealer: Arc::new(KeyringSealer(keyring.clone())),
+        ids: Arc::new(RandomIds),
+        names: registry.clone(),
+        numbers: registry.clone(),
+        directory: registry,
+    };
+    CommandBus::new(pool.clone(), services, settings.snapshot_every)
 }
 
 pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
@@ -160,16 +174,8 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         metrics.register(PoolGauges::new(pool.clone()));
-        let registry = Arc::new(CredentialRegistry::new(pool.clone()));
-        let services = ConfigServices {
-            sealer: Arc::new(KeyringSealer(keyring.clone())),
-            ids: Arc::new(RandomIds),
-            names: registry.clone(),
-            numbers: registry.clone(),
-            directory: registry,
-        };
         let state = Arc::new(AppState {
-            commands: CommandBus::new(pool.clone(), services, settings.snapshot_every),
+            commands: command_bus(&pool, &keyring, &settings),
             queries: ConfigQueries::new(pool.clone()),
             credentials: CredentialQueries::new(pool.clone()),
             idempotency: IdempotencyKeys::new(pool),

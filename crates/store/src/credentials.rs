@@ -247,6 +247,49 @@ impl CredentialQueries {
         typed(rows)
     }
 
+    /// Every credential of a workspace, whoever owns it, oldest first: what a key rotation
+    /// rewraps.
+    pub async fn of_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<CredentialRow>, StoreError> {
+        let rows: Vec<StoredRow> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM credential_view WHERE workspace_id = $1
+                  ORDER BY created_at, credential_id"
+            ))
+            .bind(workspace.as_str())
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        typed(rows)
+    }
+
+    /// The workspaces that hold credentials.
+    pub async fn workspaces(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let names: Vec<String> = traced(
+            &self.pool,
+            "SELECT credential_view",
+            sqlx::query_scalar(
+                "SELECT DISTINCT workspace_id FROM credential_view ORDER BY workspace_id",
+            )
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        names
+            .into_iter()
+            .map(|name| {
+                WorkspaceId::parse(&name).map_err(|_| {
+                    StoreError::Internal(format!(
+                        "credential_view holds a malformed workspace {name}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
     pub async fn by_number(&self, number: i64) -> Result<Option<CredentialRow>, StoreError> {
         let row: Option<StoredRow> = traced(
             &self.pool,

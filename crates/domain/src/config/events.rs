@@ -77,7 +77,7 @@ impl ConfigEvent {
     }
 
     /// Every event type of either stream, for filters and documentation.
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 20] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
@@ -90,6 +90,7 @@ impl ConfigEvent {
         "CredentialEndpointChanged",
         "CredentialAccessKeyReplaced",
         "CredentialSecretReplaced",
+        "CredentialRewrapped",
         "CredentialRemoved",
         "CredentialValidated",
         "ModelCredentialAttached",

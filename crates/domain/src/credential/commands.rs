@@ -25,6 +25,12 @@ pub enum CredentialCommand {
         credential_id: CredentialId,
         outcome: TestOutcome,
     },
+    /// Re-encrypt the credential's keys under `key_version` of the workspace key (or newer)
+    /// where they are sealed under an older one; nothing to do where they are not.
+    Rewrap {
+        credential_id: CredentialId,
+        key_version: u32,
+    },
 }
 
 impl CredentialCommand {
@@ -33,7 +39,8 @@ impl CredentialCommand {
             CredentialCommand::Add { credential_id, .. }
             | CredentialCommand::Change { credential_id, .. }
             | CredentialCommand::Remove { credential_id }
-            | CredentialCommand::RecordTest { credential_id, .. } => *credential_id,
+            | CredentialCommand::RecordTest { credential_id, .. }
+            | CredentialCommand::Rewrap { credential_id, .. } => *credential_id,
         }
     }
 }

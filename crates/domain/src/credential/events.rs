@@ -55,6 +55,16 @@ pub enum CredentialEvent {
         secret: Ciphertext,
         hint: KeyHint,
     },
+    /// The credential's ciphertexts re-encrypted under a newer version of the workspace key
+    /// (Vault's rewrap: the key never left Vault); names, hints and test results stay.
+    #[serde(rename = "CredentialRewrapped")]
+    Rewrapped {
+        credential_id: CredentialId,
+        secret: Ciphertext,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_key: Option<Ciphertext>,
+        key_version: u32,
+    },
     #[serde(rename = "CredentialRemoved")]
     Removed { credential_id: CredentialId },
     /// The outcome of testing the credential against its provider.
@@ -77,6 +87,7 @@ impl CredentialEvent {
             CredentialEvent::EndpointChanged { .. } => "CredentialEndpointChanged",
             CredentialEvent::AccessKeyReplaced { .. } => "CredentialAccessKeyReplaced",
             CredentialEvent::SecretReplaced { .. } => "CredentialSecretReplaced",
+            CredentialEvent::Rewrapped { .. } => "CredentialRewrapped",
             CredentialEvent::Removed { .. } => "CredentialRemoved",
             CredentialEvent::Validated { .. } => "CredentialValidated",
         }
@@ -90,6 +101,7 @@ impl CredentialEvent {
             | CredentialEvent::EndpointChanged { credential_id, .. }
             | CredentialEvent::AccessKeyReplaced { credential_id, .. }
             | CredentialEvent::SecretReplaced { credential_id, .. }
+            | CredentialEvent::Rewrapped { credential_id, .. }
             | CredentialEvent::Removed { credential_id }
             | CredentialEvent::Validated { credential_id, .. } => *credential_id,
         }

@@ -22,8 +22,9 @@ pub use events::CredentialEvent;
 use naming::{choose_names, NameRequest};
 
 use crate::error::DomainError;
+use crate::error::Service;
 use crate::ids::{ConfigId, CredentialId};
-use crate::services::{ConfigServices, KeyContext, SealFailure, SealRequest, SealedKey};
+use crate::services::{ConfigServices, KeyContext, SealError, SealFailure, SealRequest, SealedKey};
 use crate::values::{Ciphertext, CredentialName, KeyHint, Provider};
 
 /// A stored key. Only its ciphertext and hint are ever held.
@@ -143,6 +144,15 @@ impl Credential {
                 self.hint = hint;
                 // A test of the old key says nothing about the new one.
                 self.last_validation = None;
+            }
+            E::Rewrapped {
+                secret, access_key, ..
+            } => {
+                // The same keys under a newer key version: hints and test results still hold.
+                self.secret = secret;
+                if access_key.is_some() {
+                    self.access_key = access_key;
+                }
             }
             E::Validated {
                 ok,
@@ -333,7 +343,73 @@ pub(crate) async fn decide(
             Ok(vec![CredentialEvent::Removed { credential_id }])
         }
         CredentialCommand::RecordTest { outcome, .. } => Ok(vec![record_test(current, outcome)?]),
+        CredentialCommand::Rewrap { key_version, .. } => {
+            rewrap(owner, current, key_version, services).await
+        }
     }
+}
+
+/// Rewraps the credential's keys sealed under a key version older than `target` (Vault's
+/// rewrap: the plain keys never leave Vault). Decided here, under the aggregate's turn, so a
+/// change racing the rotation either comes first and is rewrapped too, or comes after and is
+/// sealed under the new version anyway.
+async fn rewrap(
+    owner: &ConfigId,
+    current: &Credential,
+    target: u32,
+    services: &ConfigServices,
+) -> Result<Vec<CredentialEvent>, DomainError> {
+    let stale = |ciphertext: &Ciphertext| ciphertext.key_version().is_some_and(|v| v < target);
+    let secret_stale = stale(&current.secret);
+    let access_key = current.access_key.as_ref().filter(|key| stale(key));
+    let mut items = Vec::new();
+    if secret_stale {
+        items.push((
+            current.secret.clone(),
+            KeyContext::for_credential(owner, current.id),
+        ));
+    }
+    if let Some(access_key) = access_key {
+        items.push((
+            access_key.clone(),
+            KeyContext::for_access_key(owner, current.id),
+        ));
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = items.len();
+    let mut rewrapped = services
+        .sealer
+        .rewrap(&owner.workspace, items)
+        .await
+        .map_err(|error| match error {
+            SealError::Unavailable(reason) => DomainError::Unavailable(Service::Keyring, reason),
+            other => DomainError::ServiceFailed(Service::Keyring, other.to_string()),
+        })?
+        .into_iter();
+    if rewrapped.len() != count {
+        return Err(DomainError::ServiceFailed(
+            Service::Keyring,
+            "the keyring rewrapped fewer keys than asked".into(),
+        ));
+    }
+    let secret = match secret_stale {
+        true => rewrapped.next().unwrap_or_else(|| current.secret.clone()),
+        false => current.secret.clone(),
+    };
+    let access_key = access_key.and_then(|_| rewrapped.next());
+    let key_version = std::iter::once(&secret)
+        .chain(access_key.as_ref())
+        .filter_map(Ciphertext::key_version)
+        .min()
+        .unwrap_or(target);
+    Ok(vec![CredentialEvent::Rewrapped {
+        credential_id: current.id,
+        secret,
+        access_key,
+        key_version,
+    }])
 }
 
 /// Records a test, unless the credential changed while it was tested: the outcome would be

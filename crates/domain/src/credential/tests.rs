@@ -150,3 +150,80 @@ fn a_removed_credential_cannot_be_changed() {
         })
         .then_expect_error(DomainError::CredentialNotFound(CredentialId(id(5))));
 }
+
+fn added_under(version: u32) -> CredentialEvent {
+    let CredentialEvent::Added {
+        credential_id,
+        name,
+        provider,
+        endpoint,
+        access_key_hint,
+        hint,
+        number,
+        owner,
+        ..
+    } = added()
+    else {
+        unreachable!()
+    };
+    CredentialEvent::Added {
+        credential_id,
+        name,
+        provider,
+        endpoint,
+        access_key: Some(Ciphertext(format!("vault:v{version}:access"))),
+        access_key_hint,
+        secret: Ciphertext(format!("vault:v{version}:secret")),
+        hint,
+        number,
+        owner,
+    }
+}
+
+fn rewrap_to(key_version: u32) -> CredentialCommand {
+    CredentialCommand::Rewrap {
+        credential_id: CredentialId(id(5)),
+        key_version,
+    }
+}
+
+#[test]
+fn keys_sealed_under_an_older_version_are_rewrapped_and_keep_their_hints() {
+    framework(ScriptedRegistry::default())
+        .given(vec![added_under(1)])
+        .when(rewrap_to(2))
+        .then_expect_events(vec![CredentialEvent::Rewrapped {
+            credential_id: CredentialId(id(5)),
+            secret: Ciphertext("vault:v2:secret".into()),
+            access_key: Some(Ciphertext("vault:v2:access".into())),
+            key_version: 2,
+        }]);
+}
+
+#[test]
+fn keys_already_under_the_version_are_left_alone_so_a_resumed_rotation_does_no_work_twice() {
+    framework(ScriptedRegistry::default())
+        .given(vec![added_under(2)])
+        .when(rewrap_to(2))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_credential_changed_after_the_rotation_began_is_rewrapped_only_where_still_stale() {
+    framework(ScriptedRegistry::default())
+        .given(vec![
+            added_under(1),
+            CredentialEvent::SecretReplaced {
+                credential_id: CredentialId(id(5)),
+                secret: Ciphertext("vault:v2:new-secret".into()),
+                hint: KeyHint::from_plain(&SecretString::from("sk-proj-yyyyyyyyyyyy")),
+            },
+        ])
+        .when(rewrap_to(2))
+        .then_expect_events(vec![CredentialEvent::Rewrapped {
+            credential_id: CredentialId(id(5)),
+            secret: Ciphertext("vault:v2:new-secret".into()),
+            access_key: Some(Ciphertext("vault:v2:access".into())),
+            key_version: 2,
+        }]);
+}

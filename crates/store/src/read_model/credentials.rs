@@ -328,6 +328,18 @@ pub(crate) fn apply(
                 ..CredentialPatch::default()
             }),
         ),
+        // The same key under a newer key version: its hint, test and last change stand.
+        E::Rewrapped {
+            credential_id,
+            secret,
+            ..
+        } => (
+            credential_id.0,
+            CredentialChange::Patch(CredentialPatch {
+                secret: Some(secret.as_str().to_owned()),
+                ..CredentialPatch::default()
+            }),
+        ),
         E::Removed { credential_id } => (credential_id.0, CredentialChange::Delete),
     };
     changes.record(credential, change);

@@ -181,6 +181,19 @@ history_events! {
         #[serde(default)]
         name: Option<String>,
     }
+    /// A key was re-encrypted under a newer version of the workspace key (a key rotation);
+    /// the key itself, its hint and its test are unchanged.
+    CredentialRewrapped = "CredentialRewrapped" => CredentialRewrappedEntry, CredentialRewrappedDetails {
+        credential_id: String,
+        /// The workspace key version the key is now encrypted under.
+        key_version: u32,
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        provider: Option<String>,
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        name: Option<String>,
+    }
     CredentialRemoved = "CredentialRemoved" => CredentialRemovedEntry, CredentialRemovedDetails {
         credential_id: String,
         #[oai(skip_serializing_if_is_none)]

@@ -1,0 +1,148 @@
+//! `aimc keys rotate`: the rotation use case with a progress bar on a terminal and plain
+//! progress lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aimc_api::rotation::{Progress, Rotation};
+use aimc_domain::WorkspaceId;
+use aimc_keyring::{Keyring, SharedCalls};
+use aimc_server::configuration::Settings;
+use aimc_server::startup::{build_keyring, command_bus};
+use aimc_store::{CommandMetadata, CredentialQueries, DatabaseSettings};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub async fn rotate(
+    settings: &Settings,
+    workspace: Option<&str>,
+    all: bool,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let pool = aimc_store::connect(&DatabaseSettings {
+        url: settings.database_url()?.clone(),
+        max_connections: (concurrency as u32 + 2).max(4),
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: None,
+        lock_timeout: None,
+    })?;
+    aimc_store::migrate(&pool)
+        .await
+        .context("Failed to run database migrations")?;
+    let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(settings)?));
+    let commands = command_bus(&pool, &keyring, settings);
+    let credentials = CredentialQueries::new(pool);
+    let workspaces = match workspace {
+        Some(name) => vec![WorkspaceId::parse(name)
+            .map_err(|error| anyhow::anyhow!("--workspace {name:?}: {error}"))?],
+        None if all => credentials
+            .workspaces()
+            .await
+            .context("Failed to list the workspaces")?,
+        None => anyhow::bail!("name a workspace with --workspace, or rotate them all with --all"),
+    };
+    let rotation = Rotation {
+        commands: &commands,
+        credentials: &credentials,
+        keyring: keyring.as_ref(),
+        settle: settings.request_deadline(),
+        concurrency,
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let metadata = CommandMetadata {
+        actor: format!("cli:{operator}"),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        trace_id: None,
+        idempotency_key: None,
+    };
+    for workspace in &workspaces {
+        let progress = Shown::new();
+        let rotated = rotation
+            .run(workspace, &metadata, &progress)
+            .await
+            .with_context(|| format!("Rotating the key of workspace {workspace} failed; run the command again to finish it"))?;
+        progress.finish();
+        let seconds = rotated.elapsed.as_secs_f64();
+        println!(
+            "{}: key v{} -> v{}{}; {} credentials, {} rewrapped in {:.1} s ({:.0} credentials/s); versions below v{} retired",
+            rotated.workspace,
+            rotated.from_version,
+            rotated.to_version,
+            if rotated.rotated_now { "" } else { " (an earlier run's rotation, finished)" },
+            rotated.credentials,
+            rotated.rewrapped,
+            seconds,
+            rotated.credentials as f64 / seconds.max(1e-9),
+            rotated.to_version,
+        );
+    }
+    Ok(())
+}
+
+/// A bar on a terminal; a line every 10% or 5 s elsewhere (a CI log, a file).
+struct Shown {
+    bar: Mutex<Option<ProgressBar>>,
+    terminal: bool,
+    total: AtomicUsize,
+    done: AtomicUsize,
+    last_line: Mutex<Instant>,
+    label: Mutex<String>,
+}
+
+impl Shown {
+    fn new() -> Self {
+        Shown {
+            bar: Mutex::new(None),
+            terminal: std::io::stderr().is_terminal(),
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            last_line: Mutex::new(Instant::now()),
+            label: Mutex::new(String::new()),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Shown {
+    fn begin(&self, workspace: &WorkspaceId, total: usize, from: u32, to: u32) {
+        let label = format!("{workspace} v{from} -> v{to}");
+        self.total.store(total, Ordering::Relaxed);
+        if self.terminal {
+            let bar = ProgressBar::new(total as u64).with_prefix(label.clone());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {pos}/{len} credentials ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+        } else {
+            eprintln!("{label}: {total} credentials to go through");
+        }
+        *self.label.lock().unwrap_or_else(|p| p.into_inner()) = label;
+    }
+
+    fn advance(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bar.inc(1);
+            return;
+        }
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
+        let tenth = (total / 10).max(1);
+        if done == total || done.is_multiple_of(tenth) || last.elapsed() >= Duration::from_secs(5) {
+            *last = Instant::now();
+            let label = self.label.lock().unwrap_or_else(|p| p.into_inner());
+            eprintln!("{label}: {done}/{total} credentials");
+        }
+    }
+}
