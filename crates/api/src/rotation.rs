@@ -47,6 +47,8 @@ pub struct Rotated {
     pub credentials: usize,
     /// Credentials whose keys were rewrapped by this run.
     pub rewrapped: usize,
+    /// The time spent rewrapping, without the wait for writes to settle.
+    pub rewrapping: Duration,
     pub elapsed: Duration,
 }
 
@@ -101,6 +103,7 @@ impl Rotation<'_> {
             target,
         );
         let mut rewrapped = self.rewrap(&rows, target, metadata, progress).await?;
+        let mut rewrapping = rotated.elapsed();
 
         // A write that sealed its key under the old version just before the rotation may land
         // after the pass above read the credentials: look again once it has had time to.
@@ -117,7 +120,9 @@ impl Rotation<'_> {
                     || version(row).is_some_and(|v| v < target)
             })
             .collect();
+        let sweep = Instant::now();
         rewrapped += self.rewrap(&again, target, metadata, &Unobserved).await?;
+        rewrapping += sweep.elapsed();
 
         self.keyring
             .retire_versions_below(workspace, target)
@@ -129,6 +134,7 @@ impl Rotation<'_> {
             rotated_now,
             credentials: rows.len(),
             rewrapped,
+            rewrapping,
             elapsed: started.elapsed(),
         })
     }

@@ -390,6 +390,20 @@ async fn measure(
     }
     server.stop().await?;
 
+    let rotated = &large.0[0].id;
+    eprintln!(
+        "K: aimc keys rotate on the workspace of {} credentials…",
+        options.large_workspace_credentials
+    );
+    let (credentials, seconds) = server::rotate(&options.aimc, &env, rotated).await?;
+    let rotation = LogPass {
+        events: credentials,
+        seconds,
+    };
+    eprintln!("L4: OpenBao transit rewrap of the same ciphertexts…");
+    let (raw_rewrap, raw_rewrap_batched) =
+        transit_rewraps(options, &env.key_prefix, &pool, rotated).await?;
+
     eprintln!("P: aimc projections rebuild…");
     let (events, seconds) = server::rebuild(&options.aimc, &env).await?;
     eprintln!("L3: INSERT INTO a copy of events SELECT * FROM events…");
@@ -414,6 +428,9 @@ async fn measure(
         workloads,
         rebuild: LogPass { events, seconds },
         bulk_insert,
+        rotation,
+        raw_rewrap,
+        raw_rewrap_batched,
     })
 }
 
@@ -582,6 +599,83 @@ async fn transit_encrypt_requests(options: &Options, prefix: &str) -> anyhow::Re
             body: Some(json!({"plaintext": base64::engine::general_purpose::STANDARD.encode(seed::plain_key())}).to_string()),
         })
         .collect())
+}
+
+/// Credentials a rotation rewraps at once (`aimc keys rotate`'s default concurrency).
+const ROTATION_CONCURRENCY: usize = 16;
+/// The largest batch L4b sends.
+const REWRAP_BATCH: usize = 100;
+
+/// L4: transit rewrap of the workspace's stored secrets, straight to OpenBao: as single
+/// requests, 16 at once (the work a rotation asks, without aimc), and in batches of 100, one
+/// at a time (the most Vault does with them).
+async fn transit_rewraps(
+    options: &Options,
+    prefix: &str,
+    pool: &PgPool,
+    workspace: &str,
+) -> anyhow::Result<(LogPass, LogPass)> {
+    use base64::Engine;
+    use futures::StreamExt;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT credential_id::text, owner, secret FROM credential_view
+          WHERE workspace_id = $1 AND secret IS NOT NULL",
+    )
+    .bind(workspace)
+    .fetch_all(pool)
+    .await?;
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(credential, owner, secret)| {
+            let context = format!("aimc:{workspace}/{owner}:{credential}");
+            json!({
+                "ciphertext": secret,
+                "context": base64::engine::general_purpose::STANDARD.encode(context),
+            })
+        })
+        .collect();
+    let url = format!(
+        "{}/v1/transit/rewrap/{prefix}-aes-{workspace}",
+        options.vault_addr
+    );
+    let token = options.vault_token.expose_secret().to_owned();
+    let client = reqwest::Client::new();
+    let send = |body: serde_json::Value| {
+        let request = client
+            .post(&url)
+            .header("X-Vault-Token", &token)
+            .json(&body);
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "transit rewrap: {}",
+                response.status()
+            );
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+
+    let started = Instant::now();
+    let mut singles = futures::stream::iter(items.iter().cloned())
+        .map(&send)
+        .buffer_unordered(ROTATION_CONCURRENCY);
+    while let Some(outcome) = singles.next().await {
+        outcome?;
+    }
+    let single = LogPass {
+        events: items.len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let started = Instant::now();
+    for batch in items.chunks(REWRAP_BATCH) {
+        send(json!({"batch_input": batch})).await?;
+    }
+    let batched = LogPass {
+        events: items.len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((single, batched))
 }
 
 /// Requests for `POST /v1/transit/decrypt/<key>` of RSA-OAEP ciphertexts, as a client makes

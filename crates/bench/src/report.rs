@@ -49,6 +49,12 @@ pub struct Report {
     pub rebuild: LogPass,
     /// L3: PostgreSQL's own copy of the event log, P's limit.
     pub bulk_insert: LogPass,
+    /// K: `aimc keys rotate` of the workspace of S3000, credentials for events.
+    pub rotation: LogPass,
+    /// L4: transit rewrap of the same secrets as single requests, 16 at once.
+    pub raw_rewrap: LogPass,
+    /// L4b: the same in batches of 100, one at a time.
+    pub raw_rewrap_batched: LogPass,
 }
 
 pub enum Goal {
@@ -154,6 +160,16 @@ impl Report {
                 1.3,
             ),
             Ratio::at_least("P/L3 (events/s)", rebuild, 0.25).noting(" (aim)"),
+            Ratio::at_least(
+                "K/L4 (credentials/s)",
+                self.rotation.events_per_second() / self.raw_rewrap.events_per_second(),
+                0.8,
+            ),
+            Ratio::at_least(
+                "K/L4b (credentials/s)",
+                self.rotation.events_per_second() / self.raw_rewrap_batched.events_per_second(),
+                0.8,
+            ),
             Ratio::at_most(
                 "S3000/S10 (p50 latency, 1 connection)",
                 self.latency_ratio("S3000", "S10", 50.0),
@@ -248,6 +264,36 @@ impl Report {
             ),
             "rows/s",
             &self.bulk_insert,
+        );
+        log_pass_row(
+            &mut out,
+            "K",
+            &format!(
+                "`aimc keys rotate` of the S3000 workspace: {} credentials rewrapped in {:.2} s, service stopped",
+                self.rotation.events, self.rotation.seconds
+            ),
+            "credentials/s",
+            &self.rotation,
+        );
+        log_pass_row(
+            &mut out,
+            "L4",
+            &format!(
+                "OpenBao transit rewrap of the same {} secrets, single requests, 16 at once: {:.2} s",
+                self.raw_rewrap.events, self.raw_rewrap.seconds
+            ),
+            "keys/s",
+            &self.raw_rewrap,
+        );
+        log_pass_row(
+            &mut out,
+            "L4b",
+            &format!(
+                "the same in batches of 100, one at a time: {:.2} s",
+                self.raw_rewrap_batched.seconds
+            ),
+            "keys/s",
+            &self.raw_rewrap_batched,
         );
         let _ = writeln!(
             out,
@@ -352,6 +398,18 @@ mod tests {
                 events: 100_000,
                 seconds: 1.0,
             },
+            rotation: LogPass {
+                events: 3_000,
+                seconds: 2.0,
+            },
+            raw_rewrap: LogPass {
+                events: 3_000,
+                seconds: 1.5,
+            },
+            raw_rewrap_batched: LogPass {
+                events: 3_000,
+                seconds: 0.5,
+            },
         }
     }
 
@@ -381,7 +439,9 @@ mod tests {
         check("S10/S3000 (throughput, 1 connection)", 10.0, false);
         check("S3000x16/S10x16 (p50 latency)", 1.4, true);
         check("S10x16/S3000x16 (throughput)", 160.0 / 120.0, true);
-        assert_eq!(ratios.len(), 11);
+        check("K/L4 (credentials/s)", 0.75, false);
+        check("K/L4b (credentials/s)", 0.25, false);
+        assert_eq!(ratios.len(), 13);
     }
 
     #[test]

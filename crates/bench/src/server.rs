@@ -116,6 +116,40 @@ pub async fn rebuild(binary: &Path, env: &ServerEnv) -> anyhow::Result<(u64, f64
     parse_rebuild(&stdout).with_context(|| format!("unexpected rebuild output: {stdout}"))
 }
 
+/// `aimc keys rotate --workspace W`: (credentials, seconds spent rewrapping them).
+pub async fn rotate(binary: &Path, env: &ServerEnv, workspace: &str) -> anyhow::Result<(u64, f64)> {
+    let mut command = Command::new(binary);
+    env.apply(&mut command);
+    let output = command
+        .args(["keys", "rotate", "--workspace", workspace])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "aimc keys rotate failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_rotation(&stdout).with_context(|| format!("unexpected rotation output: {stdout}"))
+}
+
+/// Reads `…; N credentials, M rewrapped in S s (R credentials/s), …`.
+fn parse_rotation(stdout: &str) -> Option<(u64, f64)> {
+    let (_, rest) = stdout.split_once("; ")?;
+    let mut words = rest.split_whitespace();
+    let credentials = words.next()?.parse().ok()?;
+    let seconds = rest
+        .split_once(" rewrapped in ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((credentials, seconds))
+}
+
 /// Reads `replayed N events in S s (R events/s)`.
 fn parse_rebuild(stdout: &str) -> Option<(u64, f64)> {
     let line = stdout.lines().find(|line| line.starts_with("replayed "))?;
@@ -131,6 +165,16 @@ fn free_port() -> anyhow::Result<u16> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_rotation_summary_is_read() {
+        assert_eq!(
+            super::parse_rotation(
+                "ws: key v1 -> v2; 3000 credentials, 3000 rewrapped in 2.50 s (1200 credentials/s), 7.5 s in all\n"
+            ),
+            Some((3000, 2.50))
+        );
+    }
+
     #[test]
     fn the_rebuild_summary_is_read() {
         assert_eq!(

@@ -1,7 +1,8 @@
-//! Concurrent commands on one workspace share their keyring calls: the keys of requests that
-//! arrive while a call for the workspace is out go together in the next call (one transit
-//! `batch_input`), the way concurrent reads share one query. A request alone goes straight
-//! through, paying no hand-over.
+//! Concurrent commands on one workspace share their keyring calls (encryptions, decryptions of
+//! client ciphertexts, a rotation's rewraps): the keys of requests that arrive while a call for
+//! the workspace is out go together in the next call (one transit `batch_input`), the way
+//! concurrent reads share one query. A request alone goes straight through, paying no
+//! hand-over.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +23,8 @@ pub struct SharedCalls {
     inner: Arc<dyn Keyring>,
     encryptions: Arc<Lanes<(SecretString, KeyContext), Ciphertext>>,
     client_decryptions: Arc<Lanes<String, Option<SecretString>>>,
+    /// A rotation rewraps many credentials at once, each in a command of its own.
+    rewraps: Arc<Lanes<(Ciphertext, KeyContext), Ciphertext>>,
 }
 
 impl SharedCalls {
@@ -30,6 +33,7 @@ impl SharedCalls {
             inner,
             encryptions: Arc::default(),
             client_decryptions: Arc::default(),
+            rewraps: Arc::default(),
         }
     }
 }
@@ -277,7 +281,15 @@ impl Keyring for SharedCalls {
         workspace: &WorkspaceId,
         items: Vec<(Ciphertext, KeyContext)>,
     ) -> Result<Vec<Ciphertext>, KeyringError> {
-        within_deadline(self.inner.rewrap(workspace, items)).await
+        let inner = self.inner.clone();
+        within_deadline(
+            self.rewraps
+                .submit(workspace, items, move |workspace, items| {
+                    let inner = inner.clone();
+                    async move { inner.rewrap(&workspace, items).await }
+                }),
+        )
+        .await
     }
 
     async fn retire_versions_below(

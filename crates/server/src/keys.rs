@@ -64,17 +64,23 @@ pub async fn rotate(
             .await
             .with_context(|| format!("Rotating the key of workspace {workspace} failed; run the command again to finish it"))?;
         progress.finish();
-        let seconds = rotated.elapsed.as_secs_f64();
+        let rewrapping = rotated.rewrapping.as_secs_f64();
         println!(
-            "{}: key v{} -> v{}{}; {} credentials, {} rewrapped in {:.1} s ({:.0} credentials/s); versions below v{} retired",
+            "{}: key v{} -> v{}{}; {} credentials, {} rewrapped in {:.2} s ({:.0} credentials/s), \
+             {:.1} s in all with the wait for writes in flight; versions below v{} retired",
             rotated.workspace,
             rotated.from_version,
             rotated.to_version,
-            if rotated.rotated_now { "" } else { " (an earlier run's rotation, finished)" },
+            if rotated.rotated_now {
+                ""
+            } else {
+                " (an earlier run's rotation, finished)"
+            },
             rotated.credentials,
             rotated.rewrapped,
-            seconds,
-            rotated.credentials as f64 / seconds.max(1e-9),
+            rewrapping,
+            rotated.credentials as f64 / rewrapping.max(1e-9),
+            rotated.elapsed.as_secs_f64(),
             rotated.to_version,
         );
     }

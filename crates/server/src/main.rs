@@ -75,7 +75,7 @@ enum KeysAction {
         #[arg(long)]
         all: bool,
         /// Credentials rewrapped at once.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
 }
