@@ -48,15 +48,19 @@ async fn the_benchmark_runs_every_workload_and_writes_its_table_and_chart() {
     // that same log.
     assert!(report.rebuild.events as i64 > report.context.seeded_events);
     assert_eq!(report.bulk_insert.events, report.rebuild.events);
+    // K rewraps every credential of the S3000 workspace, and L4 the same secrets.
+    assert!(report.rotation.events > 0 && report.rotation.seconds > 0.0);
+    assert_eq!(report.raw_rewrap.events, report.rotation.events);
+    assert_eq!(report.raw_rewrap_batched.events, report.rotation.events);
 
     let table = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
     assert_eq!(table, report.markdown());
-    for key in keys.iter().chain(&["P", "L3"]) {
+    for key in keys.iter().chain(&["P", "L3", "K", "L4", "L4b"]) {
         let row = format!("| {key} |");
         assert!(table.contains(&row), "{row} missing:\n{table}");
     }
     let ratios = report.ratios();
-    assert_eq!(ratios.len(), 11);
+    assert_eq!(ratios.len(), 13);
     for ratio in &ratios {
         let row = format!(
             "| {} | {:.2} | {} |",
