@@ -289,3 +289,99 @@ async fn writes_during_a_rotation_are_kept_and_end_up_under_the_new_version() {
         format!("{}...{}", &last[..3], &last[last.len() - 4..])
     );
 }
+
+#[tokio::test]
+async fn an_owner_rotates_through_the_api_and_follows_the_operation_to_its_end() {
+    // A short deadline: the rotation waits that long for writes in flight before it ends.
+    let app = spawn_app_with(|settings| settings.request_deadline_ms = 300).await;
+    keys_in_every_family(&app).await;
+    let credentials = CredentialQueries::new(app.pool.clone())
+        .of_workspace(&WorkspaceId::parse(&app.workspace).unwrap())
+        .await
+        .unwrap()
+        .len();
+    let owner = app.token("olivia", Role::Owner);
+    let member = app.token("alice", Role::Member);
+
+    let refused = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/keys/rotate",
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let started = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/keys/rotate",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text);
+    let location = started.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!(
+            "/api/v1/keys/rotate/{}",
+            started.body["operationId"].as_str().unwrap()
+        )
+    );
+    assert_eq!(started.body["status"], "running");
+    assert_eq!(started.body["requestedBy"], "olivia");
+    let again = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/keys/rotate",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "one rotation at a time: {}",
+        again.text
+    );
+
+    let mut finished = None;
+    for _ in 0..200 {
+        let status = app.get(&location, &owner).await;
+        assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+        if status.body["status"] != "running" {
+            finished = Some(status.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finished = finished.expect("the rotation ends within 20 s");
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["total"], credentials);
+    assert_eq!(finished["done"], credentials);
+    assert_eq!(finished["rewrapped"], credentials);
+    assert_eq!(
+        (
+            finished["fromVersion"].clone(),
+            finished["toVersion"].clone()
+        ),
+        (json!(1), json!(2))
+    );
+    assert!(finished["finishedAt"].is_string());
+
+    let history = app
+        .get("/api/v1/history?type=CredentialRewrapped", &owner)
+        .await;
+    let events = history.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), credentials);
+    assert!(events.iter().all(|event| event["actor"] == "olivia"));
+    let unknown = app
+        .get(
+            "/api/v1/keys/rotate/019ae2b4-5c1a-7f3e-9d2b-4a6c8e0f1b2d",
+            &owner,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    app.assert_no_plain_key_anywhere().await;
+}

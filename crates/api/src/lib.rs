@@ -50,6 +50,7 @@ type Apis = (
     settings::SettingsApi,
     shared::ResolveApi,
     shared::SharedApi,
+    shared::KeyRotationApi,
     operations::OperationsApi,
 );
 
@@ -63,6 +64,7 @@ fn service() -> OpenApiService<Apis, ()> {
             settings::SettingsApi,
             shared::ResolveApi,
             shared::SharedApi,
+            shared::KeyRotationApi,
             operations::OperationsApi,
         ),
         "aimc",

@@ -10,6 +10,8 @@
 //! rotating again, and goes on.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use aimc_domain::{Ciphertext, CredentialCommand, DomainError, WorkspaceId};
@@ -17,6 +19,7 @@ use aimc_keyring::{Keyring, KeyringError};
 use aimc_store::{
     CommandBus, CommandError, CommandMetadata, CredentialQueries, CredentialRow, StoreError,
 };
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
 /// How a rotation tells its progress.
@@ -139,7 +142,7 @@ impl Rotation<'_> {
         })
     }
 
-    /// Rewraps `rows` to `target`; returns how many needed it.
+    /// Rewraps `rows` to `target`, `concurrency` at a time; returns how many needed it.
     async fn rewrap(
         &self,
         rows: &[CredentialRow],
@@ -147,21 +150,22 @@ impl Rotation<'_> {
         metadata: &CommandMetadata,
         progress: &dyn Progress,
     ) -> Result<usize, RotationError> {
-        let mut outcomes = futures::stream::iter(rows)
-            .map(|row| async move {
-                let command = CredentialCommand::Rewrap {
-                    credential_id: row.id(),
-                    key_version: target,
-                };
-                self.commands
-                    .execute_on_credential(&row.home, command, metadata)
-                    .await
-            })
-            .buffer_unordered(self.concurrency.max(1));
+        // Boxed as `dyn Future + Send`: the spawned API operation must be `Send`, which the
+        // compiler cannot show through a stream combinator's closure over these borrows.
+        type Rewrapping<'r> = Pin<Box<dyn Future<Output = Result<bool, CommandError>> + Send + 'r>>;
+        let mut pending: FuturesUnordered<Rewrapping<'_>> = FuturesUnordered::new();
+        let mut rows = rows.iter();
         let mut rewrapped = 0;
-        while let Some(outcome) = outcomes.next().await {
+        loop {
+            while pending.len() < self.concurrency.max(1) {
+                let Some(row) = rows.next() else { break };
+                pending.push(Box::pin(self.rewrap_one(row, target, metadata)));
+            }
+            let Some(outcome) = pending.next().await else {
+                break;
+            };
             match outcome {
-                Ok(executed) => rewrapped += usize::from(executed.recorded_at.is_some()),
+                Ok(changed) => rewrapped += usize::from(changed),
                 // Removed since it was listed: nothing left to rewrap.
                 Err(CommandError::Domain(DomainError::CredentialNotFound(_))) => {}
                 Err(error) => return Err(error.into()),
@@ -170,4 +174,105 @@ impl Rotation<'_> {
         }
         Ok(rewrapped)
     }
+
+    /// Whether the credential's keys needed rewrapping.
+    async fn rewrap_one(
+        &self,
+        row: &CredentialRow,
+        target: u32,
+        metadata: &CommandMetadata,
+    ) -> Result<bool, CommandError> {
+        let command = CredentialCommand::Rewrap {
+            credential_id: row.id(),
+            key_version: target,
+        };
+        let executed = self
+            .commands
+            .execute_on_credential(&row.home, command, metadata)
+            .await?;
+        Ok(executed.recorded_at.is_some())
+    }
+}
+
+/// Counts a rotation's progress for the operation's record.
+#[derive(Default)]
+struct Counted {
+    total: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+    versions: std::sync::Mutex<Option<(u32, u32)>>,
+}
+
+impl Progress for Counted {
+    fn begin(&self, _: &WorkspaceId, total: usize, from: u32, to: u32) {
+        self.total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+        *self.versions.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, to));
+    }
+
+    fn advance(&self) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How often a running rotation records its progress (and shows it is alive).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Runs the rotation `operation` of `workspace` in the background, recording its progress
+/// and its end in the operation's record. Its commands carry the caller's `metadata`, so the
+/// history shows who rotated.
+pub(crate) fn spawn(
+    state: std::sync::Arc<crate::state::AppState>,
+    workspace: WorkspaceId,
+    operation: uuid::Uuid,
+    metadata: CommandMetadata,
+) {
+    tokio::spawn(async move {
+        let counted = Counted::default();
+        let rotation = Rotation {
+            commands: &state.commands,
+            credentials: &state.credentials,
+            keyring: state.keyring.as_ref(),
+            settle: state.limits.deadline,
+            concurrency: 8,
+        };
+        let run = rotation.run(&workspace, &metadata, &counted);
+        tokio::pin!(run);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                _ = heartbeat.tick() => {
+                    let total = counted.total.load(std::sync::atomic::Ordering::Relaxed);
+                    let done = counted.done.load(std::sync::atomic::Ordering::Relaxed);
+                    let versions = *counted.versions.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(error) = state.rotations.progress(operation, total, done, versions).await {
+                        tracing::warn!(%error, "a key rotation's progress was not recorded");
+                    }
+                }
+            }
+        };
+        let recorded = match outcome {
+            Ok(rotated) => {
+                tracing::info!(
+                    workspace = %rotated.workspace,
+                    credentials = rotated.credentials as i64,
+                    rewrapped = rotated.rewrapped as i64,
+                    "key rotation finished"
+                );
+                Ok((
+                    rotated.credentials,
+                    rotated.rewrapped,
+                    rotated.from_version,
+                    rotated.to_version,
+                ))
+            }
+            Err(error) => {
+                tracing::error!(%error, "key rotation failed");
+                Err(error.to_string())
+            }
+        };
+        if let Err(error) = state.rotations.finish(operation, recorded).await {
+            tracing::error!(%error, "the end of a key rotation was not recorded");
+        }
+    });
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use aimc_keyring::Keyring;
-use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, IdempotencyKeys};
+use aimc_store::{CommandBus, ConfigQueries, CredentialQueries, IdempotencyKeys, KeyRotations};
 
 use crate::auth::Authenticator;
 use crate::provider_probe::ProviderChecker;
@@ -37,4 +37,5 @@ pub struct AppState {
     pub system_keys: Vec<SystemKey>,
     pub limits: RequestLimits,
     pub idempotency: IdempotencyKeys,
+    pub rotations: KeyRotations,
 }

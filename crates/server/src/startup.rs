@@ -11,7 +11,7 @@ use aimc_keyring::{
 };
 use aimc_store::{
     CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings,
-    IdempotencyKeys, PoolGauges, Projector,
+    IdempotencyKeys, KeyRotations, PoolGauges, Projector,
 };
 use anyhow::{bail, Context};
 use sqlx::PgPool;
@@ -178,7 +178,8 @@ impl Application {
             commands: command_bus(&pool, &keyring, &settings),
             queries: ConfigQueries::new(pool.clone()),
             credentials: CredentialQueries::new(pool.clone()),
-            idempotency: IdempotencyKeys::new(pool),
+            idempotency: IdempotencyKeys::new(pool.clone()),
+            rotations: KeyRotations::new(pool),
             keyring,
             auth: Arc::new(auth),
             checker: aimc_api::ProviderChecker::new(

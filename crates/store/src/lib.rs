@@ -13,6 +13,7 @@ pub mod metrics;
 mod read_model;
 mod rebuild;
 mod registry;
+mod rotations;
 mod views;
 
 pub use catch_up::{Projector, REBUILD_CHUNK_EVENTS};
@@ -29,4 +30,5 @@ pub use metrics::PoolGauges;
 pub use read_model::streams::Projected;
 pub use read_model::EventMetadata;
 pub use registry::CredentialRegistry;
+pub use rotations::{KeyRotations, RotationRow, RotationStart, ROTATION_HEARTBEAT_LOST_AFTER};
 pub use views::{ConfigQueries, ConfigView};

@@ -3,10 +3,12 @@
 
 mod history;
 mod resolve;
+mod rotation;
 
 use history::HistoryEvent;
 
 pub use resolve::ResolveApi;
+pub use rotation::KeyRotationApi;
 
 use std::sync::Arc;
 
