@@ -1,10 +1,17 @@
 # shellcheck shell=bash
-# The `bao` binary and a local OpenBao dev server with the transit engine.
-# The test suite starts further `bao` servers itself, so the binary is needed
+# The `bao` binary and a local OpenBao server with the transit engine, in server
+# mode with its storage under .local/bao/data: its keys survive restarts, so the
+# API keys stored in the local database keep decrypting. The script initialises
+# it once (one unseal key, kept owner-only in .local/bao/init.json with the root
+# token) and unseals it at every start.
+# The test suite starts further `bao` dev servers itself, so the binary is needed
 # even when an external Vault/OpenBao is configured.
 
 BAO_DEFAULT_PORT=58200
 BAO_STATE_DIR="$AIMC_LOCAL/bao"
+BAO_DATA_DIR="$BAO_STATE_DIR/data"
+BAO_CONFIG="$BAO_STATE_DIR/config.hcl"
+BAO_INIT_FILE="$BAO_STATE_DIR/init.json"
 
 BAO_BIN=""     # a working bao executable
 BAO_BIN_DIR="" # its directory, put on PATH by .local/env
@@ -96,26 +103,33 @@ bao_ensure_binary() {
   esac
 }
 
-bao_new_token() { printf 'aimc-dev-%s\n' "$(random_hex 16)"; }
-
-# The pid of the dev server this script started, if it still runs. The command
-# line check guards against the pid having been reused by another process.
+# The pid of the server this script started, if it still runs. The command
+# line check guards against the pid having been reused by another process; an
+# earlier version of this script ran a dev server, which is ours to stop too.
 bao_local_pid() {
   local pid cmdline
   [[ -f $BAO_STATE_DIR/bao.pid ]] || return 1
   pid=$(<"$BAO_STATE_DIR/bao.pid")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *bao*server*-dev* ]] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *bao*server*-config=$BAO_CONFIG* || $cmdline == *bao*server*-dev* ]] || return 1
   printf '%s\n' "$pid"
 }
 
-# Polls /v1/sys/health (200 = initialised, unsealed, active), giving up early
-# when the server process has died.
-bao_wait_healthy() {
-  local port=$1 seconds=$2 i
+bao_local_is_dev() {
+  local pid
+  pid=$(bao_local_pid) || return 1
+  [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") == *-dev* ]]
+}
+
+# Polls /v1/sys/health until it answers `want` (200: initialised, unsealed and
+# active; any: listening, whatever its state), giving up early when the server
+# process has died.
+bao_wait() {
+  local port=$1 seconds=$2 want=$3 i status
   for ((i = 0; i < seconds * 4; i++)); do
-    if [[ $(http_status "$port" /v1/sys/health) == 200 ]]; then
+    status=$(http_status "$port" /v1/sys/health)
+    if [[ $want == any && $status =~ ^[0-9]+$ && $status != 000 ]] || [[ $status == "$want" ]]; then
       return 0
     fi
     bao_local_pid >/dev/null || return 1
@@ -123,6 +137,8 @@ bao_wait_healthy() {
   done
   return 1
 }
+
+bao_wait_healthy() { bao_wait "$1" "$2" 200; }
 
 bao_stop() {
   local pid i
@@ -138,6 +154,29 @@ bao_stop() {
   rm -f "$BAO_STATE_DIR/bao.pid"
 }
 
+bao_write_config() {
+  local port=$1
+  mkdir -p "$BAO_DATA_DIR"
+  chmod 700 "$BAO_DATA_DIR"
+  cat >"$BAO_CONFIG" <<HCL
+# Written by ./dev services up: a single local server keeping its data on disk
+# (integrated storage, OpenBao's own; it has no plain file backend).
+storage "raft" {
+  path    = "$BAO_DATA_DIR"
+  node_id = "aimc-local"
+}
+
+listener "tcp" {
+  address         = "127.0.0.1:$port"
+  cluster_address = "127.0.0.1:$((port + 1))"
+  tls_disable     = true
+}
+
+api_addr     = "http://127.0.0.1:$port"
+cluster_addr = "http://127.0.0.1:$((port + 1))"
+HCL
+}
+
 bao_start() {
   local explicit=0 from attempt
   if [[ -n ${AIMC_LOCAL_BAO_PORT:-} ]]; then
@@ -146,7 +185,7 @@ bao_start() {
   from=${AIMC_LOCAL_BAO_PORT:-$BAO_DEFAULT_PORT}
   # A free-looking port can still be taken by the time the server binds it: the
   # ephemeral range (32768-60999) covers these ports, so any client connection on
-  # the machine may hold one. A dev server also needs port+1 for its cluster
+  # the machine may hold one. The server also needs port+1 for its cluster
   # listener. So a failed start moves on and tries again.
   for attempt in 1 2 3 4 5; do
     BAO_PORT=$(pick_port "$explicit" "$from" OpenBao)
@@ -154,18 +193,15 @@ bao_start() {
       from=$((BAO_PORT + 2))
       continue
     fi
-    log "OpenBao: starting a dev server on 127.0.0.1:$BAO_PORT (log: $BAO_STATE_DIR/bao.log)"
+    bao_write_config "$BAO_PORT"
+    log "OpenBao: starting a server with its data in $BAO_DATA_DIR on 127.0.0.1:$BAO_PORT (log: $BAO_STATE_DIR/bao.log)"
     # setsid + nohup: the server outlives ./dev and its terminal, and a Ctrl-C
     # meant for `./dev run` or `./dev test` does not reach it.
-    setsid nohup "$BAO_BIN" server -dev \
-      -dev-root-token-id="$BAO_LOCAL_TOKEN" \
-      -dev-listen-address="127.0.0.1:$BAO_PORT" \
+    setsid nohup "$BAO_BIN" server -config="$BAO_CONFIG" \
       >"$BAO_STATE_DIR/bao.log" 2>&1 </dev/null &
     printf '%s\n' "$!" >"$BAO_STATE_DIR/bao.pid"
-    # The port file outlives the process: it is how a later run knows that a
-    # server (and its keys) existed here before.
     printf '%s\n' "$BAO_PORT" >"$BAO_STATE_DIR/port"
-    if bao_wait_healthy "$BAO_PORT" 20; then
+    if bao_wait "$BAO_PORT" 20 any; then
       return 0
     fi
     tail -n 5 "$BAO_STATE_DIR/bao.log" >&2
@@ -176,7 +212,44 @@ bao_start() {
     warn "OpenBao: port $BAO_PORT was taken meanwhile (attempt $attempt); trying the next one"
     from=$((BAO_PORT + 2))
   done
-  die "OpenBao did not become healthy (log: $BAO_STATE_DIR/bao.log)"
+  die "OpenBao did not start (log: $BAO_STATE_DIR/bao.log)"
+}
+
+# Initialises the server once (keeping its unseal key and root token owner-only in
+# init.json), unseals it, and sets BAO_LOCAL_TOKEN. Through the HTTP API from
+# python3 (which pip needs anyway), so the unseal key never appears in a command
+# line.
+bao_init_and_unseal() {
+  local port=$1
+  (umask 077 && python3 - "$port" "$BAO_INIT_FILE" <<'PY') || die "OpenBao: initialising or unsealing failed (log: $BAO_STATE_DIR/bao.log)"
+import json, os, sys, urllib.request
+
+port, init_file = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}/v1"
+
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+status = call("GET", "/sys/init")
+if not status["initialized"]:
+    keys = call("PUT", "/sys/init", {"secret_shares": 1, "secret_threshold": 1})
+    with open(init_file + ".tmp", "w") as out:
+        json.dump({"unseal_keys_b64": keys["keys_base64"], "root_token": keys["root_token"]}, out)
+    os.replace(init_file + ".tmp", init_file)
+elif not os.path.exists(init_file):
+    sys.exit(f"the server in {os.path.dirname(init_file)}/data is initialised but {init_file} "
+             "is missing: run ./dev services reset")
+with open(init_file) as source:
+    init = json.load(source)
+if call("GET", "/sys/seal-status")["sealed"]:
+    call("PUT", "/sys/unseal", {"key": init["unseal_keys_b64"][0]})
+PY
+  BAO_LOCAL_TOKEN=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["root_token"])' "$BAO_INIT_FILE")
+  bao_wait_healthy "$port" 20 || die "OpenBao did not become healthy after unsealing (log: $BAO_STATE_DIR/bao.log)"
 }
 
 bao_enable_transit() {
@@ -190,44 +263,43 @@ bao_enable_transit() {
   fi
 }
 
-# Ensures the local dev server runs with transit enabled; sets BAO_PORT and
-# BAO_LOCAL_TOKEN.
+# Ensures the local server runs, unsealed, with transit enabled; sets BAO_PORT
+# and BAO_LOCAL_TOKEN.
 bao_up() {
   local previous_port=""
   mkdir -p "$BAO_STATE_DIR"
   chmod 700 "$BAO_STATE_DIR"
-  # One token for the life of .local/bao, so .local/env stays valid across
-  # restarts of the server.
-  ensure_secret_file "$BAO_STATE_DIR/token" bao_new_token
-  BAO_LOCAL_TOKEN=$(<"$BAO_STATE_DIR/token")
   if [[ -f $BAO_STATE_DIR/port ]]; then
     previous_port=$(<"$BAO_STATE_DIR/port")
   fi
 
-  if bao_local_pid >/dev/null; then
+  if bao_local_is_dev; then
+    warn "OpenBao: replacing the dev server of an earlier ./dev (it kept nothing on disk) with a server that keeps its keys in $BAO_DATA_DIR."
+    warn "API keys stored in the local database under the dev server's keys no longer decrypt. For a clean slate run: ./dev services reset"
+    bao_stop
+    rm -f "$BAO_STATE_DIR/token"
+  elif bao_local_pid >/dev/null; then
     if [[ -n ${AIMC_LOCAL_BAO_PORT:-} && $AIMC_LOCAL_BAO_PORT != "$previous_port" ]]; then
       log "OpenBao: restarting to move from port $previous_port to $AIMC_LOCAL_BAO_PORT"
       bao_stop
-    elif bao_wait_healthy "$previous_port" 20; then
+    elif bao_wait "$previous_port" 20 any; then
       BAO_PORT=$previous_port
-      log "OpenBao: reusing the running dev server on 127.0.0.1:$BAO_PORT"
+      log "OpenBao: reusing the running server on 127.0.0.1:$BAO_PORT"
+      bao_init_and_unseal "$BAO_PORT"
       bao_enable_transit
       return 0
     else
-      warn "OpenBao: the dev server (pid $(<"$BAO_STATE_DIR/bao.pid")) does not answer; restarting it"
+      warn "OpenBao: the server (pid $(<"$BAO_STATE_DIR/bao.pid")) does not answer; restarting it"
       bao_stop
     fi
   fi
 
-  if [[ -n $previous_port ]]; then
-    warn "OpenBao: the previous dev server is gone and took its transit keys with it (a dev server keeps nothing on disk)."
-    warn "API keys already stored in the local database no longer decrypt. For a clean slate run: ./dev services reset"
-  fi
   bao_start
+  bao_init_and_unseal "$BAO_PORT"
   bao_enable_transit
 }
 
-# True when the address is the one this script wrote for the local dev server,
+# True when the address is the one this script wrote for the local server,
 # i.e. AIMC_VAULT_ADDR comes from a sourced .local/env rather than the user.
 bao_is_local_addr() {
   [[ -f $BAO_STATE_DIR/port && $1 == "http://127.0.0.1:$(<"$BAO_STATE_DIR/port")" ]]
@@ -236,10 +308,10 @@ bao_is_local_addr() {
 bao_down() {
   if bao_local_pid >/dev/null; then
     bao_stop
-    log "OpenBao: stopped the local dev server"
+    log "OpenBao: stopped the local server (its keys stay in $BAO_DATA_DIR)"
   else
     rm -f "$BAO_STATE_DIR/bao.pid"
-    log "OpenBao: local dev server not running"
+    log "OpenBao: local server not running"
   fi
 }
 

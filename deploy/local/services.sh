@@ -54,7 +54,7 @@ services_up() {
   fi
 
   if ((external_vault)); then
-    log "OpenBao: using AIMC_VAULT_ADDR from the environment (no local dev server)"
+    log "OpenBao: using AIMC_VAULT_ADDR from the environment (no local server)"
     ENV_VALUES[AIMC_VAULT_ADDR]=$AIMC_VAULT_ADDR
     ENV_VALUES[AIMC_VAULT_TOKEN]=$AIMC_VAULT_TOKEN
   else

@@ -4,6 +4,7 @@ mod authentication;
 mod clients;
 mod concurrency;
 mod contract;
+mod dev_services;
 mod event_store;
 mod failures;
 mod fake_provider;

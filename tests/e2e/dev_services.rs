@@ -1,0 +1,117 @@
+//! `./dev services`: the local OpenBao keeps its keys when it is stopped and started again.
+//! Run against a checkout directory of its own and a port of its own, so the suite's own
+//! services are left alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Runs `steps` with the scripts' OpenBao functions, for a checkout rooted at `root`; prints
+/// `port token` after each `bao_up`.
+fn services(root: &Path, port: u16, steps: &str) -> String {
+    let scripts = repository().join("deploy/local");
+    let script = format!(
+        "set -euo pipefail
+         AIMC_ROOT={root}
+         source {scripts}/common.sh
+         source {scripts}/openbao.sh
+         bao_ensure_binary
+         {steps}",
+        root = root.display(),
+        scripts = scripts.display(),
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("AIMC_LOCAL_BAO_PORT", port.to_string())
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "{steps} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn transit(address: &str, token: &str, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{address}/v1/transit/{path}"))
+        .header("X-Vault-Token", token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_local_openbao_keeps_its_keys_across_a_stop_and_a_start() {
+    let root = std::env::temp_dir().join(format!("aimc-dev-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&root).unwrap();
+    let port = free_port_pair();
+    let up = "bao_up; printf '%s %s\\n' \"$BAO_PORT\" \"$BAO_LOCAL_TOKEN\"";
+
+    let first = services(&root, port, up);
+    let (_, token) = first.trim().split_once(' ').expect("port and token");
+    let address = format!("http://127.0.0.1:{port}");
+    transit(&address, token, "keys/kept", json!({})).await;
+    let sealed = transit(
+        &address,
+        token,
+        "encrypt/kept",
+        json!({"plaintext": STANDARD.encode("still here after a restart")}),
+    )
+    .await;
+    let ciphertext = sealed["data"]["ciphertext"].as_str().unwrap().to_owned();
+
+    let again = services(&root, port, &format!("bao_down; {up}"));
+    let (_, token_after) = again.trim().split_once(' ').expect("port and token");
+    let opened = transit(
+        &address,
+        token_after,
+        "decrypt/kept",
+        json!({"ciphertext": ciphertext}),
+    )
+    .await;
+    services(&root, port, "bao_down");
+
+    assert_eq!(token_after, token, "the same root token");
+    let plain = STANDARD
+        .decode(opened["data"]["plaintext"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(plain, b"still here after a restart");
+    let init = root.join(".local/bao/init.json");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&init).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the unseal key is the owner's only");
+    std::fs::remove_dir_all(&root).unwrap();
+}
