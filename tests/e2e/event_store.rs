@@ -97,6 +97,18 @@ async fn the_read_model_catches_up_on_start_with_events_it_missed() {
         StatusCode::NOT_FOUND
     );
 
+    // What `aimc projections status` shows an operator: each view's events behind.
+    let projector = Projector::new(app.pool.clone());
+    let lagging = projector.status().await.unwrap();
+    let behind = |status: &aimc_store::LogStatus, view: &str| {
+        let view = status.views.iter().find(|v| v.view == view).unwrap();
+        (view.lag_events, view.lagging_streams)
+    };
+    let events = lagging.events;
+    assert_eq!(behind(&lagging, "config_view"), (events, 1));
+    assert_eq!(behind(&lagging, "audit_log"), (events - 3, 1));
+    assert!(lagging.views.iter().all(|v| v.lag_events == 0 || v.lag_seconds >= 0.0));
+
     let restarted = spawn_replica(&app).await;
 
     assert_eq!(
@@ -106,6 +118,8 @@ async fn the_read_model_catches_up_on_start_with_events_it_missed() {
             .body,
         before
     );
+    let caught_up = projector.status().await.unwrap();
+    assert!(caught_up.views.iter().all(|v| v.lag_events == 0 && v.applied_events == events));
     let history = restarted.get("/api/v1/history", &token).await.body;
     assert_eq!(history["events"].as_array().unwrap().len(), history_before);
     app.assert_no_plain_key_anywhere().await;

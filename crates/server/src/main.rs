@@ -82,6 +82,9 @@ enum KeysAction {
 
 #[derive(Subcommand)]
 enum ProjectionsAction {
+    /// Where each read-model view stands against the event log: events applied, and those it
+    /// still lacks with the age of the oldest.
+    Status,
     /// Empty the read model and replay every event into it.
     Rebuild,
 }
@@ -109,6 +112,38 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("Failed to run database migrations")?;
             println!("migrations applied");
+        }
+        Command::Projections {
+            action: ProjectionsAction::Status,
+        } => {
+            let settings = Settings::load()?;
+            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
+                url: settings.database_url()?.clone(),
+                max_connections: 2,
+                acquire_timeout: std::time::Duration::from_secs(10),
+                statement_timeout: None,
+                lock_timeout: None,
+            })?;
+            let status = aimc_store::Projector::new(pool)
+                .status()
+                .await
+                .context("Failed to read the projections' status")?;
+            println!("{} events in the log", status.events);
+            println!(
+                "{:<16} {:>14} {:>10} {:>16} {:>18}",
+                "view", "events applied", "behind", "streams behind", "oldest unapplied"
+            );
+            for view in &status.views {
+                let oldest = if view.lag_events == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.1} s", view.lag_seconds)
+                };
+                println!(
+                    "{:<16} {:>14} {:>10} {:>16} {:>18}",
+                    view.view, view.applied_events, view.lag_events, view.lagging_streams, oldest
+                );
+            }
         }
         Command::Projections {
             action: ProjectionsAction::Rebuild,

@@ -48,13 +48,11 @@ impl Projector {
         }
     }
 
-    /// Catches up every aggregate whose events some projection has not applied yet, and
-    /// reports what is still behind afterwards as the projection lag gauges.
-    #[tracing::instrument(skip_all)]
-    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
-        // Per view and stream it has not applied to its end: how many events it lacks, and
-        // when the first of them was appended (a log older than that stamp has none).
-        let behind: Vec<(String, String, String, i64, Option<String>)> = traced(
+    /// Per view and stream it has not applied to its end: (aggregate type, aggregate id, view,
+    /// events it lacks, when the first of them was appended). A log older than that stamp
+    /// has none.
+    async fn behind(&self) -> Result<Vec<Behind>, StoreError> {
+        Ok(traced(
             &self.pool,
             "SELECT events",
             sqlx::query_as(
@@ -72,7 +70,61 @@ impl Projector {
             .bind(&VIEWS[..])
             .fetch_all(&self.pool),
         )
+        .await?)
+    }
+
+    /// Where each view stands against the event log, for `aimc projections status`.
+    pub async fn status(&self) -> Result<LogStatus, StoreError> {
+        let events: i64 = traced(
+            &self.pool,
+            "SELECT events",
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+                .bind(&STREAM_TYPES[..])
+                .fetch_one(&self.pool),
+        )
         .await?;
+        let applied: Vec<(String, i64)> = traced(
+            &self.pool,
+            "SELECT projection_offsets",
+            sqlx::query_as(
+                "SELECT projection, coalesce(sum(last_sequence), 0)::bigint FROM projection_offsets
+                  WHERE projection = ANY($1) GROUP BY projection",
+            )
+            .bind(&VIEWS[..])
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        let behind = self.behind().await?;
+        let now = chrono::Utc::now();
+        let views = VIEWS
+            .iter()
+            .map(|view| {
+                let lagging: Vec<&Behind> = behind.iter().filter(|b| b.2 == *view).collect();
+                ViewStatus {
+                    view,
+                    applied_events: applied
+                        .iter()
+                        .find(|(name, _)| name == view)
+                        .map_or(0, |(_, applied)| *applied),
+                    lagging_streams: lagging.len(),
+                    lag_events: lagging.iter().map(|b| b.3).sum(),
+                    lag_seconds: lagging
+                        .iter()
+                        .filter_map(|b| b.4.as_deref())
+                        .filter_map(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                        .map(|at| (now - at.with_timezone(&chrono::Utc)).as_seconds_f64())
+                        .fold(0.0, f64::max),
+                }
+            })
+            .collect();
+        Ok(LogStatus { events, views })
+    }
+
+    /// Catches up every aggregate whose events some projection has not applied yet, and
+    /// reports what is still behind afterwards as the projection lag gauges.
+    #[tracing::instrument(skip_all)]
+    pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
+        let behind = self.behind().await?;
         let lagging: BTreeSet<(&str, &str)> = behind
             .iter()
             .map(|(aggregate_type, aggregate_id, ..)| {
@@ -180,9 +232,31 @@ impl Projector {
     }
 }
 
+type Behind = (String, String, String, i64, Option<String>);
+
+/// The event log and where each view stands against it.
+#[derive(Debug, Clone)]
+pub struct LogStatus {
+    /// Events in the log.
+    pub events: i64,
+    pub views: Vec<ViewStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ViewStatus {
+    pub view: &'static str,
+    /// Events the view has applied.
+    pub applied_events: i64,
+    /// Streams it has not applied to their end, the events it lacks, and how old the oldest
+    /// of them is.
+    pub lagging_streams: usize,
+    pub lag_events: i64,
+    pub lag_seconds: f64,
+}
+
 /// Sets the lag gauges of every view from `behind`: (type, id, view, events, first unapplied
 /// event's time) of each stream a view is still behind on. A view behind on nothing reads 0.
-fn report_lag<'a>(behind: impl Iterator<Item = &'a (String, String, String, i64, Option<String>)>) {
+fn report_lag<'a>(behind: impl Iterator<Item = &'a Behind>) {
     let now = chrono::Utc::now();
     let mut lag: BTreeMap<&str, (i64, f64)> = VIEWS.iter().map(|view| (*view, (0, 0.0))).collect();
     for (_, _, view, events, first_at) in behind {

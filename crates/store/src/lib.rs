@@ -16,7 +16,7 @@ mod registry;
 mod rotations;
 mod views;
 
-pub use catch_up::{Projector, REBUILD_CHUNK_EVENTS};
+pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};
 pub use command_bus::{
     CommandBus, CommandMetadata, CredentialExecuted, Executed, MAX_COMMAND_ATTEMPTS,
 };
