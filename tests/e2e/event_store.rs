@@ -107,7 +107,10 @@ async fn the_read_model_catches_up_on_start_with_events_it_missed() {
     let events = lagging.events;
     assert_eq!(behind(&lagging, "config_view"), (events, 1));
     assert_eq!(behind(&lagging, "audit_log"), (events - 3, 1));
-    assert!(lagging.views.iter().all(|v| v.lag_events == 0 || v.lag_seconds >= 0.0));
+    assert!(lagging
+        .views
+        .iter()
+        .all(|v| v.lag_events == 0 || v.lag_seconds >= 0.0));
 
     let restarted = spawn_replica(&app).await;
 
@@ -119,7 +122,10 @@ async fn the_read_model_catches_up_on_start_with_events_it_missed() {
         before
     );
     let caught_up = projector.status().await.unwrap();
-    assert!(caught_up.views.iter().all(|v| v.lag_events == 0 && v.applied_events == events));
+    assert!(caught_up
+        .views
+        .iter()
+        .all(|v| v.lag_events == 0 && v.applied_events == events));
     let history = restarted.get("/api/v1/history", &token).await.body;
     assert_eq!(history["events"].as_array().unwrap().len(), history_before);
     app.assert_no_plain_key_anywhere().await;

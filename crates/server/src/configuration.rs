@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyringKind {
     #[default]
@@ -18,7 +18,7 @@ pub enum KeyringKind {
     Local,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -83,18 +83,21 @@ fn default_log() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free one.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Held as a secret: it usually carries the database password.
+    #[serde(serialize_with = "redacted")]
     pub database_url: Option<SecretString>,
     #[serde(default = "default_max_connections")]
     pub database_max_connections: u32,
     #[serde(default)]
     pub keyring: KeyringKind,
     pub vault_addr: Option<String>,
+    #[serde(serialize_with = "redacted")]
     pub vault_token: Option<SecretString>,
     #[serde(default = "default_mount")]
     pub vault_transit_mount: String,
@@ -103,7 +106,9 @@ pub struct Settings {
     #[serde(default = "default_vault_timeout")]
     pub vault_timeout_seconds: u64,
     /// Base64 of 32 bytes, for `keyring = "local"`.
+    #[serde(serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
+    #[serde(serialize_with = "redacted")]
     pub jwt_hs256_secret: Option<SecretString>,
     pub jwt_public_key_file: Option<PathBuf>,
     /// The `kid` of the PEM key, when its tokens carry one.
@@ -165,7 +170,34 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// `AIMC_*` variables that belong to the tools around the service (the config file's path,
+/// `./dev`, the test suite, the benchmark), not to its settings.
+const NOT_SETTINGS: [&str; 9] = [
+    "config_file",
+    "test_database_url",
+    "local_pg_port",
+    "local_bao_port",
+    "pg_bin",
+    "clients_venv",
+    "clients_node",
+    "clients_node_modules",
+    "bench_json",
+];
+
+/// A secret shows that it is set, never what it is.
+fn redacted<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str("[redacted]"),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl Settings {
+    /// The settings from the TOML file and `AIMC_*` variables; a key that is no setting, or a
+    /// value that does not fit one, fails naming it.
     pub fn load() -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         match std::env::var_os("AIMC_CONFIG_FILE") {
@@ -173,9 +205,33 @@ impl Settings {
             None => figment = figment.merge(Toml::file("aimc.toml")),
         }
         figment
-            .merge(Env::prefixed("AIMC_").ignore(&["config_file"]))
+            .merge(Env::prefixed("AIMC_").ignore(&NOT_SETTINGS))
             .extract()
-            .context("Failed to read the configuration (AIMC_* variables / TOML file)")
+            .map_err(|error| {
+                // Every problem, each with the key and where it came from.
+                let problems: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!(
+                    "Failed to read the configuration (AIMC_* variables, TOML file): {}",
+                    problems.join("; ")
+                )
+            })
+    }
+
+    /// The effective settings as TOML, secrets redacted: `aimc config show`.
+    pub fn to_toml(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let mut out = String::new();
+        if let serde_json::Value::Object(fields) = value {
+            let mut fields: Vec<_> = fields.into_iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::Null => out.push_str(&format!("# {name} is not set\n")),
+                    value => out.push_str(&format!("{name} = {value}\n")),
+                }
+            }
+        }
+        out
     }
 
     pub fn request_deadline(&self) -> Duration {

@@ -33,6 +33,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The service's configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Manage workspaces' encryption keys.
     Keys {
         #[command(subcommand)]
@@ -61,6 +66,13 @@ enum Command {
         #[arg(long, default_value_t = 8 * 3600)]
         ttl: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (file and AIMC_* variables over the defaults) as
+    /// TOML, secrets redacted.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
                 "replayed {events} events in {seconds:.2} s ({:.0} events/s)",
                 events as f64 / seconds.max(1e-9)
             );
+        }
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
+            print!("{}", Settings::load()?.to_toml());
         }
         Command::Keys {
             action:
