@@ -199,9 +199,17 @@ impl Settings {
     /// The settings from the TOML file and `AIMC_*` variables; a key that is no setting, or a
     /// value that does not fit one, fails naming it.
     pub fn load() -> anyhow::Result<Self> {
+        Self::load_from(None)
+    }
+
+    /// As [`Settings::load`], with `file` (`aimc --config`) in place of `AIMC_CONFIG_FILE`.
+    pub fn load_from(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
-        match std::env::var_os("AIMC_CONFIG_FILE") {
-            Some(path) => figment = figment.merge(Toml::file_exact(PathBuf::from(path))),
+        match file
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("AIMC_CONFIG_FILE").map(PathBuf::from))
+        {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
             None => figment = figment.merge(Toml::file("aimc.toml")),
         }
         figment

@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// A TOML file of settings (keys as the AIMC_* variables without the prefix, in lower
+    /// case); AIMC_* variables override it. Defaults to AIMC_CONFIG_FILE, else ./aimc.toml
+    /// when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -103,16 +108,16 @@ enum ProjectionsAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
+    let mut cli = Cli::parse();
+    match cli.command.take().unwrap_or(Command::Serve) {
         Command::Serve => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             let _telemetry = telemetry::init(&settings.log, settings.log_format)?;
             let application = Application::build(settings).await?;
             application.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
                 url: settings.database_url()?.clone(),
                 max_connections: 2,
@@ -128,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections {
             action: ProjectionsAction::Status,
         } => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
                 url: settings.database_url()?.clone(),
                 max_connections: 2,
@@ -160,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections {
             action: ProjectionsAction::Rebuild,
         } => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
                 url: settings.database_url()?.clone(),
                 max_connections: 4,
@@ -185,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Show,
         } => {
-            print!("{}", Settings::load()?.to_toml());
+            print!("{}", Settings::load_from(cli.config.as_deref())?.to_toml());
         }
         Command::Keys {
             action:
@@ -195,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
                     concurrency,
                 },
         } => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             // Warnings only: the progress and the summary are the command's output.
             let _telemetry = telemetry::init("warn", settings.log_format)?;
             keys::rotate(&settings, workspace.as_deref(), all, concurrency).await?;
@@ -224,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
             scope,
             ttl,
         } => {
-            let settings = Settings::load()?;
+            let settings = Settings::load_from(cli.config.as_deref())?;
             let Some(secret) = &settings.jwt_hs256_secret else {
                 bail!("AIMC_JWT_HS256_SECRET is not set");
             };

@@ -83,3 +83,27 @@ fn an_unknown_setting_or_a_bad_value_fails_naming_it() {
     assert!(error.contains("listen_adress"), "{error}");
     std::fs::remove_file(file).unwrap();
 }
+
+#[test]
+fn a_file_given_with_config_is_read_and_the_environment_overrides_it() {
+    let file = std::env::temp_dir().join(format!("aimc-flag-{}.toml", std::process::id()));
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\nsnapshot_every = 7\n").unwrap();
+    let shown = aimc(
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        &[("AIMC_SNAPSHOT_EVERY", "9")],
+    );
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.contains("listen = \"127.0.0.1:9999\"\n"), "{text}");
+    assert!(text.contains("snapshot_every = 9\n"), "{text}");
+    let missing = aimc(
+        &["--config", "/nonexistent/aimc.toml", "config", "show"],
+        &[],
+    );
+    assert!(!missing.status.success(), "a named file must exist");
+    std::fs::remove_file(file).unwrap();
+}
