@@ -237,15 +237,7 @@ impl Keyring for VaultKeyring {
             return Ok(Vec::new());
         }
         let key = self.workspace_key(workspace).await?;
-        let batch: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(ciphertext, context)| {
-                serde_json::json!({
-                    "ciphertext": ciphertext.as_str(),
-                    "context": STANDARD.encode(context.as_str()),
-                })
-            })
-            .collect();
+        let batch = ciphertext_batch(&items);
         let results = self.batch(VaultOperation::Decrypt, &key, &batch).await?;
         results
             .into_iter()
@@ -358,15 +350,7 @@ impl Keyring for VaultKeyring {
             return Ok(Vec::new());
         }
         let key = self.workspace_key(workspace).await?;
-        let batch: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(ciphertext, context)| {
-                serde_json::json!({
-                    "ciphertext": ciphertext.as_str(),
-                    "context": STANDARD.encode(context.as_str()),
-                })
-            })
-            .collect();
+        let batch = ciphertext_batch(&items);
         let results = self.batch(VaultOperation::Rewrap, &key, &batch).await?;
         results
             .into_iter()
@@ -509,6 +493,20 @@ impl VaultOperation {
             | VaultOperation::ConfigureKey => "POST",
         }
     }
+}
+
+/// Stored ciphertexts with their derivation contexts, as transit's `batch_input` takes them
+/// for decrypt and rewrap.
+fn ciphertext_batch(items: &[(Ciphertext, KeyContext)]) -> Vec<serde_json::Value> {
+    items
+        .iter()
+        .map(|(ciphertext, context)| {
+            serde_json::json!({
+                "ciphertext": ciphertext.as_str(),
+                "context": STANDARD.encode(context.as_str()),
+            })
+        })
+        .collect()
 }
 
 /// Where Vault listens, as the CLIENT spans of its requests name it.

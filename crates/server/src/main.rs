@@ -106,6 +106,18 @@ enum ProjectionsAction {
     Rebuild,
 }
 
+/// A pool for a maintenance command: no statement or lock timeouts, since its statements are
+/// long by design.
+fn maintenance_pool(settings: &Settings, connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    Ok(aimc_store::connect(&aimc_store::DatabaseSettings {
+        url: settings.database_url()?.clone(),
+        max_connections: connections,
+        acquire_timeout: std::time::Duration::from_secs(10),
+        statement_timeout: None,
+        lock_timeout: None,
+    })?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
@@ -118,13 +130,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let settings = Settings::load_from(cli.config.as_deref())?;
-            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
-                url: settings.database_url()?.clone(),
-                max_connections: 2,
-                acquire_timeout: std::time::Duration::from_secs(10),
-                statement_timeout: None,
-                lock_timeout: None,
-            })?;
+            let pool = maintenance_pool(&settings, 2)?;
             aimc_store::migrate(&pool)
                 .await
                 .context("Failed to run database migrations")?;
@@ -134,13 +140,7 @@ async fn main() -> anyhow::Result<()> {
             action: ProjectionsAction::Status,
         } => {
             let settings = Settings::load_from(cli.config.as_deref())?;
-            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
-                url: settings.database_url()?.clone(),
-                max_connections: 2,
-                acquire_timeout: std::time::Duration::from_secs(10),
-                statement_timeout: None,
-                lock_timeout: None,
-            })?;
+            let pool = maintenance_pool(&settings, 2)?;
             let status = aimc_store::Projector::new(pool)
                 .status()
                 .await
@@ -166,13 +166,7 @@ async fn main() -> anyhow::Result<()> {
             action: ProjectionsAction::Rebuild,
         } => {
             let settings = Settings::load_from(cli.config.as_deref())?;
-            let pool = aimc_store::connect(&aimc_store::DatabaseSettings {
-                url: settings.database_url()?.clone(),
-                max_connections: 4,
-                acquire_timeout: std::time::Duration::from_secs(10),
-                statement_timeout: None,
-                lock_timeout: None,
-            })?;
+            let pool = maintenance_pool(&settings, 4)?;
             aimc_store::migrate(&pool)
                 .await
                 .context("Failed to run database migrations")?;
