@@ -17,8 +17,9 @@ fn repository() -> PathBuf {
 }
 
 /// Runs `steps` with the scripts' OpenBao functions, for a checkout rooted at `root`; prints
-/// `port token` after each `bao_up`.
-fn services(root: &Path, port: u16, steps: &str) -> String {
+/// `port token` after each `bao_up`. The script picks a free port itself, as `./dev` does, and
+/// moves on when one is taken meanwhile.
+fn services(root: &Path, steps: &str) -> String {
     let scripts = repository().join("deploy/local");
     let script = format!(
         "set -euo pipefail
@@ -33,28 +34,16 @@ fn services(root: &Path, port: u16, steps: &str) -> String {
     let output = Command::new("bash")
         .arg("-c")
         .arg(script)
-        .env("AIMC_LOCAL_BAO_PORT", port.to_string())
+        .env_remove("AIMC_LOCAL_BAO_PORT")
         .output()
         .expect("bash runs");
     assert!(
         output.status.success(),
-        "{steps} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "{steps} failed:\n{}\n--- bao.log ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(root.join(".local/bao/bao.log")).unwrap_or_default()
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn free_port_pair() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
 }
 
 async fn transit(address: &str, token: &str, path: &str, body: Value) -> Value {
@@ -77,11 +66,10 @@ async fn transit(address: &str, token: &str, path: &str, body: Value) -> Value {
 async fn the_local_openbao_keeps_its_keys_across_a_stop_and_a_start() {
     let root = std::env::temp_dir().join(format!("aimc-dev-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&root).unwrap();
-    let port = free_port_pair();
     let up = "bao_up; printf '%s %s\\n' \"$BAO_PORT\" \"$BAO_LOCAL_TOKEN\"";
 
-    let first = services(&root, port, up);
-    let (_, token) = first.trim().split_once(' ').expect("port and token");
+    let first = services(&root, up);
+    let (port, token) = first.trim().split_once(' ').expect("port and token");
     let address = format!("http://127.0.0.1:{port}");
     transit(&address, token, "keys/kept", json!({})).await;
     let sealed = transit(
@@ -93,16 +81,16 @@ async fn the_local_openbao_keeps_its_keys_across_a_stop_and_a_start() {
     .await;
     let ciphertext = sealed["data"]["ciphertext"].as_str().unwrap().to_owned();
 
-    let again = services(&root, port, &format!("bao_down; {up}"));
-    let (_, token_after) = again.trim().split_once(' ').expect("port and token");
+    let again = services(&root, &format!("bao_down; {up}"));
+    let (port_after, token_after) = again.trim().split_once(' ').expect("port and token");
     let opened = transit(
-        &address,
+        &format!("http://127.0.0.1:{port_after}"),
         token_after,
         "decrypt/kept",
         json!({"ciphertext": ciphertext}),
     )
     .await;
-    services(&root, port, "bao_down");
+    services(&root, "bao_down");
 
     assert_eq!(token_after, token, "the same root token");
     let plain = STANDARD

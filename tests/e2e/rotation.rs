@@ -293,7 +293,8 @@ async fn writes_during_a_rotation_are_kept_and_end_up_under_the_new_version() {
 #[tokio::test]
 async fn an_owner_rotates_through_the_api_and_follows_the_operation_to_its_end() {
     // A short deadline: the rotation waits that long for writes in flight before it ends.
-    let app = spawn_app_with(|settings| settings.request_deadline_ms = 300).await;
+    // Not shorter: the writes that set the scene run while the rest of the suite does.
+    let app = spawn_app_with(|settings| settings.request_deadline_ms = 1_000).await;
     keys_in_every_family(&app).await;
     let credentials = CredentialQueries::new(app.pool.clone())
         .of_workspace(&WorkspaceId::parse(&app.workspace).unwrap())
