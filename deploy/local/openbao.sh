@@ -111,7 +111,12 @@ bao_local_pid() {
   [[ -f $BAO_STATE_DIR/bao.pid ]] || return 1
   pid=$(<"$BAO_STATE_DIR/bao.pid")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  for _ in 1 2 3 4 5; do
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    # Empty for a moment while the pyenv shim execs its way to the binary.
+    [[ -n $cmdline ]] && break
+    sleep 0.1
+  done
   [[ $cmdline == *bao*server*-config=$BAO_CONFIG* || $cmdline == *bao*server*-dev* ]] || return 1
   printf '%s\n' "$pid"
 }
@@ -124,15 +129,19 @@ bao_local_is_dev() {
 
 # Polls /v1/sys/health until it answers `want` (200: initialised, unsealed and
 # active; any: listening, whatever its state), giving up early when the server
-# process has died.
+# process has died. Liveness is the pid's, not its command line's: while the pyenv
+# shim execs its way to the binary, /proc/<pid>/cmdline can read empty for a moment.
 bao_wait() {
-  local port=$1 seconds=$2 want=$3 i status
+  local port=$1 seconds=$2 want=$3 i status pid=""
+  [[ -f $BAO_STATE_DIR/bao.pid ]] && pid=$(<"$BAO_STATE_DIR/bao.pid")
   for ((i = 0; i < seconds * 4; i++)); do
     status=$(http_status "$port" /v1/sys/health)
     if [[ $want == any && $status =~ ^[0-9]+$ && $status != 000 ]] || [[ $status == "$want" ]]; then
       return 0
     fi
-    bao_local_pid >/dev/null || return 1
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      return 1
+    fi
     sleep 0.25
   done
   return 1
