@@ -97,41 +97,31 @@ impl Server {
     }
 }
 
-/// `aimc projections rebuild` on the benchmark's database; returns the events/s it reports.
-pub async fn rebuild(binary: &Path, env: &ServerEnv) -> anyhow::Result<(u64, f64)> {
+/// Runs a maintenance command of `aimc` on the benchmark's database and Vault; its stdout.
+async fn maintenance(binary: &Path, env: &ServerEnv, args: &[&str]) -> anyhow::Result<String> {
     let mut command = Command::new(binary);
     env.apply(&mut command);
-    let output = command
-        .args(["projections", "rebuild"])
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let output = command.args(args).stdin(Stdio::null()).output().await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
-            "aimc projections rebuild failed: {stdout}{}",
+            "aimc {} failed: {stdout}{}",
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    Ok(stdout)
+}
+
+/// `aimc projections rebuild` on the benchmark's database; returns the events/s it reports.
+pub async fn rebuild(binary: &Path, env: &ServerEnv) -> anyhow::Result<(u64, f64)> {
+    let stdout = maintenance(binary, env, &["projections", "rebuild"]).await?;
     parse_rebuild(&stdout).with_context(|| format!("unexpected rebuild output: {stdout}"))
 }
 
 /// `aimc keys rotate --workspace W`: (credentials, seconds spent rewrapping them).
 pub async fn rotate(binary: &Path, env: &ServerEnv, workspace: &str) -> anyhow::Result<(u64, f64)> {
-    let mut command = Command::new(binary);
-    env.apply(&mut command);
-    let output = command
-        .args(["keys", "rotate", "--workspace", workspace])
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "aimc keys rotate failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let stdout = maintenance(binary, env, &["keys", "rotate", "--workspace", workspace]).await?;
     parse_rotation(&stdout).with_context(|| format!("unexpected rotation output: {stdout}"))
 }
 

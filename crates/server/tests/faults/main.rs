@@ -349,27 +349,18 @@ async fn a_hung_postgresql_answers_503_within_the_deadline_and_appends_nothing()
     .await;
     assert_eq!(created.status, Some(StatusCode::OK), "{}", created.body);
 
-    let frozen = postgres.stop();
-    let load = Load::start(&deployment, std::slice::from_ref(&replica.address), 4, 4);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let ready = call(
-        &client,
-        Method::GET,
-        &format!("{}/readyz", replica.address),
-        "",
-        None,
+    let WhileFrozen {
+        writes,
+        reads,
+        ready,
+        healthy,
+    } = under_load_while_frozen(
+        &deployment,
+        &replica,
+        || postgres.stop(),
+        |p| postgres.resume(p),
     )
     .await;
-    let healthy = call(
-        &client,
-        Method::GET,
-        &format!("{}/healthz", replica.address),
-        "",
-        None,
-    )
-    .await;
-    let (writes, reads) = load.finish().await;
-    postgres.resume(&frozen);
 
     let budget = Duration::from_millis(DEADLINE_MS) + SLACK;
     for answer in reads.iter().chain(writes.iter().map(|(_, a)| a)) {
@@ -436,19 +427,12 @@ async fn a_hung_openbao_answers_503_within_the_deadline_while_reads_go_on() {
     .await;
     assert_eq!(created.status, Some(StatusCode::OK), "{}", created.body);
 
-    let frozen = vault.stop();
-    let load = Load::start(&deployment, std::slice::from_ref(&replica.address), 4, 4);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let ready = call(
-        &client,
-        Method::GET,
-        &format!("{}/readyz", replica.address),
-        "",
-        None,
-    )
-    .await;
-    let (writes, reads) = load.finish().await;
-    vault.resume(&frozen);
+    let WhileFrozen {
+        writes,
+        reads,
+        ready,
+        ..
+    } = under_load_while_frozen(&deployment, &replica, || vault.stop(), |p| vault.resume(p)).await;
 
     let budget = Duration::from_millis(DEADLINE_MS) + SLACK;
     for (name, answer) in &writes {
@@ -633,6 +617,42 @@ async fn idle_and_slow_connections_are_closed_and_cannot_lock_out_a_client() {
         "idle connections without a request are closed"
     );
     eprintln!("header trickle cut after {closed_at:?}; 128 idle connections closed");
+}
+
+/// What clients saw while a dependency was frozen (SIGSTOP) for 4 s under load.
+struct WhileFrozen {
+    writes: Vec<(String, Answer)>,
+    reads: Vec<Answer>,
+    ready: Answer,
+    healthy: Answer,
+}
+
+/// Freezes a dependency, loads the replica for 4 s, probes it, and resumes the dependency.
+async fn under_load_while_frozen(
+    deployment: &Deployment,
+    replica: &Replica,
+    freeze: impl FnOnce() -> Vec<u32>,
+    resume: impl FnOnce(&[u32]),
+) -> WhileFrozen {
+    let client = reqwest::Client::new();
+    let frozen = freeze();
+    let load = Load::start(deployment, std::slice::from_ref(&replica.address), 4, 4);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let probe = |path: &str| {
+        let url = format!("{}{path}", replica.address);
+        let client = client.clone();
+        async move { call(&client, Method::GET, &url, "", None).await }
+    };
+    let ready = probe("/readyz").await;
+    let healthy = probe("/healthz").await;
+    let (writes, reads) = load.finish().await;
+    resume(&frozen);
+    WhileFrozen {
+        writes,
+        reads,
+        ready,
+        healthy,
+    }
 }
 
 /// How long after a dependency came back a write succeeds again; at most 10 s.
