@@ -386,3 +386,38 @@ async fn an_owner_rotates_through_the_api_and_follows_the_operation_to_its_end()
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// A rotation whose process stopped shows no progress; the next request marks it failed and
+/// starts one that finishes its work.
+#[tokio::test]
+async fn a_rotation_whose_replica_stopped_is_taken_over_by_the_next_request() {
+    let app = spawn_app_with(|settings| settings.request_deadline_ms = 1_000).await;
+    let owner = app.token("olivia", Role::Owner);
+    let abandoned = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO key_rotations (operation_id, workspace_id, requested_by, status, updated_at)
+         VALUES ($1, $2, 'olivia', 'running', now() - interval '5 minutes')",
+    )
+    .bind(abandoned)
+    .bind(&app.workspace)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let started = app
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/keys/rotate",
+            Some(&owner),
+            None,
+        )
+        .await;
+
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text);
+    assert_ne!(started.body["operationId"], abandoned.to_string());
+    let old = app
+        .get(&format!("/api/v1/keys/rotate/{abandoned}"), &owner)
+        .await;
+    assert_eq!(old.body["status"], "failed", "{}", old.text);
+    assert_eq!(old.body["error"], "the process running it stopped");
+}

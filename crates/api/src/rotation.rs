@@ -65,6 +65,29 @@ pub enum RotationError {
     Command(#[from] CommandError),
 }
 
+impl RotationError {
+    /// What the operation's record tells its owner: the kind of failure, not the backends'
+    /// own messages (addresses, statements), which go to the log with the operation id.
+    pub fn reason(&self) -> &'static str {
+        let unavailable = match self {
+            RotationError::Keyring(error) => matches!(error, KeyringError::Unavailable(_)),
+            RotationError::Store(error) => matches!(error, StoreError::Unavailable(_)),
+            RotationError::Command(error) => matches!(
+                error,
+                CommandError::StoreUnavailable(_)
+                    | CommandError::Busy(_)
+                    | CommandError::Domain(DomainError::Unavailable(..))
+            ),
+        };
+        if unavailable {
+            "Vault or the database was unavailable; start the rotation again to finish it"
+        } else {
+            "a credential could not be rewrapped; the cause is in the service's log under this \
+             operation id"
+        }
+    }
+}
+
 /// Rotates workspaces' keys with the service's own parts.
 pub struct Rotation<'a> {
     pub commands: &'a CommandBus,
@@ -267,8 +290,8 @@ pub(crate) fn spawn(
                 ))
             }
             Err(error) => {
-                tracing::error!(%error, "key rotation failed");
-                Err(error.to_string())
+                tracing::error!(%error, %operation, "key rotation failed");
+                Err(error.reason().to_owned())
             }
         };
         if let Err(error) = state.rotations.finish(operation, recorded).await {
