@@ -198,11 +198,8 @@ fn redacted<S: Serializer>(
 impl Settings {
     /// The settings from the TOML file and `AIMC_*` variables; a key that is no setting, or a
     /// value that does not fit one, fails naming it.
-    pub fn load() -> anyhow::Result<Self> {
-        Self::load_from(None)
-    }
-
-    /// As [`Settings::load`], with `file` (`aimc --config`) in place of `AIMC_CONFIG_FILE`.
+    ///
+    /// `file` is `aimc --config`; without it, `AIMC_CONFIG_FILE`, else `./aimc.toml` if present.
     pub fn load_from(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         match file
