@@ -129,6 +129,9 @@ pub async fn test_settings() -> Settings {
         jwt_public_key_file: None,
         jwt_public_key_id: None,
         jwt_jwks_file: None,
+        jwt_jwks_url: None,
+        jwt_jwks_refresh_seconds: 300,
+        jwt_jwks_min_refetch_seconds: 30,
         jwt_issuer: "aimc".into(),
         jwt_audience: "aimc".into(),
         // The fake providers of the tests listen on loopback.

@@ -17,6 +17,7 @@ mod harness;
 mod history;
 mod idempotency;
 mod input;
+mod jwks_url;
 mod keyring;
 mod operations;
 mod resolve;

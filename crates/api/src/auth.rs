@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aimc_domain::WorkspaceId;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
@@ -16,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
+use crate::published_keys::PublishedKeys;
 
 /// The longest `sub` a token may carry.
 const MAX_SUBJECT_CHARS: usize = 256;
@@ -132,10 +134,10 @@ impl Principal {
 
 /// A key a token may be signed with, and the one algorithm accepted with it (never the
 /// token's own say-so: that is how algorithm-confusion attacks work).
-struct VerificationKey {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
+pub(crate) struct VerificationKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) key: DecodingKey,
 }
 
 #[derive(Clone, Default)]
@@ -147,19 +149,28 @@ pub struct AuthSettings {
     pub public_key_id: Option<String>,
     /// A JWKS document; keys are matched by `kid`.
     pub jwks_json: Option<String>,
+    /// Where an identity provider publishes its keys (http or https). They are fetched when
+    /// the authenticator is made, again every `jwks_refresh`, and on a token whose `kid` names
+    /// no known key, at most once per `jwks_min_refetch`.
+    pub jwks_url: Option<url::Url>,
+    pub jwks_refresh: Duration,
+    pub jwks_min_refetch: Duration,
     pub issuer: String,
     pub audience: String,
 }
 
 pub struct Authenticator {
+    /// Keys from the configuration: the HS256 secret, the PEM key, the JWKS file.
     keys: Vec<VerificationKey>,
+    /// Keys fetched from `AIMC_JWT_JWKS_URL`, kept current in the background.
+    published: Option<Arc<PublishedKeys>>,
     issuer: String,
     audience: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
-    #[error("no way to verify tokens: set AIMC_JWT_HS256_SECRET, AIMC_JWT_PUBLIC_KEY_FILE or AIMC_JWT_JWKS_FILE")]
+    #[error("no way to verify tokens: set AIMC_JWT_HS256_SECRET, AIMC_JWT_PUBLIC_KEY_FILE, AIMC_JWT_JWKS_FILE or AIMC_JWT_JWKS_URL")]
     NoKeys,
     #[error("the HS256 secret must be at least 32 bytes")]
     WeakSecret,
@@ -167,6 +178,10 @@ pub enum AuthConfigError {
     BadPublicKey(String),
     #[error("unreadable JWKS: {0}")]
     BadJwks(String),
+    /// The first fetch of `AIMC_JWT_JWKS_URL` failed: without it no token of that identity
+    /// provider could be verified.
+    #[error("AIMC_JWT_JWKS_URL: {0}")]
+    JwksUrl(String),
 }
 
 /// The algorithms a PEM key may verify: every one of its family, none of another family.
@@ -197,8 +212,120 @@ fn pem_keys(pem: &str) -> Result<Vec<VerificationKey>, AuthConfigError> {
     ))
 }
 
+/// The algorithms a published key may verify. Its `alg` when it names one that fits the key's
+/// type; without `alg`, every signature algorithm of its type (as for a PEM key), so no key
+/// ever verifies an algorithm of another family. `None` for keys that cannot verify a token
+/// signature: encryption keys, symmetric keys (an identity provider never publishes those),
+/// and key types or curves aimc does not support.
+fn published_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
+    use Algorithm::*;
+    if matches!(
+        jwk.common.public_key_use,
+        Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+    ) {
+        return None;
+    }
+    let fitting: &[Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => &[RS256, RS384, RS512, PS256, PS384, PS512],
+        AlgorithmParameters::EllipticCurve(params) => match params.curve {
+            EllipticCurve::P256 => &[ES256],
+            EllipticCurve::P384 => &[ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(params) if params.curve == EllipticCurve::Ed25519 => {
+            &[EdDSA]
+        }
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(fitting.to_vec()),
+        Some(alg) => {
+            let named = alg.to_string().parse::<Algorithm>().ok()?;
+            fitting.contains(&named).then(|| vec![named])
+        }
+    }
+}
+
+/// The signature keys of a JWKS an identity provider publishes, and how many of its entries
+/// were left out (encryption keys, unsupported types). Each entry is read on its own, so one
+/// key of a kind aimc does not know does not cost it the others.
+pub(crate) fn published_keys(document: &[u8]) -> Result<(Vec<VerificationKey>, usize), String> {
+    #[derive(Deserialize)]
+    struct Document {
+        keys: Vec<serde_json::Value>,
+    }
+    let document: Document = serde_json::from_slice(document)
+        .map_err(|_| "the answer is not a JWKS document (a JSON object with \"keys\")")?;
+    let mut keys = Vec::new();
+    let mut skipped = 0;
+    for entry in document.keys {
+        let usable = serde_json::from_value::<Jwk>(entry).ok().and_then(|jwk| {
+            let algorithms = published_algorithms(&jwk)?;
+            let key = DecodingKey::from_jwk(&jwk).ok()?;
+            Some((jwk.common.key_id, algorithms, key))
+        });
+        match usable {
+            Some((kid, algorithms, key)) => {
+                keys.extend(algorithms.into_iter().map(|algorithm| VerificationKey {
+                    kid: kid.clone(),
+                    algorithm,
+                    key: key.clone(),
+                }))
+            }
+            None => skipped += 1,
+        }
+    }
+    if keys.is_empty() && skipped == 0 {
+        return Err("the JWKS holds no keys".into());
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "none of the JWKS's {skipped} keys verifies signatures with an algorithm aimc supports"
+        ));
+    }
+    Ok((keys, skipped))
+}
+
+/// The key of the token's header among `keys`: the one with its `kid` (or, for a token
+/// without one, a key without one) and its algorithm.
+fn matching_key<'k>(
+    keys: impl Iterator<Item = &'k VerificationKey>,
+    kid: Option<&str>,
+    algorithm: Algorithm,
+) -> Option<&'k VerificationKey> {
+    keys.filter(|key| key.kid.as_deref() == kid)
+        .find(|key| key.algorithm == algorithm)
+}
+
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+    /// The keys of the configuration; with a JWKS URL, also the keys published there, fetched
+    /// now (an error if that fails) and kept current by a background task that ends when the
+    /// authenticator is dropped.
+    pub async fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+        let keys = Self::configured_keys(settings)?;
+        let published = match &settings.jwks_url {
+            Some(url) => Some(
+                PublishedKeys::load(url.clone(), settings.jwks_min_refetch)
+                    .await
+                    .map_err(AuthConfigError::JwksUrl)?,
+            ),
+            None => None,
+        };
+        if keys.is_empty() && published.is_none() {
+            return Err(AuthConfigError::NoKeys);
+        }
+        if let Some(published) = &published {
+            published.keep_fresh(settings.jwks_refresh);
+        }
+        Ok(Authenticator {
+            keys,
+            published,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        })
+    }
+
+    fn configured_keys(settings: &AuthSettings) -> Result<Vec<VerificationKey>, AuthConfigError> {
         let mut keys = Vec::new();
         if let Some(secret) = &settings.hs256_secret {
             if secret.expose_secret().len() < 32 {
@@ -233,40 +360,55 @@ impl Authenticator {
                 });
             }
         }
-        if keys.is_empty() {
-            return Err(AuthConfigError::NoKeys);
-        }
-        Ok(Authenticator {
-            keys,
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
-        })
+        Ok(keys)
     }
 
     /// Verifies signature, `exp`, `iss` and `aud`. Errors say what is wrong without echoing
     /// the token.
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+    ///
+    /// A token whose `kid` names no key known yet makes the published keys be fetched again
+    /// (one fetch at a time, at most one per `jwks_min_refetch`) and is then checked once more:
+    /// an identity provider may sign with a new key before the next periodic refresh.
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such algorithm.
         let header = decode_header(token).map_err(|_| {
             ApiError::unauthorized("the bearer token is malformed or uses an unsupported algorithm")
         })?;
-        // A `kid` must name a configured key; without one, only keys that have no id apply.
-        let candidates: Vec<&VerificationKey> = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(|key| key.kid.as_deref() == Some(kid))
-                .collect(),
-            None => self.keys.iter().filter(|key| key.kid.is_none()).collect(),
+        let unknown = || {
+            ApiError::unauthorized("the bearer token is signed with an unknown key or algorithm")
         };
-        let key = candidates
-            .into_iter()
-            .find(|key| key.algorithm == header.alg)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the bearer token is signed with an unknown key or algorithm",
-                )
-            })?;
+        // A `kid` must name a known key; without one, only keys that have no id apply.
+        let kid = header.kid.as_deref();
+        if let Some(key) = matching_key(self.keys.iter(), kid, header.alg) {
+            return self.check(token, key);
+        }
+        let Some(published) = &self.published else {
+            return Err(unknown());
+        };
+        let (generation, keys) = published.current();
+        if let Some(key) = matching_key(keys.iter(), kid, header.alg) {
+            return self.check(token, key);
+        }
+        // Only a `kid` no key carries is worth a fetch: a known `kid` with another algorithm,
+        // or no `kid` at all, would not verify after one either.
+        let Some(kid) = kid else {
+            return Err(unknown());
+        };
+        let known = |key: &VerificationKey| key.kid.as_deref() == Some(kid);
+        if self.keys.iter().any(known) || keys.iter().any(known) {
+            return Err(unknown());
+        }
+        drop(keys);
+        if !published.refetch_for_unknown_kid(generation).await {
+            return Err(unknown());
+        }
+        let (_, keys) = published.current();
+        let key = matching_key(keys.iter(), Some(kid), header.alg).ok_or_else(unknown)?;
+        self.check(token, key)
+    }
+
+    /// Checks the token with the key its header chose.
+    fn check(&self, token: &str, key: &VerificationKey) -> Result<Principal, ApiError> {
         let mut validation = Validation::new(key.algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
@@ -358,6 +500,7 @@ async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<Princip
         .ok_or_else(|| ApiError::internal("token verification not set up").refusal())?;
     let principal = authenticator
         .verify(&bearer.token)
+        .await
         .map_err(ApiError::refusal)?;
     tracing::Span::current().record("sub", principal.sub.as_str());
     Ok(principal)

@@ -132,14 +132,14 @@ pub struct IdempotencyEndpoint<E> {
 impl<E: Endpoint> IdempotencyEndpoint<E> {
     /// The verified caller and the key, for a keyed write; anything else (no key, a malformed
     /// one, no valid token) goes to the handler, which refuses what needs refusing.
-    fn keyed(&self, request: &Request) -> Option<(String, String)> {
+    async fn keyed(&self, request: &Request) -> Option<(String, String)> {
         let key = key_of(request)?;
         let authorization = request.headers().get("authorization")?.to_str().ok()?;
         let (scheme, token) = authorization.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        let principal = self.state.auth.verify(token.trim()).ok()?;
+        let principal = self.state.auth.verify(token.trim()).await.ok()?;
         Some((principal.sub, key))
     }
 
@@ -198,7 +198,7 @@ impl<E: Endpoint> Endpoint for IdempotencyEndpoint<E> {
             let error = ApiError::invalid_field(HEADER, KEY_RULE);
             return Ok(refusal_at(request.uri().path(), error));
         }
-        let Some((caller, key)) = self.keyed(&request) else {
+        let Some((caller, key)) = self.keyed(&request).await else {
             return Ok(self.answer(request).await);
         };
         // Already read whole by the request plumbing, so this only takes it out and back.

@@ -15,6 +15,7 @@ mod plain_key;
 mod problem;
 mod provider_catalogue;
 mod provider_probe;
+mod published_keys;
 mod request_body;
 mod request_context;
 mod resolution;

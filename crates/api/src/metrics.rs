@@ -3,10 +3,24 @@
 //! words, never raw paths, so a scan of random URLs cannot blow up the number of series; nothing
 //! request-specific (ids, tokens, bodies) is ever a label.
 
+use std::sync::LazyLock;
+
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+
+/// Fetches of `AIMC_JWT_JWKS_URL`, by why (`start`, `refresh`, `unknown_kid`) and outcome.
+pub(crate) static JWKS_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "jwks_fetches_total",
+            "Fetches of the JWKS URL by reason (start, refresh, unknown_kid) and outcome (ok, error)",
+        ),
+        &["reason", "outcome"],
+    )
+    .expect("valid metric")
+});
 
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +64,7 @@ impl Metrics {
         };
         metrics.register(metrics.requests.clone());
         metrics.register(metrics.latency.clone());
+        metrics.register(JWKS_FETCHES.clone());
         for collector in aimc_keyring::metrics::collectors()
             .into_iter()
             .chain(aimc_store::metrics::collectors())

@@ -49,6 +49,12 @@ fn default_vault_timeout() -> u64 {
 fn default_issuer() -> String {
     "aimc".into()
 }
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_min_refetch() -> u64 {
+    30
+}
 fn default_snapshot_every() -> usize {
     20
 }
@@ -114,6 +120,16 @@ pub struct Settings {
     /// The `kid` of the PEM key, when its tokens carry one.
     pub jwt_public_key_id: Option<String>,
     pub jwt_jwks_file: Option<PathBuf>,
+    /// Where an identity provider publishes its keys (an http or https URL); fetched at start,
+    /// which fails if it cannot be, then refreshed.
+    #[serde(default, deserialize_with = "http_url")]
+    pub jwt_jwks_url: Option<String>,
+    /// How often the keys at the JWKS URL are fetched again.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwt_jwks_refresh_seconds: u64,
+    /// At most one fetch of the JWKS URL per this interval for tokens naming an unknown `kid`.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwt_jwks_min_refetch_seconds: u64,
     #[serde(default = "default_issuer")]
     pub jwt_issuer: String,
     #[serde(default = "default_issuer")]
@@ -183,6 +199,20 @@ const NOT_SETTINGS: [&str; 9] = [
     "clients_node_modules",
     "bench_json",
 ];
+
+/// An absolute http or https URL.
+fn http_url<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    match url::Url::parse(&raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(Some(raw)),
+        _ => Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(&raw),
+            &"an http or https URL",
+        )),
+    }
+}
 
 /// A secret shows that it is set, never what it is.
 fn redacted<S: Serializer>(

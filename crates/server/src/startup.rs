@@ -68,7 +68,7 @@ pub fn command_bus(pool: &PgPool, keyring: &Arc<dyn Keyring>, settings: &Setting
     CommandBus::new(pool.clone(), services, settings.snapshot_every)
 }
 
-pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+pub async fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))
     };
@@ -83,10 +83,20 @@ pub fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator>
             .collect(),
         public_key_id: settings.jwt_public_key_id.clone(),
         jwks_json: settings.jwt_jwks_file.as_deref().map(read).transpose()?,
+        jwks_url: settings
+            .jwt_jwks_url
+            .as_deref()
+            .map(url::Url::parse)
+            .transpose()
+            .context("AIMC_JWT_JWKS_URL is not a URL")?,
+        jwks_refresh: Duration::from_secs(settings.jwt_jwks_refresh_seconds),
+        jwks_min_refetch: Duration::from_secs(settings.jwt_jwks_min_refetch_seconds),
         issuer: settings.jwt_issuer.clone(),
         audience: settings.jwt_audience.clone(),
     };
-    Authenticator::new(&auth).context("Failed to configure token verification")
+    Authenticator::new(&auth)
+        .await
+        .context("Failed to configure token verification")
 }
 
 #[derive(serde::Deserialize)]
@@ -164,7 +174,7 @@ impl Application {
             .context("Failed to run database migrations")?;
         // Concurrent commands of a workspace share their keyring calls.
         let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(&settings)?));
-        let auth = build_authenticator(&settings)?;
+        let auth = build_authenticator(&settings).await?;
         let system_keys = load_system_keys(&settings, &keyring).await?;
 
         let projector = Arc::new(Projector::new(pool.clone()));

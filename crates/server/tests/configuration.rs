@@ -53,6 +53,11 @@ fn the_effective_configuration_is_shown_with_its_secrets_redacted() {
         "{text}"
     );
     assert!(text.contains("# encryption_key is not set\n"), "{text}");
+    assert!(text.contains("jwt_jwks_refresh_seconds = 300\n"), "{text}");
+    assert!(
+        text.contains("jwt_jwks_min_refetch_seconds = 30\n"),
+        "{text}"
+    );
     assert!(!text.contains("database-password-1") && !text.contains("jwt-secret-that"));
 }
 
@@ -62,6 +67,17 @@ fn an_unknown_setting_or_a_bad_value_fails_naming_it() {
         ("AIMC_REQEST_DEADLINE_MS", "5", "REQEST_DEADLINE_MS"),
         ("AIMC_REQUEST_DEADLINE_MS", "soon", "REQUEST_DEADLINE_MS"),
         ("AIMC_KEYRING", "hsm", "KEYRING"),
+        (
+            "AIMC_JWT_JWKS_URL",
+            "ftp://idp.example/jwks",
+            "JWT_JWKS_URL",
+        ),
+        ("AIMC_JWT_JWKS_URL", "/jwks", "JWT_JWKS_URL"),
+        (
+            "AIMC_JWT_JWKS_REFRESH_SECONDS",
+            "often",
+            "JWT_JWKS_REFRESH_SECONDS",
+        ),
     ] {
         let refused = aimc(&["config", "show"], &[(name, value)]);
         let error = String::from_utf8_lossy(&refused.stderr);
