@@ -22,6 +22,7 @@ mod keyring;
 mod operations;
 mod resolve;
 mod rotation;
+mod shredding;
 mod round_trips;
 mod telemetry;
 mod upgrade;

@@ -21,14 +21,14 @@ const C_KEY: &str = "sk-ant-rotation-family-c-0123456789";
 const D_KEY: &str = "sk-proj-rotation-family-d-0123456789";
 
 /// The service's own parts, as `aimc keys rotate` builds them.
-struct Parts {
-    keyring: Arc<dyn Keyring>,
-    commands: aimc_store::CommandBus,
-    credentials: CredentialQueries,
+pub(crate) struct Parts {
+    pub keyring: Arc<dyn Keyring>,
+    pub commands: aimc_store::CommandBus,
+    pub credentials: CredentialQueries,
 }
 
 impl Parts {
-    fn of(app: &TestApp) -> Parts {
+    pub fn of(app: &TestApp) -> Parts {
         let keyring: Arc<dyn Keyring> =
             Arc::new(SharedCalls::new(build_keyring(&app.settings).unwrap()));
         Parts {
@@ -51,11 +51,11 @@ impl Parts {
         .expect("the rotation succeeds")
     }
 
-    async fn rows(&self, workspace: &WorkspaceId) -> Vec<CredentialRow> {
+    pub async fn rows(&self, workspace: &WorkspaceId) -> Vec<CredentialRow> {
         self.credentials.of_workspace(workspace).await.unwrap()
     }
 
-    async fn decrypt(
+    pub async fn decrypt(
         &self,
         row: &CredentialRow,
         secret: &Ciphertext,
@@ -69,7 +69,7 @@ impl Parts {
     }
 }
 
-fn operator() -> CommandMetadata {
+pub(crate) fn operator() -> CommandMetadata {
     CommandMetadata {
         actor: "cli:operator".into(),
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -80,7 +80,7 @@ fn operator() -> CommandMetadata {
 
 /// A credential through each family: A's client-encrypted OpenAI key (its Anthropic key is
 /// replaced by C's), B's key with an access key, C's and D's plain keys.
-async fn keys_in_every_family(app: &TestApp) -> Vec<&'static str> {
+pub(crate) async fn keys_in_every_family(app: &TestApp) -> Vec<&'static str> {
     let member = app.token("alice", Role::Member);
     let admin = app.token("ada", Role::Admin);
     create_seed_config(app, &member).await;
@@ -117,7 +117,7 @@ async fn keys_in_every_family(app: &TestApp) -> Vec<&'static str> {
 }
 
 /// What the APIs show of the workspace's keys: ids, names, hints, test state.
-async fn shown(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn shown(app: &TestApp) -> Vec<Value> {
     let member = app.token("alice", Role::Member);
     let admin = app.token("ada", Role::Admin);
     let mut shown = Vec::new();

@@ -21,6 +21,7 @@ mod request_context;
 mod resolution;
 pub mod rotation;
 mod routes;
+pub mod shredding;
 mod spelling;
 mod state;
 mod tags;

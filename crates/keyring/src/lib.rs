@@ -120,6 +120,19 @@ pub trait Keyring: Send + Sync {
         Err(rotation_unsupported())
     }
 
+    /// Destroys the workspace's keys (crypto-shredding): nothing sealed under them, nor
+    /// encrypted by clients with its public key, decrypts any more. A key already gone is no
+    /// error, so a shred stopped halfway can be run again. The workspace gets new keys on its
+    /// next use.
+    async fn destroy_keys(&self, workspace: &WorkspaceId) -> Result<(), KeyringError> {
+        let _ = workspace;
+        Err(KeyringError::Failed(
+            "crypto-shredding needs the Vault keyring (AIMC_KEYRING=vault): the local keyring \
+             derives every workspace's key from one key"
+                .into(),
+        ))
+    }
+
     /// How a trusted service would decrypt this workspace's ciphertexts itself, if it can.
     fn decryption_recipe(
         &self,

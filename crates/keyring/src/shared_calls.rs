@@ -300,6 +300,10 @@ impl Keyring for SharedCalls {
         within_deadline(self.inner.retire_versions_below(workspace, version)).await
     }
 
+    async fn destroy_keys(&self, workspace: &WorkspaceId) -> Result<(), KeyringError> {
+        within_deadline(self.inner.destroy_keys(workspace)).await
+    }
+
     fn decryption_recipe(
         &self,
         workspace: &WorkspaceId,

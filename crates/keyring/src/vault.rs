@@ -107,6 +107,41 @@ impl VaultKeyring {
         Ok(())
     }
 
+    /// Reads a key, creating it on first use. A key this process created may have been destroyed
+    /// since by a shred run elsewhere: it is created again, as a workspace starting over.
+    async fn read_key(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        derived: bool,
+    ) -> Result<vaultrs::api::transit::responses::ReadKeyResponse, KeyringError> {
+        let mut created_again = false;
+        loop {
+            self.ensure_key(name, key_type.clone(), derived).await?;
+            let read = self
+                .server
+                .call(
+                    VaultOperation::ReadKey,
+                    &format!("{}/keys/{name}", self.mount),
+                    vaultrs::transit::key::read(&self.client, &self.mount, name),
+                    vault_status,
+                )
+                .await;
+            match read {
+                Err(ClientError::APIError { code: 404, .. }) if !created_again => {
+                    self.forget_key(name).await;
+                    created_again = true;
+                }
+                read => return read.map_err(vault_error),
+            }
+        }
+    }
+
+    /// Forgets that a key exists.
+    async fn forget_key(&self, name: &str) {
+        self.created_keys.lock().await.remove(name);
+    }
+
     async fn workspace_key(&self, workspace: &WorkspaceId) -> Result<String, KeyringError> {
         let name = self.workspace_key_name(workspace);
         self.ensure_key(&name, KeyType::Aes256Gcm96, true).await?;
@@ -163,17 +198,7 @@ impl VaultKeyring {
 
     async fn read_client_key(&self, workspace: &WorkspaceId) -> Result<ClientKey, KeyringError> {
         let name = self.client_key_name(workspace);
-        self.ensure_key(&name, KeyType::Rsa2048, false).await?;
-        let key = self
-            .server
-            .call(
-                VaultOperation::ReadKey,
-                &format!("{}/keys/{name}", self.mount),
-                vaultrs::transit::key::read(&self.client, &self.mount, &name),
-                vault_status,
-            )
-            .await
-            .map_err(vault_error)?;
+        let key = self.read_key(&name, KeyType::Rsa2048, false).await?;
         let ReadKeyData::Asymmetric(versions) = key.keys else {
             return Err(KeyringError::Failed(format!(
                 "transit key {name} is not asymmetric"
@@ -238,7 +263,14 @@ impl Keyring for VaultKeyring {
         }
         let key = self.workspace_key(workspace).await?;
         let batch = ciphertext_batch(&items);
-        let results = self.batch(VaultOperation::Decrypt, &key, &batch).await?;
+        let results = match self.batch(VaultOperation::Decrypt, &key, &batch).await {
+            // Shredded since this process last used it: nothing of the old key decrypts.
+            Err(error) if is_missing_key(&error) => {
+                self.forget_key(&key).await;
+                return Err(KeyringError::Undecryptable { index: 0 });
+            }
+            results => results?,
+        };
         results
             .into_iter()
             .enumerate()
@@ -285,7 +317,15 @@ impl Keyring for VaultKeyring {
         let mut results = if batch.is_empty() {
             Vec::new()
         } else {
-            self.batch(VaultOperation::Decrypt, &name, &batch).await?
+            match self.batch(VaultOperation::Decrypt, &name, &batch).await {
+                Err(error) if is_missing_key(&error) => {
+                    // Shredded since this process read its public half: nothing decrypts.
+                    self.forget_key(&name).await;
+                    self.client_keys.lock().await.remove(workspace.as_str());
+                    Vec::new()
+                }
+                results => results?,
+            }
         }
         .into_iter();
         Ok(normalised
@@ -299,17 +339,8 @@ impl Keyring for VaultKeyring {
     }
 
     async fn key_versions(&self, workspace: &WorkspaceId) -> Result<KeyVersions, KeyringError> {
-        let name = self.workspace_key(workspace).await?;
-        let key = self
-            .server
-            .call(
-                VaultOperation::ReadKey,
-                &format!("{}/keys/{name}", self.mount),
-                vaultrs::transit::key::read(&self.client, &self.mount, &name),
-                vault_status,
-            )
-            .await
-            .map_err(vault_error)?;
+        let name = self.workspace_key_name(workspace);
+        let key = self.read_key(&name, KeyType::Aes256Gcm96, true).await?;
         let latest = match &key.keys {
             ReadKeyData::Symmetric(versions) => {
                 versions.keys().filter_map(|v| v.parse().ok()).max()
@@ -351,7 +382,14 @@ impl Keyring for VaultKeyring {
         }
         let key = self.workspace_key(workspace).await?;
         let batch = ciphertext_batch(&items);
-        let results = self.batch(VaultOperation::Rewrap, &key, &batch).await?;
+        let results = match self.batch(VaultOperation::Rewrap, &key, &batch).await {
+            // Shredded since this process last used it: nothing of the old key decrypts.
+            Err(error) if is_missing_key(&error) => {
+                self.forget_key(&key).await;
+                return Err(KeyringError::Undecryptable { index: 0 });
+            }
+            results => results?,
+        };
         results
             .into_iter()
             .enumerate()
@@ -386,6 +424,62 @@ impl Keyring for VaultKeyring {
             )
             .await
             .map_err(vault_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(workspace = %workspace))]
+    async fn destroy_keys(&self, workspace: &WorkspaceId) -> Result<(), KeyringError> {
+        self.client_keys.lock().await.remove(workspace.as_str());
+        for name in [
+            self.workspace_key_name(workspace),
+            self.client_key_name(workspace),
+        ] {
+            self.forget_key(&name).await;
+            let path = format!("{}/keys/{name}", self.mount);
+            let read = self
+                .server
+                .call(
+                    VaultOperation::ReadKey,
+                    &path,
+                    vaultrs::transit::key::read(&self.client, &self.mount, &name),
+                    vault_status,
+                )
+                .await;
+            match read {
+                Ok(_) => {}
+                Err(ClientError::APIError { code: 404, .. }) => continue,
+                Err(error) => return Err(vault_error(error)),
+            }
+            // Transit refuses to delete a key until its configuration allows it.
+            let mut options =
+                vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
+            options.deletion_allowed(true);
+            self.server
+                .call(
+                    VaultOperation::ConfigureKey,
+                    &format!("{path}/config"),
+                    vaultrs::transit::key::update(
+                        &self.client,
+                        &self.mount,
+                        &name,
+                        Some(&mut options),
+                    ),
+                    vault_status,
+                )
+                .await
+                .map_err(vault_error)?;
+            self.server
+                .call(
+                    VaultOperation::DeleteKey,
+                    &path,
+                    vaultrs::transit::key::delete(&self.client, &self.mount, &name),
+                    vault_status,
+                )
+                .await
+                .map_err(vault_error)?;
+            // A call racing the shred may have created it again from a stale cache entry.
+            self.forget_key(&name).await;
+        }
         Ok(())
     }
 
@@ -438,6 +532,7 @@ enum VaultOperation {
     ReadKey,
     RotateKey,
     ConfigureKey,
+    DeleteKey,
     LookupSelf,
 }
 
@@ -451,6 +546,7 @@ impl VaultOperation {
             VaultOperation::ReadKey => "vault transit read key",
             VaultOperation::RotateKey => "vault transit rotate key",
             VaultOperation::ConfigureKey => "vault transit configure key",
+            VaultOperation::DeleteKey => "vault transit delete key",
             VaultOperation::LookupSelf => "vault token lookup-self",
         }
     }
@@ -464,6 +560,7 @@ impl VaultOperation {
             VaultOperation::ReadKey => "read_key",
             VaultOperation::RotateKey => "rotate_key",
             VaultOperation::ConfigureKey => "configure_key",
+            VaultOperation::DeleteKey => "delete_key",
             VaultOperation::LookupSelf => "lookup_self",
         }
     }
@@ -477,7 +574,8 @@ impl VaultOperation {
             VaultOperation::CreateKey
             | VaultOperation::ReadKey
             | VaultOperation::RotateKey
-            | VaultOperation::ConfigureKey => "keys",
+            | VaultOperation::ConfigureKey
+            | VaultOperation::DeleteKey => "keys",
             VaultOperation::LookupSelf => "lookup-self",
         }
     }
@@ -485,6 +583,7 @@ impl VaultOperation {
     fn method(self) -> &'static str {
         match self {
             VaultOperation::ReadKey | VaultOperation::LookupSelf => "GET",
+            VaultOperation::DeleteKey => "DELETE",
             VaultOperation::Encrypt
             | VaultOperation::Decrypt
             | VaultOperation::Rewrap
@@ -693,6 +792,12 @@ impl BatchItem {
 
 /// Vault's answer by status: 5xx, 429 and 503 (sealed) mean try again later, and so does a
 /// refused token (401/403): an operator has to renew it, the request itself was fine.
+/// Transit's answer to an operation on a key that does not exist (destroyed by a shred). The
+/// workspace's next write creates the key again.
+fn is_missing_key(error: &KeyringError) -> bool {
+    matches!(error, KeyringError::Failed(message) if message.contains("encryption key not found"))
+}
+
 fn status_error(status: u16, errors: &[String]) -> KeyringError {
     let detail = if errors.is_empty() {
         format!("status {status}")

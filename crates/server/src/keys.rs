@@ -1,5 +1,5 @@
-//! `aimc keys rotate`: the rotation use case with a progress bar on a terminal and plain
-//! progress lines otherwise.
+//! `aimc keys rotate` (with a progress bar on a terminal and plain progress lines otherwise) and
+//! `aimc workspace shred`: the key-lifecycle use cases run from a terminal.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aimc_api::rotation::{Progress, Rotation};
+use aimc_api::shredding::Shredding;
 use aimc_domain::WorkspaceId;
 use aimc_keyring::{Keyring, SharedCalls};
 use aimc_server::configuration::Settings;
@@ -15,48 +16,100 @@ use aimc_store::{CommandMetadata, CredentialQueries, DatabaseSettings};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The parts a key-lifecycle command runs with: the service's own, on a pool of its own.
+struct Parts {
+    keyring: Arc<dyn Keyring>,
+    commands: aimc_store::CommandBus,
+    credentials: CredentialQueries,
+}
+
+impl Parts {
+    async fn connect(settings: &Settings, connections: u32) -> anyhow::Result<Parts> {
+        let pool = aimc_store::connect(&DatabaseSettings {
+            url: settings.database_url()?.clone(),
+            max_connections: connections.max(4),
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: None,
+            lock_timeout: None,
+        })?;
+        aimc_store::migrate(&pool)
+            .await
+            .context("Failed to run database migrations")?;
+        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(settings)?));
+        Ok(Parts {
+            commands: command_bus(&pool, &keyring, settings),
+            credentials: CredentialQueries::new(pool),
+            keyring,
+        })
+    }
+}
+
+/// Whom the history names for a command run from a terminal.
+fn operator() -> CommandMetadata {
+    let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    CommandMetadata {
+        actor: format!("cli:{operator}"),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        trace_id: None,
+        idempotency_key: None,
+    }
+}
+
+fn workspace_id(name: &str) -> anyhow::Result<WorkspaceId> {
+    WorkspaceId::parse(name).map_err(|error| anyhow::anyhow!("--workspace {name:?}: {error}"))
+}
+
+pub async fn shred(settings: &Settings, workspace: &str) -> anyhow::Result<()> {
+    let workspace = workspace_id(workspace)?;
+    let concurrency = 8;
+    let parts = Parts::connect(settings, concurrency as u32 + 2).await?;
+    let shredded = Shredding {
+        commands: &parts.commands,
+        credentials: &parts.credentials,
+        keyring: parts.keyring.as_ref(),
+        concurrency,
+    }
+    .run(&workspace, &operator())
+    .await
+    .with_context(|| {
+        format!("Shredding workspace {workspace} failed; run the command again to finish it")
+    })?;
+    println!(
+        "{}: keys destroyed; {} configurations and {} credentials shredded ({} streams already \
+         empty) in {:.2} s; its history remains, without hints",
+        shredded.workspace,
+        shredded.configurations,
+        shredded.credentials,
+        shredded.already_empty,
+        shredded.elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
 pub async fn rotate(
     settings: &Settings,
     workspace: Option<&str>,
     all: bool,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let pool = aimc_store::connect(&DatabaseSettings {
-        url: settings.database_url()?.clone(),
-        max_connections: (concurrency as u32 + 2).max(4),
-        acquire_timeout: Duration::from_secs(10),
-        statement_timeout: None,
-        lock_timeout: None,
-    })?;
-    aimc_store::migrate(&pool)
-        .await
-        .context("Failed to run database migrations")?;
-    let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(settings)?));
-    let commands = command_bus(&pool, &keyring, settings);
-    let credentials = CredentialQueries::new(pool);
+    let parts = Parts::connect(settings, concurrency as u32 + 2).await?;
     let workspaces = match workspace {
-        Some(name) => vec![WorkspaceId::parse(name)
-            .map_err(|error| anyhow::anyhow!("--workspace {name:?}: {error}"))?],
-        None if all => credentials
+        Some(name) => vec![workspace_id(name)?],
+        None if all => parts
+            .credentials
             .workspaces()
             .await
             .context("Failed to list the workspaces")?,
         None => anyhow::bail!("name a workspace with --workspace, or rotate them all with --all"),
     };
     let rotation = Rotation {
-        commands: &commands,
-        credentials: &credentials,
-        keyring: keyring.as_ref(),
+        commands: &parts.commands,
+        credentials: &parts.credentials,
+        keyring: parts.keyring.as_ref(),
         settle: settings.request_deadline(),
         concurrency,
     };
-    let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let metadata = CommandMetadata {
-        actor: format!("cli:{operator}"),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        trace_id: None,
-        idempotency_key: None,
-    };
+    let metadata = operator();
     for workspace in &workspaces {
         let progress = Shown::new();
         let rotated = rotation

@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        action: WorkspaceAction,
+    },
     /// Maintain the read model.
     Projections {
         #[command(subcommand)]
@@ -94,6 +99,21 @@ enum KeysAction {
         /// Credentials rewrapped at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceAction {
+    /// Crypto-shred a workspace: destroy its keys in Vault, so nothing it ever stored decrypts
+    /// again (the event log included), and empty the read model of it. Its history stays,
+    /// without hints; the workspace can be used again afterwards, with new keys.
+    Shred {
+        /// The workspace to shred.
+        #[arg(long)]
+        workspace: String,
+        /// The workspace's name again: there is no undoing a shred.
+        #[arg(long)]
+        confirm: String,
     },
 }
 
@@ -198,6 +218,19 @@ async fn main() -> anyhow::Result<()> {
             // Warnings only: the progress and the summary are the command's output.
             let _telemetry = telemetry::init("warn", settings.log_format)?;
             keys::rotate(&settings, workspace.as_deref(), all, concurrency).await?;
+        }
+        Command::Workspace {
+            action: WorkspaceAction::Shred { workspace, confirm },
+        } => {
+            if confirm != workspace {
+                anyhow::bail!(
+                    "--confirm {confirm:?} does not repeat --workspace {workspace:?}; a shred \
+                     cannot be undone, so it must"
+                );
+            }
+            let settings = Settings::load_from(cli.config.as_deref())?;
+            let _telemetry = telemetry::init("warn", settings.log_format)?;
+            keys::shred(&settings, &workspace).await?;
         }
         Command::Openapi { output, check } => {
             let spec = format!("{}\n", aimc_api::openapi_json());

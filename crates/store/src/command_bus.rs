@@ -167,6 +167,35 @@ impl CommandBus {
         ))
     }
 
+    /// Forgets everything a stream holds, its workspace's keys having been destroyed
+    /// (crypto-shredding). Whether it held anything to forget.
+    #[tracing::instrument(skip_all, fields(stream = %stream, actor = %metadata.actor))]
+    pub async fn shred(
+        &self,
+        stream: &StreamId,
+        metadata: &CommandMetadata,
+    ) -> Result<bool, CommandError> {
+        let recorded_at = match stream {
+            StreamId::Config(config) => self
+                .execute(config, ConfigCommand::Shred, metadata)
+                .await?
+                .recorded_at(),
+            StreamId::Credential { credential, .. } => run(
+                &self.credentials,
+                &self.services,
+                &self.queues,
+                &stream.to_string(),
+                CredentialCommand::Shred {
+                    credential_id: *credential,
+                },
+                metadata,
+            )
+            .await?
+            .recorded_at(),
+        };
+        Ok(recorded_at.is_some())
+    }
+
     /// A command on a credential, in the stream it lives in.
     #[tracing::instrument(skip_all, fields(credential = %home.credential_id, actor = %metadata.actor))]
     pub async fn execute_on_credential(

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::database::traced;
 use crate::error::StoreError;
+use crate::read_model::streams::STREAM_TYPES;
 
 /// Where a credential lives (its configuration's stream, or one of its own) and whose it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +266,35 @@ impl CredentialQueries {
         )
         .await?;
         typed(rows)
+    }
+
+    /// Every event stream of a workspace, as the log has them (whatever the views hold): what a
+    /// shred must reach. Scans the log, which is fine for an operation this rare; a workspace
+    /// id may hold `_`, which `LIKE` would read as a wildcard, hence `starts_with`.
+    pub async fn streams_of_workspace(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        let ids: Vec<String> = traced(
+            &self.pool,
+            "SELECT events",
+            sqlx::query_scalar(
+                "SELECT DISTINCT aggregate_id FROM events
+                  WHERE aggregate_type = ANY($1) AND starts_with(aggregate_id, $2)
+                  ORDER BY aggregate_id",
+            )
+            .bind(STREAM_TYPES.to_vec())
+            .bind(format!("{workspace}/"))
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        ids.iter()
+            .map(|id| {
+                StreamId::parse(id).ok_or_else(|| {
+                    StoreError::Internal(format!("the log holds a malformed stream id {id}"))
+                })
+            })
+            .collect()
     }
 
     /// The workspaces that hold credentials.

@@ -66,6 +66,10 @@ pub enum ConfigCommand {
         id: ConfigId,
         assignments: Vec<(TaskName, Provider, ModelName)>,
     },
+    /// Forget everything the configuration holds, its workspace's keys having been destroyed
+    /// (crypto-shredding); it can be created again afterwards. Nothing to do when it does not
+    /// exist.
+    Shred,
     /// Change, remove or record a test of a credential kept in this configuration.
     Credential(CredentialCommand),
 }

@@ -52,6 +52,12 @@ pub enum ConfigEvent {
     TaskUnassigned {
         task: TaskName,
     },
+    /// The workspace was crypto-shredded: its keys are destroyed, so nothing this
+    /// configuration held can be decrypted any more, and it starts over empty. Names the
+    /// credentials it held, whose names the registry releases.
+    WorkspaceShredded {
+        shredded_credentials: Vec<CredentialId>,
+    },
     /// A credential kept in this configuration; stored under the credential event's own name
     /// (`{"CredentialAdded": …}`), as the log always had it.
     #[serde(untagged)]
@@ -72,12 +78,13 @@ impl ConfigEvent {
             ConfigEvent::SystemPromptChanged { .. } => "SystemPromptChanged",
             ConfigEvent::TaskAssigned { .. } => "TaskAssigned",
             ConfigEvent::TaskUnassigned { .. } => "TaskUnassigned",
+            ConfigEvent::WorkspaceShredded { .. } => "WorkspaceShredded",
             ConfigEvent::Credential(event) => event.name(),
         }
     }
 
     /// Every event type of either stream, for filters and documentation.
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "ConfigCreated",
         "ModelAdded",
         "ModelPaidFlagChanged",
@@ -98,6 +105,7 @@ impl ConfigEvent {
         "SystemPromptChanged",
         "TaskAssigned",
         "TaskUnassigned",
+        "WorkspaceShredded",
     ];
 }
 

@@ -206,6 +206,10 @@ impl Aggregate for AiModelConfig {
                 let events = self.assign_tasks(&id, assignments, services).await?;
                 self.creating_if_needed(&id, events)
             }
+            ConfigCommand::Shred if self.is_created() => vec![ConfigEvent::WorkspaceShredded {
+                shredded_credentials: self.credentials.keys().copied().collect(),
+            }],
+            ConfigCommand::Shred => Vec::new(),
             ConfigCommand::Credential(command) => {
                 self.credential_command(command, services).await?
             }
@@ -282,6 +286,7 @@ impl Aggregate for AiModelConfig {
             ConfigEvent::TaskUnassigned { task } => {
                 self.task_assignments.remove(&task);
             }
+            ConfigEvent::WorkspaceShredded { .. } => *self = AiModelConfig::default(),
             ConfigEvent::Credential(event) => {
                 if let CredentialEvent::Removed { credential_id } = &event {
                     for model in &mut self.models {

@@ -823,3 +823,42 @@ fn events_keep_the_shape_the_log_has_always_had() {
         .unwrap();
     assert_eq!(validated.name(), "CredentialValidated");
 }
+
+#[test]
+fn shredding_forgets_everything_and_names_the_credentials_it_held() {
+    framework()
+        .given(existing())
+        .when(ConfigCommand::Shred)
+        .then_expect_events(vec![ConfigEvent::WorkspaceShredded {
+            shredded_credentials: vec![CredentialId(id(2))],
+        }]);
+}
+
+#[test]
+fn a_configuration_that_does_not_exist_has_nothing_to_shred() {
+    framework()
+        .given_no_previous_events()
+        .when(ConfigCommand::Shred)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_shredded_configuration_starts_over_as_if_it_never_existed() {
+    let mut shredded = AiModelConfig::default();
+    for event in existing() {
+        shredded.apply(event);
+    }
+    shredded.apply(ConfigEvent::WorkspaceShredded {
+        shredded_credentials: vec![CredentialId(id(2))],
+    });
+    assert_eq!(shredded, AiModelConfig::default());
+
+    let mut given = existing();
+    given.push(ConfigEvent::WorkspaceShredded {
+        shredded_credentials: vec![CredentialId(id(2))],
+    });
+    framework_with_ids_from(10)
+        .given(given)
+        .when(replace(vec![], None))
+        .then_expect_error(DomainError::ConfigNotFound);
+}

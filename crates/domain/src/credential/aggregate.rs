@@ -56,6 +56,15 @@ impl Aggregate for CredentialAggregate {
                 let owned_by = Some(owner.clone());
                 vec![credential::add(&owner, credential_id, credential, owned_by, services).await?]
             }
+            // Nothing to forget in a stream never begun, or already removed or shredded.
+            CredentialCommand::Shred { credential_id } => match &self.credential {
+                Some(current) if current.id == credential_id && !self.removed => {
+                    vec![CredentialEvent::WorkspaceShredded {
+                        shredded_credential: credential_id,
+                    }]
+                }
+                _ => Vec::new(),
+            },
             command => {
                 let (owner, current) = self.current(command.credential_id())?;
                 credential::decide(owner, current, command, services).await?
@@ -70,7 +79,9 @@ impl Aggregate for CredentialAggregate {
     fn apply(&mut self, event: Self::Event) {
         match &event {
             CredentialEvent::Added { owner, .. } => self.owner = owner.clone(),
-            CredentialEvent::Removed { .. } => self.removed = true,
+            CredentialEvent::Removed { .. } | CredentialEvent::WorkspaceShredded { .. } => {
+                self.removed = true
+            }
             _ => {}
         }
         let mut credentials = self

@@ -31,6 +31,11 @@ pub enum CredentialCommand {
         credential_id: CredentialId,
         key_version: u32,
     },
+    /// Forget the credential: its workspace's keys were destroyed (crypto-shredding). Only a
+    /// credential with a stream of its own takes this; a configuration is shredded whole.
+    Shred {
+        credential_id: CredentialId,
+    },
 }
 
 impl CredentialCommand {
@@ -40,7 +45,8 @@ impl CredentialCommand {
             | CredentialCommand::Change { credential_id, .. }
             | CredentialCommand::Remove { credential_id }
             | CredentialCommand::RecordTest { credential_id, .. }
-            | CredentialCommand::Rewrap { credential_id, .. } => *credential_id,
+            | CredentialCommand::Rewrap { credential_id, .. }
+            | CredentialCommand::Shred { credential_id } => *credential_id,
         }
     }
 }

@@ -67,6 +67,11 @@ pub enum CredentialEvent {
     },
     #[serde(rename = "CredentialRemoved")]
     Removed { credential_id: CredentialId },
+    /// The workspace was crypto-shredded: the key that sealed this credential is destroyed.
+    /// Like a removal, its name is released and its id is never used again. Only a credential
+    /// with a stream of its own records this; a configuration records its own
+    /// `WorkspaceShredded` for the credentials it keeps.
+    WorkspaceShredded { shredded_credential: CredentialId },
     /// The outcome of testing the credential against its provider.
     #[serde(rename = "CredentialValidated")]
     Validated {
@@ -89,6 +94,7 @@ impl CredentialEvent {
             CredentialEvent::SecretReplaced { .. } => "CredentialSecretReplaced",
             CredentialEvent::Rewrapped { .. } => "CredentialRewrapped",
             CredentialEvent::Removed { .. } => "CredentialRemoved",
+            CredentialEvent::WorkspaceShredded { .. } => "WorkspaceShredded",
             CredentialEvent::Validated { .. } => "CredentialValidated",
         }
     }
@@ -103,6 +109,9 @@ impl CredentialEvent {
             | CredentialEvent::SecretReplaced { credential_id, .. }
             | CredentialEvent::Rewrapped { credential_id, .. }
             | CredentialEvent::Removed { credential_id }
+            | CredentialEvent::WorkspaceShredded {
+                shredded_credential: credential_id,
+            }
             | CredentialEvent::Validated { credential_id, .. } => *credential_id,
         }
     }

@@ -70,7 +70,7 @@ pub fn verdict(ok: bool, status: Option<u16>) -> Option<bool> {
 pub(crate) fn apply(credentials: &mut BTreeMap<CredentialId, Credential>, event: CredentialEvent) {
     let id = event.credential_id();
     match event {
-        CredentialEvent::Removed { .. } => {
+        CredentialEvent::Removed { .. } | CredentialEvent::WorkspaceShredded { .. } => {
             credentials.remove(&id);
         }
         event => match Credential::from_added(&event) {
@@ -168,7 +168,7 @@ impl Credential {
                     checked_at,
                 })
             }
-            E::Added { .. } | E::Removed { .. } => {}
+            E::Added { .. } | E::Removed { .. } | E::WorkspaceShredded { .. } => {}
         }
     }
 
@@ -345,6 +345,10 @@ pub(crate) async fn decide(
         CredentialCommand::RecordTest { outcome, .. } => Ok(vec![record_test(current, outcome)?]),
         CredentialCommand::Rewrap { key_version, .. } => {
             rewrap(owner, current, key_version, services).await
+        }
+        // A configuration's credentials are shredded with it (`ConfigCommand::Shred`).
+        CredentialCommand::Shred { credential_id } => {
+            Err(DomainError::CredentialNotFound(credential_id))
         }
     }
 }

@@ -227,3 +227,25 @@ fn a_credential_changed_after_the_rotation_began_is_rewrapped_only_where_still_s
             key_version: 2,
         }]);
 }
+
+#[test]
+fn shredding_forgets_the_credential_once_and_its_id_stays_retired() {
+    let shredded = CredentialEvent::WorkspaceShredded {
+        shredded_credential: CredentialId(id(5)),
+    };
+    let shred = || CredentialCommand::Shred {
+        credential_id: CredentialId(id(5)),
+    };
+    framework(ScriptedRegistry::default())
+        .given(vec![added()])
+        .when(shred())
+        .then_expect_events(vec![shredded.clone()]);
+    framework(ScriptedRegistry::default())
+        .given(vec![added(), shredded.clone()])
+        .when(shred())
+        .then_expect_events(vec![]);
+    framework(ScriptedRegistry::default())
+        .given(vec![added(), shredded])
+        .when(add(NameChoice::Given(name("Other"))))
+        .then_expect_error(DomainError::CredentialExists);
+}

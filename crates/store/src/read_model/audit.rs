@@ -27,6 +27,28 @@ pub(crate) struct AuditRow {
     pub model_provider: Option<&'static str>,
 }
 
+/// The fields of an entry's details that tell something about a key.
+pub(crate) const HINT_FIELDS: [&str; 3] = ["hint", "access_key_hint", "previous_hint"];
+/// What a shredded stream's entries show in place of a hint: the mask of a key too short to
+/// hint at, so readers of the history need no new shape.
+pub(crate) const SHREDDED_HINT: &str = "****";
+
+impl AuditRow {
+    /// What crypto-shredding leaves of an entry: who did what and when, every hint masked.
+    pub fn shred(&mut self) {
+        if let Some(fields) = self.details.as_object_mut() {
+            for field in HINT_FIELDS {
+                if let Some(value) = fields.get_mut(field) {
+                    *value = SHREDDED_HINT.into();
+                }
+            }
+        }
+        if let Some(facts) = &mut self.credential {
+            facts.previous_hint = Some(SHREDDED_HINT.to_owned());
+        }
+    }
+}
+
 /// What a history reader needs to know about the credential an entry concerns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CredentialFacts {
@@ -80,7 +102,7 @@ pub(crate) fn known_after(event: &CredentialEvent, before: Option<Known>) -> Opt
             name: name.as_str().to_owned(),
             hint: hint.as_str().to_owned(),
         }),
-        E::Removed { .. } => None,
+        E::Removed { .. } | E::WorkspaceShredded { .. } => None,
         E::Renamed { name, .. } => before.map(|known| Known {
             name: name.as_str().to_owned(),
             ..known

@@ -43,6 +43,11 @@ pub(crate) fn apply(
     event: &ConfigEvent,
     metadata: &EventMetadata,
 ) {
+    // Crypto-shredded: the configuration is gone from the view until it is created again.
+    if let ConfigEvent::WorkspaceShredded { .. } = event {
+        *row = None;
+        return;
+    }
     let row = row.get_or_insert_with(|| ConfigRow {
         created_at: Some(metadata.occurred_at),
         ..ConfigRow::known(place, AiModelConfig::default(), 0)

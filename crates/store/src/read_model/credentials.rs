@@ -340,7 +340,10 @@ pub(crate) fn apply(
                 ..CredentialPatch::default()
             }),
         ),
-        E::Removed { credential_id } => (credential_id.0, CredentialChange::Delete),
+        E::Removed { credential_id }
+        | E::WorkspaceShredded {
+            shredded_credential: credential_id,
+        } => (credential_id.0, CredentialChange::Delete),
     };
     changes.record(credential, change);
 }
@@ -432,7 +435,10 @@ pub(crate) fn apply_names(registry: &mut NameRegistry, event: &CredentialEvent, 
             registry.release(credential_id.0, Some(&key), emit);
             registry.register(key, credential_id.0, emit);
         }
-        E::Removed { credential_id } => registry.release(credential_id.0, None, emit),
+        E::Removed { credential_id }
+        | E::WorkspaceShredded {
+            shredded_credential: credential_id,
+        } => registry.release(credential_id.0, None, emit),
         _ => {}
     }
 }

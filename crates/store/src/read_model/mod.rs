@@ -167,6 +167,10 @@ pub struct ReadModelChanges {
     /// In the order the events happened; positions are handed out by the writer.
     pub(crate) audit: Vec<AuditRow>,
     pub(crate) offsets: Vec<(String, Offsets)>,
+    /// Configurations shredded and not created again: their rows go.
+    pub(crate) configs_deleted: Vec<String>,
+    /// Streams shredded: the hints of their stored history entries go.
+    pub(crate) shredded: Vec<String>,
 }
 
 impl ReadModelChanges {
@@ -176,6 +180,8 @@ impl ReadModelChanges {
             && self.names.is_empty()
             && self.audit.is_empty()
             && self.offsets.is_empty()
+            && self.configs_deleted.is_empty()
+            && self.shredded.is_empty()
     }
 }
 
@@ -190,6 +196,7 @@ pub struct Projection {
     /// Each credential's provider, name and hint as the events seen so far left them, for the
     /// history entries of later events.
     known: HashMap<uuid::Uuid, audit::Known>,
+    shredded: Vec<String>,
 }
 
 impl Projection {
@@ -256,6 +263,38 @@ impl Projection {
                 stream.config_changed = true;
             }
         }
+        if let ViewedEvent::Config(ConfigEvent::WorkspaceShredded {
+            shredded_credentials,
+        }) = event
+        {
+            // The configuration's credentials go as if each were removed.
+            let registry = self.registries.entry(place.workspace.clone()).or_default();
+            for credential_id in shredded_credentials {
+                let removed = CredentialEvent::Removed {
+                    credential_id: *credential_id,
+                };
+                credentials::apply_names(registry, &removed, sequence > offsets.credentials);
+                if sequence > offsets.credentials {
+                    credentials::apply(&mut self.credentials, place, &removed, metadata);
+                }
+                self.known.remove(&credential_id.0);
+            }
+        }
+        let shredding = matches!(
+            event,
+            ViewedEvent::Config(ConfigEvent::WorkspaceShredded { .. })
+                | ViewedEvent::Credential(CredentialEvent::WorkspaceShredded { .. })
+        );
+        if shredding && sequence > offsets.audit {
+            for entry in self
+                .audit
+                .iter_mut()
+                .filter(|entry| entry.aggregate_id == place.aggregate_id)
+            {
+                entry.shred();
+            }
+            self.shredded.push(place.aggregate_id.clone());
+        }
         if let Some(credential_event) = event.credential() {
             let registry = self.registries.entry(place.workspace.clone()).or_default();
             let emit = sequence > offsets.credentials;
@@ -286,12 +325,16 @@ impl Projection {
         let mut changes = ReadModelChanges {
             credentials: std::mem::take(&mut self.credentials),
             audit: std::mem::take(&mut self.audit),
+            shredded: std::mem::take(&mut self.shredded),
             ..ReadModelChanges::default()
         };
         for stream in self.streams.values_mut() {
             if std::mem::take(&mut stream.config_changed) {
-                if let Some(row) = &stream.config {
-                    changes.configs.push(row.clone());
+                match &stream.config {
+                    Some(row) => changes.configs.push(row.clone()),
+                    None => changes
+                        .configs_deleted
+                        .push(stream.place.aggregate_id.clone()),
                 }
             }
             if std::mem::take(&mut stream.offsets_changed) {
@@ -308,6 +351,9 @@ impl Projection {
             .configs
             .sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
         changes.offsets.sort_by(|a, b| a.0.cmp(&b.0));
+        changes.configs_deleted.sort();
+        changes.shredded.sort();
+        changes.shredded.dedup();
         changes
     }
 

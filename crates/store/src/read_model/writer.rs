@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use sqlx::{Executor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::audit::CredentialFacts;
+use super::audit::{CredentialFacts, HINT_FIELDS, SHREDDED_HINT};
 use super::credentials::CredentialChange;
 use super::{ReadModelChanges, AUDIT_LOG, CONFIG_VIEW, CREDENTIAL_VIEW};
 
@@ -79,9 +79,11 @@ pub(crate) async fn write<'e>(
         events(&mut statement, appended);
     }
     configs(&mut statement, changes);
+    configs_deleted(&mut statement, changes);
     credentials(&mut statement, changes);
     names(&mut statement, changes, claims);
     audit(&mut statement, changes);
+    shredded(&mut statement, changes);
     offsets(&mut statement, changes);
     if statement.parts == 0 {
         return Ok(());
@@ -175,6 +177,37 @@ fn configs(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
                      updated_at = excluded.updated_at
                WHERE config_view.last_sequence < excluded.last_sequence)",
         );
+}
+
+fn configs_deleted(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
+    if changes.configs_deleted.is_empty() {
+        return;
+    }
+    statement
+        .part("configs_deleted")
+        .push("DELETE FROM config_view WHERE aggregate_id = ANY(")
+        .push_bind(changes.configs_deleted.clone())
+        .push("::text[]))");
+}
+
+/// The stored history entries of shredded streams have their hints masked; the fold masked
+/// those this statement writes.
+fn shredded(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
+    if changes.shredded.is_empty() {
+        return;
+    }
+    let fields: Vec<&str> = HINT_FIELDS.to_vec();
+    statement
+        .part("audit_shredded")
+        .push("UPDATE audit_log SET details = details || (SELECT jsonb_object_agg(f, to_jsonb(")
+        .push_bind(SHREDDED_HINT)
+        .push("::text)) FROM unnest(")
+        .push_bind(fields.clone())
+        .push("::text[]) AS f WHERE details ? f) WHERE aggregate_id = ANY(")
+        .push_bind(changes.shredded.clone())
+        .push("::text[]) AND details ?| ")
+        .push_bind(fields)
+        .push("::text[])");
 }
 
 fn credentials(statement: &mut Statement<'_>, changes: &ReadModelChanges) {

@@ -241,6 +241,25 @@ history_events! {
     TaskUnassigned = "TaskUnassigned" => TaskUnassignedEntry, TaskUnassignedDetails {
         task: String,
     }
+    /// The workspace was crypto-shredded (`aimc workspace shred`): its keys were destroyed, so
+    /// nothing recorded before decrypts any more, and every hint in the stream's earlier
+    /// entries reads `****`. Recorded once in each of its streams.
+    WorkspaceShredded = "WorkspaceShredded" => WorkspaceShreddedEntry, WorkspaceShreddedDetails {
+        /// In a configuration's stream: the credentials it held.
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        shredded_credentials: Option<Vec<String>>,
+        /// In a credential's own stream: which credential.
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        shredded_credential: Option<String>,
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        provider: Option<String>,
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        name: Option<String>,
+    }
 }
 
 impl TryFrom<HistoryEntry> for HistoryEvent {
