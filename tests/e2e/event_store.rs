@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aimc_api::Role;
-use aimc_domain::AiModelConfig;
+use aimc_domain::{AiModelConfig, CredentialAggregate};
 use aimc_store::{Projector, SnapshotEventStore};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
@@ -633,5 +633,91 @@ async fn a_rebuild_projects_an_aggregate_up_to_an_unreadable_event_and_reports_i
             .await
             .unwrap();
     assert_eq!(audited, unreadable - 1);
+    app.assert_no_plain_key_anywhere().await;
+}
+
+/// A `CredentialValidated` as builds before version 2.0 of the event stored it (`ok` where
+/// today's has `verdict`).
+const VALIDATED_1_0: &str = include_str!("../fixtures/events/credential-validated-1.0.json");
+
+#[tokio::test]
+async fn an_event_stored_in_an_older_shape_loads_and_projects_as_todays() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    app.remember_secret("sk-proj-upcast-0123456789abcdef");
+    let added = app
+        .post(
+            "/api/keys",
+            &admin,
+            json!({"service": "OPENAI", "api_key": "sk-proj-upcast-0123456789abcdef"}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let (stream, credential): (String, uuid::Uuid) = sqlx::query_as(
+        "SELECT aggregate_id, credential_id FROM credential_view WHERE workspace_id = $1",
+    )
+    .bind(&app.workspace)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // What an older build appended, unprojected as it left it.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Credential', $1, max(sequence) + 1, 'CredentialValidated', '1.0', $2::json,
+                json_build_object('actor', 'legacy-tester', 'occurred_at', '2026-11-20T09:30:00Z')
+           FROM events WHERE aggregate_id = $1",
+    )
+    .bind(&stream)
+    .bind(VALIDATED_1_0.replace("{credential_id}", &credential.to_string()))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let tested = || async {
+        sqlx::query_as::<_, (Option<bool>, Option<String>)>(
+            "SELECT validated_ok, validation_note FROM credential_view WHERE credential_id = $1",
+        )
+        .bind(credential)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+
+    let projector = Projector::new(app.pool.clone());
+    assert_eq!(projector.catch_up_all().await.unwrap(), 1);
+
+    let refused = (
+        Some(false),
+        Some("the provider refused the key (401)".to_owned()),
+    );
+    assert_eq!(tested().await, refused, "projected with its verdict");
+    let store = SnapshotEventStore::<CredentialAggregate>::new(app.pool.clone(), 20);
+    let (aggregate, _) = store.load(&stream).await.unwrap();
+    let validation = aggregate.credential.unwrap().last_validation.unwrap();
+    assert_eq!((validation.ok, validation.status), (false, Some(401)));
+    let history = app
+        .get("/api/v1/history?type=CredentialValidated", &admin)
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.text);
+    let details = &history.body["events"][0]["details"];
+    assert_eq!(details["ok"], false, "{}", history.text);
+    assert_eq!(details["verdict"], "refused", "{}", history.text);
+    // A refused key is not handed out.
+    let resolved = app.get("/api/v1/resolve?task=chat", &admin).await;
+    assert_ne!(
+        resolved.body["credentialId"],
+        json!(credential),
+        "{}",
+        resolved.text
+    );
+
+    projector.rebuild().await.unwrap();
+    assert_eq!(tested().await, refused, "the rebuild reads it the same way");
+    let stored: String = sqlx::query_scalar(
+        "SELECT event_version FROM events WHERE event_type = 'CredentialValidated'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, "1.0", "the log is never rewritten");
     app.assert_no_plain_key_anywhere().await;
 }

@@ -18,8 +18,8 @@ pub use config::{
     AiModelConfig, ConfigCommand, ConfigEvent, KeyInput, Model, ModelSpec, ProviderKeyChange,
 };
 pub use credential::{
-    verdict, Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
-    NameChoice, NewCredential, TestOutcome, Validation,
+    Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
+    NameChoice, NewCredential, TestOutcome, TestVerdict, Validation,
 };
 pub use error::{DomainError, Service};
 pub use ids::{ConfigId, CredentialId, ModelId, Owner, StreamId, WorkspaceId};

@@ -17,6 +17,7 @@ use crate::error::StoreError;
 use crate::read_model::streams::{self, project, Projected};
 use crate::read_model::writer::{self, Appended, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
+use crate::upcasting::decode;
 
 /// The serialized shape of the aggregates snapshotted here. Bump it whenever a field is added,
 /// removed or changes meaning: `#[serde(default)]` would otherwise load an old snapshot into a
@@ -52,10 +53,10 @@ pub struct SnapshotEventStore<A> {
 }
 
 /// A stream as one query reads it for a command.
-struct Stream<A> {
+struct Stream<A: Aggregate> {
     snapshot: Snapshot<A>,
-    /// (sequence, payload) of the events after the snapshot.
-    events: Vec<(usize, String)>,
+    /// The events after the snapshot, decoded.
+    events: Vec<(usize, A::Event)>,
     /// The lowest offset of its views.
     projected: i64,
 }
@@ -72,13 +73,14 @@ WITH snapshot AS (
     SELECT last_sequence, payload FROM aggregate_snapshots
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema_version = $3
 )
-SELECT 0 AS part, last_sequence AS sequence, payload::text AS payload FROM snapshot
+SELECT 0 AS part, last_sequence AS sequence, payload::text AS payload,
+       NULL AS event_type, NULL AS event_version FROM snapshot
 UNION ALL
-SELECT 1, sequence, payload::text FROM events
+SELECT 1, sequence, payload::text, event_type, event_version FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2
    AND sequence > coalesce((SELECT last_sequence FROM snapshot), 0)
 UNION ALL
-SELECT 2, coalesce(min(o.last_sequence), 0), NULL
+SELECT 2, coalesce(min(o.last_sequence), 0), NULL, NULL, NULL
   FROM unnest($4::text[]) AS v(projection)
   LEFT JOIN projection_offsets o ON o.projection = v.projection AND o.aggregate_id = $2
 ORDER BY part, sequence"#;
@@ -114,7 +116,8 @@ impl<A: Projected> SnapshotEventStore<A> {
     }
 
     async fn read_stream(&self, aggregate_id: &str) -> Result<Stream<A>, AggregateError<A::Error>> {
-        let rows: Vec<(i32, i64, Option<String>)> = traced(
+        type Row = (i32, i64, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = traced(
             &self.pool,
             "SELECT events",
             sqlx::query_as(LOAD)
@@ -131,7 +134,7 @@ impl<A: Projected> SnapshotEventStore<A> {
             events: Vec::new(),
             projected: 0,
         };
-        for (part, sequence, payload) in rows {
+        for (part, sequence, payload, event_type, event_version) in rows {
             match (part, payload) {
                 (0, Some(payload)) => {
                     stream.snapshot = match serde_json::from_str(&payload) {
@@ -142,7 +145,14 @@ impl<A: Projected> SnapshotEventStore<A> {
                         }
                     }
                 }
-                (1, Some(payload)) => stream.events.push((sequence as usize, payload)),
+                (1, Some(payload)) => stream.events.push((
+                    sequence as usize,
+                    decode::<A::Event>(
+                        event_type.as_deref().unwrap_or_default(),
+                        event_version.as_deref().unwrap_or_default(),
+                        &payload,
+                    )?,
+                )),
                 (2, _) => stream.projected = sequence,
                 _ => {}
             }
@@ -267,15 +277,6 @@ fn database_error<E: std::error::Error>(error: sqlx::Error) -> AggregateError<E>
     }
 }
 
-fn deserialize<A: Aggregate>(
-    events: Vec<SerializedEvent>,
-) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-    events
-        .into_iter()
-        .map(|event| EventEnvelope::<A>::try_from(event).map_err(AggregateError::from))
-        .collect()
-}
-
 impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
     type AC = LoadedAggregate<A>;
 
@@ -296,21 +297,17 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
         )
         .await
         .map_err(database_error)?;
-        let events = rows
-            .into_iter()
+        rows.into_iter()
             .map(|(sequence, event_type, event_version, payload, metadata)| {
-                Ok(SerializedEvent::new(
-                    aggregate_id.to_owned(),
-                    sequence as usize,
-                    A::TYPE.to_owned(),
-                    event_type,
-                    event_version,
-                    serde_json::from_str(&payload)?,
-                    serde_json::from_str(&metadata)?,
-                ))
+                Ok(EventEnvelope {
+                    aggregate_id: aggregate_id.to_owned(),
+                    sequence: sequence as usize,
+                    payload: decode(&event_type, &event_version, &payload)?,
+                    metadata: serde_json::from_str(&metadata)?,
+                })
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        deserialize(events)
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(AggregateError::from)
     }
 
     async fn load_aggregate(
@@ -329,8 +326,8 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
                     _ => (A::default(), 0),
                 };
                 let mut current_sequence = snapshot_sequence;
-                for (sequence, payload) in stream.events {
-                    aggregate.apply(serde_json::from_str(&payload)?);
+                for (sequence, event) in stream.events {
+                    aggregate.apply(event);
                     current_sequence = sequence;
                 }
                 (aggregate, current_sequence, snapshot_sequence)

@@ -14,6 +14,7 @@ mod read_model;
 mod rebuild;
 mod registry;
 mod rotations;
+mod upcasting;
 mod views;
 
 pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::read_model::streams::{project, Projected, STREAM_TYPES};
 use crate::read_model::writer::{self, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
+use crate::upcasting::decode;
 
 /// Every event, a workspace at a time; within a workspace by time, then aggregate, then sequence.
 ///
@@ -36,11 +37,12 @@ use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
 const DECLARE_REPLAY: &str = r#"
 DECLARE replay NO SCROLL CURSOR FOR
 WITH stamped AS (
-    SELECT aggregate_type, aggregate_id, sequence, payload, metadata, metadata ->> 'occurred_at' AS occurred_at
+    SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+           metadata ->> 'occurred_at' AS occurred_at
       FROM events
      WHERE aggregate_type = ANY($1)),
 timed AS (
-    SELECT aggregate_type, aggregate_id, sequence, payload, metadata,
+    SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
            max(CASE WHEN occurred_at LIKE '____-__-__T__:__:__.______Z' THEN occurred_at
                     ELSE coalesce(to_char((jsonb_path_query_first(
                                                to_jsonb(regexp_replace(occurred_at, '[Zz]$', '+00:00')),
@@ -48,7 +50,8 @@ timed AS (
                                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '')
                END COLLATE "C") OVER (PARTITION BY aggregate_id ORDER BY sequence) AS replay_at
       FROM stamped)
-SELECT split_part(aggregate_id, '/', 1), aggregate_type, aggregate_id, sequence, payload::text, metadata::text
+SELECT split_part(aggregate_id, '/', 1), aggregate_type, aggregate_id, sequence, event_type,
+       event_version, payload::text, metadata::text
   FROM timed
  ORDER BY split_part(aggregate_id, '/', 1) COLLATE "C", replay_at, aggregate_id COLLATE "C", sequence"#;
 
@@ -60,7 +63,17 @@ const SORT_MEMORY: &str = "SET LOCAL work_mem = '64MB'";
 const FETCH_PAGE: &str = "FETCH FORWARD 2000 FROM replay";
 
 /// Workspace (as the cursor grouped it), aggregate type and id, sequence, payload, metadata.
-type LogRow = (String, String, String, i64, String, String);
+/// An event as the log holds it.
+struct Stored<'a> {
+    event_type: &'a str,
+    version: &'a str,
+    payload: &'a str,
+    metadata: &'a str,
+}
+
+/// (workspace, aggregate type, aggregate id, sequence, event type, event version, payload,
+/// metadata)
+type LogRow = (String, String, String, i64, String, String, String, String);
 
 /// Replays the whole log into projections the caller has emptied, writing about
 /// `chunk_events` events per statement. Returns how many events were applied.
@@ -220,7 +233,22 @@ impl Replay {
 
     /// Folds one event; returns a chunk's changes when one is full.
     fn push(&mut self, row: LogRow) -> Option<ReadModelChanges> {
-        let (workspace, aggregate_type, aggregate_id, sequence, payload, metadata) = row;
+        let (
+            workspace,
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type,
+            version,
+            payload,
+            metadata,
+        ) = row;
+        let stored = Stored {
+            event_type: &event_type,
+            version: &version,
+            payload: &payload,
+            metadata: &metadata,
+        };
         let mut full = None;
         if self.current.as_ref() != Some(&workspace) {
             self.finished.extend(self.current.replace(workspace));
@@ -234,9 +262,9 @@ impl Replay {
         }
         match aggregate_type.as_str() {
             CredentialAggregate::TYPE => {
-                self.apply::<CredentialAggregate>(&aggregate_id, sequence, &payload, &metadata)
+                self.apply::<CredentialAggregate>(&aggregate_id, sequence, &stored)
             }
-            _ => self.apply::<AiModelConfig>(&aggregate_id, sequence, &payload, &metadata),
+            _ => self.apply::<AiModelConfig>(&aggregate_id, sequence, &stored),
         }
         full
     }
@@ -249,17 +277,11 @@ impl Replay {
         chunk
     }
 
-    fn apply<A: Projected>(
-        &mut self,
-        aggregate_id: &str,
-        sequence: i64,
-        payload: &str,
-        metadata: &str,
-    ) {
+    fn apply<A: Projected>(&mut self, aggregate_id: &str, sequence: i64, stored: &Stored<'_>) {
         if self.failed.contains(aggregate_id) {
             return;
         }
-        let event: A::Event = match serde_json::from_str(payload) {
+        let event: A::Event = match decode(stored.event_type, stored.version, stored.payload) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(aggregate_id, sequence, %error, "unreadable event; its aggregate is projected up to the one before");
@@ -268,7 +290,7 @@ impl Replay {
             }
         };
         // Metadata that does not read as a map of strings is ignored, as catch-up does.
-        let metadata = EventMetadata::from_json(metadata);
+        let metadata = EventMetadata::from_json(stored.metadata);
         let projected = project::<A>(
             &mut self.projection,
             aggregate_id,

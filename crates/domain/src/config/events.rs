@@ -115,6 +115,10 @@ impl cqrs_es::DomainEvent for ConfigEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        match self {
+            ConfigEvent::Credential(event) => event.version(),
+            _ => "1.0",
+        }
+        .to_owned()
     }
 }

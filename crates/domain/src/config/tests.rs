@@ -635,7 +635,7 @@ fn a_test_of_a_key_that_changed_meanwhile_is_not_recorded() {
         }))
         .then_expect_events(vec![ConfigEvent::Credential(CredentialEvent::Validated {
             credential_id: CredentialId(id(7)),
-            ok: true,
+            verdict: crate::credential::TestVerdict::Valid,
             status: Some(200),
             reason: "3 models".into(),
             checked_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
@@ -816,12 +816,15 @@ fn events_keep_the_shape_the_log_has_always_had() {
     )
     .unwrap();
     assert_eq!(created, self::created());
+    // Version 2.0 of the event; the store upcasts 1.0's `ok` into `verdict`.
     let validated: ConfigEvent =
         serde_json::from_value(serde_json::json!({"CredentialValidated": {
-        "credential_id": id(7), "ok": false, "status": 401, "reason": "refused",
+        "credential_id": id(7), "verdict": "refused", "status": 401, "reason": "refused",
         "checked_at": "2026-11-30T10:00:00Z"}}))
         .unwrap();
     assert_eq!(validated.name(), "CredentialValidated");
+    assert_eq!(cqrs_es::DomainEvent::event_version(&validated), "2.0");
+    assert_eq!(cqrs_es::DomainEvent::event_version(&removed(2)), "1.0");
 }
 
 #[test]

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ConfigId, CredentialId};
+use crate::credential::TestVerdict;
 use crate::values::{Ciphertext, CredentialName, KeyHint, Provider};
 
 /// What happened to a credential, wherever it lives. Keys appear only as ciphertext and hint.
@@ -72,11 +73,12 @@ pub enum CredentialEvent {
     /// with a stream of its own records this; a configuration records its own
     /// `WorkspaceShredded` for the credentials it keeps.
     WorkspaceShredded { shredded_credential: CredentialId },
-    /// The outcome of testing the credential against its provider.
+    /// The outcome of testing the credential against its provider. Version 2.0: builds before
+    /// it stored `ok` in place of `verdict` (see the store's upcasting).
     #[serde(rename = "CredentialValidated")]
     Validated {
         credential_id: CredentialId,
-        ok: bool,
+        verdict: TestVerdict,
         status: Option<u16>,
         reason: String,
         checked_at: DateTime<Utc>,
@@ -96,6 +98,15 @@ impl CredentialEvent {
             CredentialEvent::Removed { .. } => "CredentialRemoved",
             CredentialEvent::WorkspaceShredded { .. } => "WorkspaceShredded",
             CredentialEvent::Validated { .. } => "CredentialValidated",
+        }
+    }
+
+    /// The version of the event's shape, stored with it: a change of shape raises it, and the
+    /// store upcasts what older builds wrote.
+    pub fn version(&self) -> &'static str {
+        match self {
+            CredentialEvent::Validated { .. } => "2.0",
+            _ => "1.0",
         }
     }
 
@@ -123,6 +134,6 @@ impl cqrs_es::DomainEvent for CredentialEvent {
     }
 
     fn event_version(&self) -> String {
-        "1.0".to_owned()
+        self.version().to_owned()
     }
 }

@@ -56,13 +56,34 @@ pub struct Validation {
     pub checked_at: DateTime<Utc>,
 }
 
-/// What a test says about the key: accepted, refused (the provider answered 401 or 403), or
-/// nothing, when the provider could not be reached or failed for a reason of its own.
-pub fn verdict(ok: bool, status: Option<u16>) -> Option<bool> {
-    match (ok, status) {
-        (true, _) => Some(true),
-        (false, Some(401 | 403)) => Some(false),
-        (false, _) => None,
+/// What a test says about the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestVerdict {
+    /// The provider accepted it.
+    Valid,
+    /// The provider refused it (401 or 403).
+    Refused,
+    /// The provider could not be reached, or failed for a reason of its own.
+    Inconclusive,
+}
+
+impl TestVerdict {
+    pub fn of(ok: bool, status: Option<u16>) -> Self {
+        match (ok, status) {
+            (true, _) => TestVerdict::Valid,
+            (false, Some(401 | 403)) => TestVerdict::Refused,
+            (false, _) => TestVerdict::Inconclusive,
+        }
+    }
+
+    /// Whether the key works, when the test could tell.
+    pub fn works(self) -> Option<bool> {
+        match self {
+            TestVerdict::Valid => Some(true),
+            TestVerdict::Refused => Some(false),
+            TestVerdict::Inconclusive => None,
+        }
     }
 }
 
@@ -155,14 +176,14 @@ impl Credential {
                 }
             }
             E::Validated {
-                ok,
+                verdict,
                 status,
                 reason,
                 checked_at,
                 ..
             } => {
                 self.last_validation = Some(Validation {
-                    ok,
+                    ok: verdict == TestVerdict::Valid,
                     status,
                     reason,
                     checked_at,
@@ -176,7 +197,7 @@ impl Credential {
     pub fn is_usable(&self) -> bool {
         self.last_validation
             .as_ref()
-            .and_then(|test| verdict(test.ok, test.status))
+            .and_then(|test| TestVerdict::of(test.ok, test.status).works())
             != Some(false)
     }
 }
@@ -424,7 +445,7 @@ fn record_test(current: &Credential, outcome: TestOutcome) -> Result<CredentialE
     }
     Ok(CredentialEvent::Validated {
         credential_id: current.id,
-        ok: outcome.ok,
+        verdict: TestVerdict::of(outcome.ok, outcome.status),
         status: outcome.status,
         reason: outcome.reason,
         checked_at: outcome.checked_at,

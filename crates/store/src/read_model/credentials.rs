@@ -313,15 +313,14 @@ pub(crate) fn apply(
         ),
         E::Validated {
             credential_id,
-            ok,
-            status,
+            verdict,
             reason,
             ..
         } => (
             credential_id.0,
             CredentialChange::Patch(CredentialPatch {
                 tested: Some(Some(TestedColumns {
-                    ok: aimc_domain::verdict(*ok, *status),
+                    ok: verdict.works(),
                     note: reason.clone(),
                     at,
                 })),
@@ -445,7 +444,7 @@ pub(crate) fn apply_names(registry: &mut NameRegistry, event: &CredentialEvent, 
 
 #[cfg(test)]
 mod tests {
-    use aimc_domain::{Ciphertext, CredentialId, KeyHint, Provider};
+    use aimc_domain::{Ciphertext, CredentialId, KeyHint, Provider, TestVerdict};
     use secrecy::SecretString;
 
     use super::*;
@@ -510,7 +509,7 @@ mod tests {
             (
                 CredentialEvent::Validated {
                     credential_id: id(1),
-                    ok: true,
+                    verdict: TestVerdict::Valid,
                     status: Some(200),
                     reason: "3 models".into(),
                     checked_at: at(5).occurred_at,
@@ -544,7 +543,7 @@ mod tests {
         let changes = fold(&[(
             CredentialEvent::Validated {
                 credential_id: id(3),
-                ok: false,
+                verdict: TestVerdict::Inconclusive,
                 status: None,
                 reason: "dns error: no such host".into(),
                 checked_at: at(2).occurred_at,
@@ -568,7 +567,7 @@ mod tests {
             (
                 CredentialEvent::Validated {
                     credential_id: id(2),
-                    ok: false,
+                    verdict: TestVerdict::Refused,
                     status: Some(401),
                     reason: "refused".into(),
                     checked_at: at(0).occurred_at,

@@ -10,6 +10,7 @@ use super::writer::{self, NameClaims};
 use super::{EventMetadata, Offsets, Projection, StreamPlace, ViewedEvent, VIEWS};
 use crate::database::traced;
 use crate::error::StoreError;
+use crate::upcasting::decode;
 
 /// The aggregate types whose streams the read model folds.
 pub(crate) const STREAM_TYPES: [&str; 2] = [AiModelConfig::TYPE, CredentialAggregate::TYPE];
@@ -154,11 +155,11 @@ pub(crate) async fn catch_up<A: Projected>(
         credentials: offset(super::CREDENTIAL_VIEW),
     };
     // The whole stream: the folds need the state the views were left in, and catch-up is rare.
-    let events: Vec<(i64, String, String)> = traced(
+    let events: Vec<(i64, String, String, String, String)> = traced(
         pool,
         "SELECT events",
         sqlx::query_as(
-            "SELECT sequence, payload::text, metadata::text FROM events
+            "SELECT sequence, event_type, event_version, payload::text, metadata::text FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
         )
         .bind(A::TYPE)
@@ -172,8 +173,8 @@ pub(crate) async fn catch_up<A: Projected>(
         return Ok(0);
     }
     let mut projection = Projection::default();
-    for (sequence, payload, metadata) in &events {
-        let event: A::Event = serde_json::from_str(payload)
+    for (sequence, event_type, version, payload, metadata) in &events {
+        let event: A::Event = decode(event_type, version, payload)
             .map_err(|error| StoreError::Internal(format!("unreadable event: {error}")))?;
         let metadata = EventMetadata::from_json(metadata);
         project::<A>(

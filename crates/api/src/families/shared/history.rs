@@ -206,7 +206,14 @@ history_events! {
     /// A key was tested against its provider.
     CredentialValidated = "CredentialValidated" => CredentialValidatedEntry, CredentialValidatedDetails {
         credential_id: String,
+        /// Whether the provider accepted the key.
         ok: bool,
+        /// `valid`, `refused` (the provider answered 401 or 403) or `inconclusive` (it could
+        /// not be reached, or failed for a reason of its own); absent from entries recorded
+        /// before tests recorded it.
+        #[oai(skip_serializing_if_is_none)]
+        #[serde(default)]
+        verdict: Option<String>,
         /// The provider's HTTP status; absent when it could not be reached.
         #[oai(skip_serializing_if_is_none)]
         #[serde(default)]
