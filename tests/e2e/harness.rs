@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aimc_api::Role;
-use aimc_server::configuration::{KeyringKind, LogFormat, Settings};
+use aimc_server::configuration::{KeyringKind, LogFormat, Settings, VaultAuthMethod};
 use aimc_server::startup::Application;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -119,6 +119,13 @@ pub async fn test_settings() -> Settings {
         keyring: KeyringKind::Vault,
         vault_addr: Some(required_env("AIMC_VAULT_ADDR")),
         vault_token: Some(SecretString::from(required_env("AIMC_VAULT_TOKEN"))),
+        vault_auth: VaultAuthMethod::Token,
+        vault_auth_mount: None,
+        vault_approle_role_id: None,
+        vault_approle_secret_id: None,
+        vault_approle_secret_id_file: None,
+        vault_kubernetes_role: None,
+        vault_kubernetes_token_file: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
         vault_transit_mount: "transit".into(),
         vault_key_prefix: random_name("t"),
         vault_timeout_seconds: 5,

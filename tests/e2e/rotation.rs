@@ -28,9 +28,10 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
-    pub fn of(app: &TestApp) -> Parts {
-        let keyring: Arc<dyn Keyring> =
-            Arc::new(SharedCalls::new(build_keyring(&app.settings).unwrap()));
+    pub async fn of(app: &TestApp) -> Parts {
+        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(
+            build_keyring(&app.settings).await.unwrap(),
+        ));
         Parts {
             commands: command_bus(&app.pool, &keyring, &app.settings),
             credentials: CredentialQueries::new(app.pool.clone()),
@@ -140,7 +141,7 @@ async fn a_rotation_rewraps_every_key_under_the_new_version_and_retires_the_old_
     let app = spawn_app().await;
     let workspace = WorkspaceId::parse(&app.workspace).unwrap();
     let plain = keys_in_every_family(&app).await;
-    let parts = Parts::of(&app);
+    let parts = Parts::of(&app).await;
     let before_rows = parts.rows(&workspace).await;
     let before_shown = shown(&app).await;
     assert!(before_rows
@@ -201,7 +202,7 @@ async fn a_rotation_stopped_halfway_is_finished_by_the_next_run_without_rewrappi
     let app = spawn_app().await;
     let workspace = WorkspaceId::parse(&app.workspace).unwrap();
     keys_in_every_family(&app).await;
-    let parts = Parts::of(&app);
+    let parts = Parts::of(&app).await;
     let rows = parts.rows(&workspace).await;
     // As a run killed after rotating the key and rewrapping one credential leaves it.
     assert_eq!(parts.keyring.rotate(&workspace).await.unwrap().latest, 2);
@@ -245,7 +246,7 @@ async fn writes_during_a_rotation_are_kept_and_end_up_under_the_new_version() {
     let app = spawn_app().await;
     let workspace = WorkspaceId::parse(&app.workspace).unwrap();
     keys_in_every_family(&app).await;
-    let parts = Parts::of(&app);
+    let parts = Parts::of(&app).await;
     let member = app.token("alice", Role::Member);
     let keys: Vec<String> = (0..30)
         .map(|n| format!("sk-proj-written-during-rotation-{n:04}"))

@@ -57,7 +57,7 @@ async fn a_shredded_workspace_decrypts_nothing_keeps_its_history_without_hints_a
     let member = app.token("alice", Role::Member);
     let admin = app.token("ada", Role::Admin);
     let plain = keys_in_every_family(&app).await;
-    let parts = Parts::of(&app);
+    let parts = Parts::of(&app).await;
     let before: Vec<CredentialRow> = parts.rows(&workspace).await;
     assert!(before.len() >= 4, "{} credentials", before.len());
     for row in &before {

@@ -10,6 +10,7 @@ pub mod metrics;
 mod sealer;
 mod shared_calls;
 mod vault;
+mod vault_auth;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -20,6 +21,7 @@ pub use local::LocalKeyring;
 pub use sealer::KeyringSealer;
 pub use shared_calls::SharedCalls;
 pub use vault::{VaultKeyring, VaultSettings};
+pub use vault_auth::{SecretSource, VaultAuth};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyringError {

@@ -1,10 +1,10 @@
-//! What the keyring tells Prometheus: how long Vault takes, by operation. The service's registry
-//! adds the `aimc_` prefix.
+//! What the keyring tells Prometheus: how long Vault takes, by operation, and how its token is
+//! kept alive. The service's registry adds the `aimc_` prefix.
 
 use std::sync::LazyLock;
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 pub(crate) static VAULT_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     HistogramVec::new(
@@ -20,7 +20,35 @@ pub(crate) static VAULT_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+/// Logins to Vault (AppRole, Kubernetes), at start and whenever the token is replaced.
+pub(crate) static VAULT_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "vault_logins_total",
+            "Logins to Vault by method (approle, kubernetes) and outcome (ok, error)",
+        ),
+        &["method", "outcome"],
+    )
+    .expect("valid metric")
+});
+
+/// Renewals of the Vault token.
+pub(crate) static VAULT_TOKEN_RENEWALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "vault_token_renewals_total",
+            "Renewals of the Vault token by outcome (ok, error)",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric")
+});
+
 /// The keyring's process-wide metrics, for the service's registry.
 pub fn collectors() -> Vec<Box<dyn Collector>> {
-    vec![Box::new(VAULT_REQUESTS.clone())]
+    vec![
+        Box::new(VAULT_REQUESTS.clone()),
+        Box::new(VAULT_LOGINS.clone()),
+        Box::new(VAULT_TOKEN_RENEWALS.clone()),
+    ]
 }

@@ -1,5 +1,6 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aimc_domain::{Ciphertext, KeyContext, WorkspaceId};
@@ -21,6 +22,7 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use crate::metrics::VAULT_REQUESTS;
+use crate::vault_auth::VaultSession;
 use crate::{split_versioned, ClientKey, DecryptionRecipe, KeyVersions, Keyring, KeyringError};
 
 /// How to reach Vault / OpenBao.
@@ -42,7 +44,8 @@ const CLIENT_KEY_TTL: Duration = Duration::from_secs(60);
 /// Vault transit: one derived `aes256-gcm96` key per workspace for stored keys, and one
 /// `rsa-2048` key per workspace whose public half clients encrypt with.
 pub struct VaultKeyring {
-    client: VaultClient,
+    /// The client with the current token; see [`VaultSession`].
+    session: Arc<VaultSession>,
     server: VaultServer,
     mount: String,
     key_prefix: String,
@@ -63,12 +66,17 @@ impl VaultKeyring {
         })?;
         Ok(VaultKeyring {
             server: VaultServer::of(&client.settings.address),
-            client,
+            session: Arc::new(VaultSession::new(client)),
             mount: settings.mount,
             key_prefix: settings.key_prefix,
             created_keys: Mutex::new(HashSet::new()),
             client_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The client whose token every request carries.
+    pub(crate) fn session(&self) -> &Arc<VaultSession> {
+        &self.session
     }
 
     /// The key type sits before the workspace name, at a fixed place: with it after the name,
@@ -98,7 +106,12 @@ impl VaultKeyring {
             .call(
                 VaultOperation::CreateKey,
                 &format!("{}/keys/{name}", self.mount),
-                vaultrs::transit::key::create(&self.client, &self.mount, name, Some(&mut options)),
+                vaultrs::transit::key::create(
+                    &*self.session.client(),
+                    &self.mount,
+                    name,
+                    Some(&mut options),
+                ),
                 vault_status,
             )
             .await
@@ -123,7 +136,7 @@ impl VaultKeyring {
                 .call(
                     VaultOperation::ReadKey,
                     &format!("{}/keys/{name}", self.mount),
-                    vaultrs::transit::key::read(&self.client, &self.mount, name),
+                    vaultrs::transit::key::read(&*self.session.client(), &self.mount, name),
                     vault_status,
                 )
                 .await;
@@ -169,14 +182,15 @@ impl VaultKeyring {
             path: path.clone(),
             body,
         };
+        let client = self.session.client();
         let response = self
             .server
             .call(
                 operation,
                 &path,
                 endpoint
-                    .with_middleware(self.client.middle())
-                    .exec(self.client.http()),
+                    .with_middleware(client.middle())
+                    .exec(client.http()),
                 rest_status,
             )
             .await;
@@ -363,7 +377,7 @@ impl Keyring for VaultKeyring {
             .call(
                 VaultOperation::RotateKey,
                 &format!("{}/keys/{name}/rotate", self.mount),
-                vaultrs::transit::key::rotate(&self.client, &self.mount, &name),
+                vaultrs::transit::key::rotate(&*self.session.client(), &self.mount, &name),
                 vault_status,
             )
             .await
@@ -419,7 +433,12 @@ impl Keyring for VaultKeyring {
             .call(
                 VaultOperation::ConfigureKey,
                 &format!("{}/keys/{name}/config", self.mount),
-                vaultrs::transit::key::update(&self.client, &self.mount, &name, Some(&mut options)),
+                vaultrs::transit::key::update(
+                    &*self.session.client(),
+                    &self.mount,
+                    &name,
+                    Some(&mut options),
+                ),
                 vault_status,
             )
             .await
@@ -441,7 +460,7 @@ impl Keyring for VaultKeyring {
                 .call(
                     VaultOperation::ReadKey,
                     &path,
-                    vaultrs::transit::key::read(&self.client, &self.mount, &name),
+                    vaultrs::transit::key::read(&*self.session.client(), &self.mount, &name),
                     vault_status,
                 )
                 .await;
@@ -459,7 +478,7 @@ impl Keyring for VaultKeyring {
                     VaultOperation::ConfigureKey,
                     &format!("{path}/config"),
                     vaultrs::transit::key::update(
-                        &self.client,
+                        &*self.session.client(),
                         &self.mount,
                         &name,
                         Some(&mut options),
@@ -472,7 +491,7 @@ impl Keyring for VaultKeyring {
                 .call(
                     VaultOperation::DeleteKey,
                     &path,
-                    vaultrs::transit::key::delete(&self.client, &self.mount, &name),
+                    vaultrs::transit::key::delete(&*self.session.client(), &self.mount, &name),
                     vault_status,
                 )
                 .await
@@ -487,14 +506,15 @@ impl Keyring for VaultKeyring {
     /// valid, which a health probe alone (it needs no token) would not show.
     async fn check(&self) -> Result<(), KeyringError> {
         let endpoint = TokenLookup;
+        let client = self.session.client();
         let lookup = self
             .server
             .call(
                 VaultOperation::LookupSelf,
                 &endpoint.path(),
                 endpoint
-                    .with_middleware(self.client.middle())
-                    .exec(self.client.http()),
+                    .with_middleware(client.middle())
+                    .exec(client.http()),
                 rest_status,
             )
             .await;

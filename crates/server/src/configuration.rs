@@ -18,6 +18,19 @@ pub enum KeyringKind {
     Local,
 }
 
+/// How aimc authenticates to Vault: `AIMC_VAULT_AUTH`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultAuthMethod {
+    /// `AIMC_VAULT_TOKEN`, renewed while it is renewable and has a TTL.
+    #[default]
+    Token,
+    /// A login with `AIMC_VAULT_APPROLE_ROLE_ID` and a secret id.
+    Approle,
+    /// A login with the pod's service account token.
+    Kubernetes,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -45,6 +58,9 @@ fn default_prefix() -> String {
 }
 fn default_vault_timeout() -> u64 {
     5
+}
+fn default_kubernetes_token_file() -> PathBuf {
+    "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
 }
 fn default_issuer() -> String {
     "aimc".into()
@@ -105,6 +121,20 @@ pub struct Settings {
     pub vault_addr: Option<String>,
     #[serde(serialize_with = "redacted")]
     pub vault_token: Option<SecretString>,
+    /// How aimc gets its Vault token: `token` (`AIMC_VAULT_TOKEN`), `approle` or `kubernetes`.
+    #[serde(default)]
+    pub vault_auth: VaultAuthMethod,
+    /// Where the AppRole or Kubernetes auth method is mounted; the method's name when unset.
+    pub vault_auth_mount: Option<String>,
+    pub vault_approle_role_id: Option<String>,
+    #[serde(serialize_with = "redacted")]
+    pub vault_approle_secret_id: Option<SecretString>,
+    /// A file holding the secret id, read at every login (an agent may rewrite it).
+    pub vault_approle_secret_id_file: Option<PathBuf>,
+    pub vault_kubernetes_role: Option<String>,
+    /// The service account token presented to Vault's Kubernetes auth, read at every login.
+    #[serde(default = "default_kubernetes_token_file")]
+    pub vault_kubernetes_token_file: PathBuf,
     #[serde(default = "default_mount")]
     pub vault_transit_mount: String,
     #[serde(default = "default_prefix")]

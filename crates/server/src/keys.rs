@@ -35,7 +35,7 @@ impl Parts {
         aimc_store::migrate(&pool)
             .await
             .context("Failed to run database migrations")?;
-        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(settings)?));
+        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(settings).await?));
         Ok(Parts {
             commands: command_bus(&pool, &keyring, settings),
             credentials: CredentialQueries::new(pool),

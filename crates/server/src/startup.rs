@@ -7,7 +7,8 @@ use std::time::Duration;
 use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, RequestLimits, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{
-    Keyring, KeyringSealer, LocalKeyring, SharedCalls, VaultKeyring, VaultSettings,
+    Keyring, KeyringSealer, LocalKeyring, SecretSource, SharedCalls, VaultAuth, VaultKeyring,
+    VaultSettings,
 };
 use aimc_store::{
     CommandBus, ConfigQueries, CredentialQueries, CredentialRegistry, DatabaseSettings,
@@ -17,8 +18,9 @@ use anyhow::{bail, Context};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::configuration::{KeyringKind, Settings};
+use crate::configuration::{KeyringKind, Settings, VaultAuthMethod};
 use crate::http::ConnectionLimits;
+use secrecy::SecretString;
 
 pub struct Application {
     listener: TcpListener,
@@ -29,20 +31,147 @@ pub struct Application {
     settings: Settings,
 }
 
-pub fn build_keyring(settings: &Settings) -> anyhow::Result<Arc<dyn Keyring>> {
+/// How aimc authenticates to Vault, from `AIMC_VAULT_AUTH` and the settings of its method; a
+/// setting that is missing, or that belongs to another method, fails naming it.
+pub fn vault_auth(settings: &Settings) -> anyhow::Result<VaultAuth> {
+    let method = settings.vault_auth;
+    let name = match method {
+        VaultAuthMethod::Token => "token",
+        VaultAuthMethod::Approle => "approle",
+        VaultAuthMethod::Kubernetes => "kubernetes",
+    };
+    let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let approle = [
+        (
+            "AIMC_VAULT_APPROLE_ROLE_ID",
+            given(&settings.vault_approle_role_id),
+        ),
+        (
+            "AIMC_VAULT_APPROLE_SECRET_ID",
+            settings.vault_approle_secret_id.is_some(),
+        ),
+        (
+            "AIMC_VAULT_APPROLE_SECRET_ID_FILE",
+            settings.vault_approle_secret_id_file.is_some(),
+        ),
+    ];
+    let kubernetes = [(
+        "AIMC_VAULT_KUBERNETES_ROLE",
+        given(&settings.vault_kubernetes_role),
+    )];
+    let others: Vec<(&str, bool)> = match method {
+        VaultAuthMethod::Token => [
+            approle.as_slice(),
+            kubernetes.as_slice(),
+            &[("AIMC_VAULT_AUTH_MOUNT", given(&settings.vault_auth_mount))],
+        ]
+        .concat(),
+        VaultAuthMethod::Approle => [
+            kubernetes.as_slice(),
+            &[("AIMC_VAULT_TOKEN", settings.vault_token.is_some())],
+        ]
+        .concat(),
+        VaultAuthMethod::Kubernetes => [
+            approle.as_slice(),
+            &[("AIMC_VAULT_TOKEN", settings.vault_token.is_some())],
+        ]
+        .concat(),
+    };
+    if let Some((setting, _)) = others.iter().find(|(_, set)| *set) {
+        bail!("{setting} is set, but AIMC_VAULT_AUTH={name} does not use it: unset it, or choose the method it belongs to");
+    }
+    let mount = |default: &str| {
+        settings
+            .vault_auth_mount
+            .as_deref()
+            .map(|mount| mount.trim().trim_matches('/'))
+            .filter(|mount| !mount.is_empty())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    Ok(match method {
+        VaultAuthMethod::Token => {
+            if settings.vault_token.is_none() {
+                bail!("AIMC_VAULT_TOKEN is required with AIMC_VAULT_AUTH=token (the default); or set AIMC_VAULT_AUTH=approle or kubernetes");
+            }
+            VaultAuth::Token
+        }
+        VaultAuthMethod::Approle => {
+            let Some(role_id) = settings
+                .vault_approle_role_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+            else {
+                bail!("AIMC_VAULT_APPROLE_ROLE_ID is required with AIMC_VAULT_AUTH=approle");
+            };
+            let secret_id = match (
+                &settings.vault_approle_secret_id,
+                &settings.vault_approle_secret_id_file,
+            ) {
+                (Some(secret), None) => SecretSource::Value(secret.clone()),
+                (None, Some(path)) => SecretSource::File {
+                    path: path.clone(),
+                    setting: "AIMC_VAULT_APPROLE_SECRET_ID_FILE",
+                },
+                (Some(_), Some(_)) => bail!(
+                    "AIMC_VAULT_APPROLE_SECRET_ID and AIMC_VAULT_APPROLE_SECRET_ID_FILE are both set: set one"
+                ),
+                (None, None) => bail!(
+                    "AIMC_VAULT_APPROLE_SECRET_ID or AIMC_VAULT_APPROLE_SECRET_ID_FILE is required with AIMC_VAULT_AUTH=approle"
+                ),
+            };
+            VaultAuth::AppRole {
+                mount: mount("approle"),
+                role_id: role_id.to_owned(),
+                secret_id,
+            }
+        }
+        VaultAuthMethod::Kubernetes => {
+            let Some(role) = settings
+                .vault_kubernetes_role
+                .as_deref()
+                .map(str::trim)
+                .filter(|role| !role.is_empty())
+            else {
+                bail!("AIMC_VAULT_KUBERNETES_ROLE is required with AIMC_VAULT_AUTH=kubernetes");
+            };
+            VaultAuth::Kubernetes {
+                mount: mount("kubernetes"),
+                role: role.to_owned(),
+                service_account_token: SecretSource::File {
+                    path: settings.vault_kubernetes_token_file.clone(),
+                    setting: "AIMC_VAULT_KUBERNETES_TOKEN_FILE",
+                },
+            }
+        }
+    })
+}
+
+/// The keyring of the settings. With Vault, this logs in (AppRole, Kubernetes) and starts the
+/// task that keeps the token alive.
+pub async fn build_keyring(settings: &Settings) -> anyhow::Result<Arc<dyn Keyring>> {
     Ok(match settings.keyring {
         KeyringKind::Vault => {
-            let (Some(address), Some(token)) = (&settings.vault_addr, &settings.vault_token) else {
-                bail!("AIMC_VAULT_ADDR and AIMC_VAULT_TOKEN are required with AIMC_KEYRING=vault");
+            let Some(address) = &settings.vault_addr else {
+                bail!("AIMC_VAULT_ADDR is required with AIMC_KEYRING=vault");
             };
+            let auth = vault_auth(settings)?;
             Arc::new(
-                VaultKeyring::new(VaultSettings {
-                    address: address.clone(),
-                    token: token.clone(),
-                    mount: settings.vault_transit_mount.clone(),
-                    key_prefix: settings.vault_key_prefix.clone(),
-                    timeout: Duration::from_secs(settings.vault_timeout_seconds),
-                })
+                VaultKeyring::connect(
+                    VaultSettings {
+                        address: address.clone(),
+                        token: settings
+                            .vault_token
+                            .clone()
+                            .unwrap_or_else(|| SecretString::from("")),
+                        mount: settings.vault_transit_mount.clone(),
+                        key_prefix: settings.vault_key_prefix.clone(),
+                        timeout: Duration::from_secs(settings.vault_timeout_seconds),
+                    },
+                    auth,
+                )
+                .await
                 .context("Failed to configure the Vault keyring")?,
             )
         }
@@ -159,6 +288,9 @@ pub async fn load_system_keys(
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Concurrent commands of a workspace share their keyring calls. Built first, so a
+        // Vault login that cannot work stops the start before anything else is touched.
+        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(&settings).await?));
         let pool = aimc_store::connect(&DatabaseSettings {
             url: settings.database_url()?.clone(),
             max_connections: settings.database_max_connections,
@@ -172,8 +304,6 @@ impl Application {
         aimc_store::migrate(&pool)
             .await
             .context("Failed to run database migrations")?;
-        // Concurrent commands of a workspace share their keyring calls.
-        let keyring: Arc<dyn Keyring> = Arc::new(SharedCalls::new(build_keyring(&settings)?));
         let auth = build_authenticator(&settings).await?;
         let system_keys = load_system_keys(&settings, &keyring).await?;
 

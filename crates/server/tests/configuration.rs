@@ -123,3 +123,144 @@ fn a_file_given_with_config_is_read_and_the_environment_overrides_it() {
     assert!(!missing.status.success(), "a named file must exist");
     std::fs::remove_file(file).unwrap();
 }
+
+#[test]
+fn the_approle_secret_id_is_shown_redacted() {
+    let shown = aimc(
+        &["config", "show"],
+        &[
+            ("AIMC_VAULT_AUTH", "approle"),
+            ("AIMC_VAULT_AUTH_MOUNT", "approle-aimc"),
+            ("AIMC_VAULT_APPROLE_ROLE_ID", "role-id-of-aimc"),
+            (
+                "AIMC_VAULT_APPROLE_SECRET_ID",
+                "approle-secret-id-that-must-not-show",
+            ),
+        ],
+    );
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.contains("vault_auth = \"approle\"\n"), "{text}");
+    assert!(
+        text.contains("vault_auth_mount = \"approle-aimc\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vault_approle_role_id = \"role-id-of-aimc\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vault_approle_secret_id = \"[redacted]\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "vault_kubernetes_token_file = \"/var/run/secrets/kubernetes.io/serviceaccount/token\"\n"
+        ),
+        "the default: {text}"
+    );
+    assert!(
+        !text.contains("approle-secret-id-that-must-not-show"),
+        "{text}"
+    );
+    let default = aimc(&["config", "show"], &[]);
+    let text = String::from_utf8_lossy(&default.stdout);
+    assert!(text.contains("vault_auth = \"token\"\n"), "{text}");
+}
+
+/// `aimc serve` with settings whose Vault login cannot work stops at once, naming what to fix,
+/// before it touches the database (which is not there).
+#[test]
+fn a_vault_authentication_that_cannot_work_stops_the_start_naming_the_setting() {
+    let missing = std::env::temp_dir().join("aimc-no-such-dir/secret");
+    let missing = missing.to_str().unwrap();
+    let approle = [
+        ("AIMC_VAULT_AUTH", "approle"),
+        ("AIMC_VAULT_APPROLE_ROLE_ID", "role-id"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![], "AIMC_VAULT_TOKEN is required"),
+        (
+            vec![("AIMC_VAULT_AUTH", "approle")],
+            "AIMC_VAULT_APPROLE_ROLE_ID is required",
+        ),
+        (
+            approle.to_vec(),
+            "AIMC_VAULT_APPROLE_SECRET_ID or AIMC_VAULT_APPROLE_SECRET_ID_FILE is required",
+        ),
+        (
+            [
+                &approle[..],
+                &[
+                    ("AIMC_VAULT_APPROLE_SECRET_ID", "s"),
+                    ("AIMC_VAULT_APPROLE_SECRET_ID_FILE", missing),
+                ],
+            ]
+            .concat(),
+            "are both set",
+        ),
+        (
+            [
+                &approle[..],
+                &[
+                    ("AIMC_VAULT_APPROLE_SECRET_ID", "s"),
+                    ("AIMC_VAULT_TOKEN", "t"),
+                ],
+            ]
+            .concat(),
+            "AIMC_VAULT_TOKEN is set, but AIMC_VAULT_AUTH=approle",
+        ),
+        (
+            [
+                &approle[..],
+                &[("AIMC_VAULT_APPROLE_SECRET_ID_FILE", missing)],
+            ]
+            .concat(),
+            "AIMC_VAULT_APPROLE_SECRET_ID_FILE: cannot read",
+        ),
+        (
+            vec![("AIMC_VAULT_AUTH", "kubernetes")],
+            "AIMC_VAULT_KUBERNETES_ROLE is required",
+        ),
+        (
+            vec![
+                ("AIMC_VAULT_AUTH", "kubernetes"),
+                ("AIMC_VAULT_KUBERNETES_ROLE", "aimc"),
+                ("AIMC_VAULT_KUBERNETES_TOKEN_FILE", missing),
+            ],
+            "AIMC_VAULT_KUBERNETES_TOKEN_FILE: cannot read",
+        ),
+        (
+            vec![
+                ("AIMC_VAULT_TOKEN", "t"),
+                ("AIMC_VAULT_APPROLE_ROLE_ID", "role-id"),
+            ],
+            "AIMC_VAULT_APPROLE_ROLE_ID is set, but AIMC_VAULT_AUTH=token",
+        ),
+        (vec![("AIMC_VAULT_AUTH", "ldap")], "VAULT_AUTH"),
+    ];
+    for (settings, named) in cases {
+        let mut env = vec![
+            ("AIMC_DATABASE_URL", "postgres://aimc@127.0.0.1:9/aimc"),
+            ("AIMC_VAULT_ADDR", "http://127.0.0.1:9"),
+            (
+                "AIMC_JWT_HS256_SECRET",
+                "jwt-secret-for-this-test-only-0123456789",
+            ),
+            ("AIMC_LISTEN", "127.0.0.1:0"),
+        ];
+        env.extend(settings.iter().copied());
+        let refused = aimc(&["serve"], &env);
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{settings:?} was accepted");
+        assert!(error.contains(named), "{settings:?}: {error}");
+        assert!(
+            !error.contains("database"),
+            "{settings:?} reached the database: {error}"
+        );
+    }
+}
