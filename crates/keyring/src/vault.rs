@@ -130,7 +130,7 @@ impl VaultKeyring {
     ) -> Result<vaultrs::api::transit::responses::ReadKeyResponse, KeyringError> {
         let mut created_again = false;
         loop {
-            self.ensure_key(name, key_type.clone(), derived).await?;
+            self.ensure_key(name, key_type, derived).await?;
             let read = self
                 .server
                 .call(
