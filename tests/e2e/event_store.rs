@@ -590,7 +590,8 @@ async fn a_rebuild_orders_by_time_whatever_shape_the_times_have_or_a_clock_that_
 }
 
 #[tokio::test]
-async fn a_rebuild_projects_an_aggregate_up_to_an_unreadable_event_and_reports_it() {
+async fn a_rebuild_that_meets_an_unreadable_event_reports_it_and_leaves_the_live_read_model_as_it_was(
+) {
     let app = spawn_app().await;
     let alice = app.token("alice", Role::Member);
     let bob = app.token("bob", Role::Member);
@@ -615,24 +616,28 @@ async fn a_rebuild_projects_an_aggregate_up_to_an_unreadable_event_and_reports_i
         app.get("/api/v1/get/ai-model-config", &bob).await.body,
         bob_before
     );
+    // The fresh tables were thrown away: the live ones still hold every event.
     let offsets: Vec<i64> =
         sqlx::query_scalar("SELECT last_sequence FROM projection_offsets WHERE aggregate_id = $1")
             .bind(app.aggregate_id("alice"))
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    assert_eq!(
-        offsets,
-        vec![unreadable - 1; 3],
-        "catch-up retries from the unreadable event"
-    );
+    assert_eq!(offsets, vec![unreadable + 1; 3]);
     let audited: i64 =
         sqlx::query_scalar("SELECT max(sequence) FROM audit_log WHERE aggregate_id = $1")
             .bind(app.aggregate_id("alice"))
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    assert_eq!(audited, unreadable - 1);
+    assert_eq!(audited, unreadable + 1);
+    let schemas: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('aimc_rebuild', 'aimc_retired')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(schemas, 0, "a failed rebuild leaves nothing behind");
     app.assert_no_plain_key_anywhere().await;
 }
 
@@ -719,5 +724,133 @@ async fn an_event_stored_in_an_older_shape_loads_and_projects_as_todays() {
     .await
     .unwrap();
     assert_eq!(stored, "1.0", "the log is never rewritten");
+    app.assert_no_plain_key_anywhere().await;
+}
+
+/// The read model's index and constraint names, as the migrations made them.
+async fn read_model_objects(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT tablename || '.' || indexname FROM pg_indexes WHERE schemaname = 'public'
+            AND tablename IN ('config_view', 'credential_view', 'credential_names', 'audit_log',
+                              'audit_positions', 'projection_offsets')
+         UNION ALL
+         SELECT conrelid::regclass::text || ':' || conname FROM pg_constraint
+          WHERE connamespace = 'public'::regnamespace
+            AND conrelid::regclass::text IN ('config_view', 'credential_view', 'credential_names',
+                                             'audit_log', 'audit_positions', 'projection_offsets')
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebuild_swaps_in_fresh_tables_while_the_service_keeps_reading_and_writing() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let alice = app.token("alice", Role::Member);
+    let admin = app.token("ada", Role::Admin);
+    create_seed_config(&app, &alice).await;
+    // Enough of a log that the replay takes a while.
+    for round in 1..=20 {
+        put_prompt_and_models(&app, &alice, round).await;
+    }
+    let objects_before = read_model_objects(&app.pool).await;
+    let config_before = app.get("/api/v1/get/ai-model-config", &alice).await.body;
+
+    // Writers and readers keep going for the whole rebuild.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let traffic = {
+        let (app, running, admin, alice) =
+            (app.clone(), running.clone(), admin.clone(), alice.clone());
+        tokio::spawn(async move {
+            let (mut written, mut failures) = (Vec::new(), Vec::new());
+            let mut round = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) || round < 5 {
+                round += 1;
+                let key = format!("sk-proj-online-rebuild-{round:06}-abcdef");
+                app.remember_secret(&key);
+                let added = app
+                    .post(
+                        "/api/keys",
+                        &admin,
+                        json!({"service": "OPENAI", "api_key": key}),
+                    )
+                    .await;
+                match added.status {
+                    StatusCode::CREATED => written.push(added.body["id"].clone()),
+                    status => failures.push(format!("POST {status}: {}", added.text)),
+                }
+                let read = app.get("/api/v1/get/ai-model-config", &alice).await;
+                if read.status != StatusCode::OK {
+                    failures.push(format!("GET {}: {}", read.status, read.text));
+                }
+            }
+            (written, failures)
+        })
+    };
+    let rebuilt = Projector::new(app.pool.clone())
+        .rebuild_watched(50, &aimc_store::Unwatched)
+        .await
+        .unwrap();
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (written, failures) = traffic.await.unwrap();
+
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(rebuilt.replayed > 0, "{rebuilt:?}");
+    let listed = app.get("/api/keys", &admin).await;
+    let ids: Vec<Value> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        written.len(),
+        "every accepted write, once: {}",
+        listed.text
+    );
+    for id in &written {
+        assert!(ids.contains(id), "key {id} is missing after the swap");
+    }
+    assert_eq!(
+        app.get("/api/v1/get/ai-model-config", &alice).await.body,
+        config_before
+    );
+    let (events, audited): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM audit_log)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, events, "one history entry per event");
+    assert_eq!(read_model_objects(&app.pool).await, objects_before);
+    let schemas: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_namespace WHERE nspname IN ('aimc_rebuild', 'aimc_retired')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(schemas, 0);
+    // Writes after the swap land in the swapped-in tables.
+    let after = app
+        .post(
+            "/api/keys",
+            &admin,
+            json!({"service": "ANTHROPIC", "api_key": "sk-ant-after-the-swap-0123456789"}),
+        )
+        .await;
+    app.remember_secret("sk-ant-after-the-swap-0123456789");
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.text);
+    assert_eq!(
+        app.get("/api/keys", &admin)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        written.len() + 1
+    );
     app.assert_no_plain_key_anywhere().await;
 }

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 mod keys;
+mod projections;
 
 use aimc_api::Role;
 use aimc_server::configuration::Settings;
@@ -122,7 +123,8 @@ enum ProjectionsAction {
     /// Where each read-model view stands against the event log: events applied, and those it
     /// still lacks with the age of the oldest.
     Status,
-    /// Empty the read model and replay every event into it.
+    /// Replay every event into fresh tables and swap them in atomically, while the service
+    /// keeps answering.
     Rebuild,
 }
 
@@ -186,20 +188,7 @@ async fn main() -> anyhow::Result<()> {
             action: ProjectionsAction::Rebuild,
         } => {
             let settings = Settings::load_from(cli.config.as_deref())?;
-            let pool = maintenance_pool(&settings, 4)?;
-            aimc_store::migrate(&pool)
-                .await
-                .context("Failed to run database migrations")?;
-            let started = std::time::Instant::now();
-            let events = aimc_store::Projector::new(pool)
-                .rebuild()
-                .await
-                .context("Failed to rebuild the read model")?;
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "replayed {events} events in {seconds:.2} s ({:.0} events/s)",
-                events as f64 / seconds.max(1e-9)
-            );
+            projections::rebuild(maintenance_pool(&settings, 6)?).await?;
         }
         Command::Config {
             action: ConfigAction::Show,

@@ -17,7 +17,7 @@ use crate::metrics::{PROJECTION_CAUGHT_UP, PROJECTION_LAG_EVENTS, PROJECTION_LAG
 use crate::read_model::streams::{self, STREAM_TYPES};
 use crate::read_model::VIEWS;
 
-use crate::rebuild;
+use crate::online_rebuild::{self, RebuildProgress, Rebuilt, Unwatched};
 
 /// Events per write of a rebuild: large enough that the statements' round trips do not count,
 /// small enough that a chunk's rows stay a few megabytes.
@@ -162,34 +162,40 @@ impl Projector {
         Ok(applied)
     }
 
-    /// Rebuilds the read model from the event log: empties every projection and replays all
-    /// events, [`REBUILD_CHUNK_EVENTS`] at a time. Returns how many events were applied.
+    /// Rebuilds the read model from the event log while the service keeps answering: replays
+    /// every event into fresh tables, [`REBUILD_CHUNK_EVENTS`] at a time, and swaps them in
+    /// atomically (see [`crate::online_rebuild`]). Returns how many events were applied.
     ///
-    /// Meant for maintenance windows, with no other instance writing: each chunk commits on its
-    /// own, so until it finishes reads see a partial read model, and a command projected
-    /// meanwhile may collide with the replay and make it fail (run it again then). The
-    /// name registry is kept, with the claims older builds made before their commands ran;
-    /// replaying registers every name anyway. Audit positions come out in time order across
-    /// each workspace's streams, and the offsets let commands continue where the replay stopped.
+    /// Audit positions come out in time order across each workspace's streams, and the offsets
+    /// let commands continue where the replay stopped.
     #[tracing::instrument(skip_all)]
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
-        self.rebuild_in_chunks(REBUILD_CHUNK_EVENTS).await
+        let rebuilt = self
+            .rebuild_watched(REBUILD_CHUNK_EVENTS, &Unwatched)
+            .await?;
+        Ok(rebuilt.replayed + rebuilt.caught_up)
     }
 
     /// [`Projector::rebuild`] writing about `chunk_events` events per statement (whole
     /// workspaces, unless one alone is larger).
-    #[tracing::instrument(skip_all, fields(chunk_events = chunk_events as i64))]
     pub async fn rebuild_in_chunks(&self, chunk_events: usize) -> Result<usize, StoreError> {
-        sqlx::query(
-            "TRUNCATE config_view, credential_view, audit_log, audit_positions, projection_offsets",
-        )
-        .execute(&self.pool)
-        .await?;
-        let replayed = rebuild::replay_log(&self.pool, chunk_events).await?;
-        // Events appended after the replay's snapshot was taken, projected the usual way.
-        let appended = self.catch_up_all().await?;
-        tracing::info!(events = (replayed + appended) as i64, "read model rebuilt");
-        Ok(replayed + appended)
+        let rebuilt = self.rebuild_watched(chunk_events, &Unwatched).await?;
+        Ok(rebuilt.replayed + rebuilt.caught_up)
+    }
+
+    /// [`Projector::rebuild_in_chunks`], telling `progress` how far it got.
+    #[tracing::instrument(skip_all, fields(chunk_events = chunk_events as i64))]
+    pub async fn rebuild_watched(
+        &self,
+        chunk_events: usize,
+        progress: &dyn RebuildProgress,
+    ) -> Result<Rebuilt, StoreError> {
+        let rebuilt = online_rebuild::rebuild(&self.pool, chunk_events, progress).await?;
+        tracing::info!(
+            events = (rebuilt.replayed + rebuilt.caught_up) as i64,
+            "read model rebuilt"
+        );
+        Ok(rebuilt)
     }
 
     /// Older builds claimed a name before running the command that used it; a claim whose

@@ -11,6 +11,7 @@ mod history;
 mod idempotency;
 pub mod metrics;
 mod read_model;
+mod online_rebuild;
 mod rebuild;
 mod registry;
 mod rotations;
@@ -18,6 +19,7 @@ mod upcasting;
 mod views;
 
 pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};
+pub use online_rebuild::{RebuildProgress, Rebuilt, Unwatched};
 pub use command_bus::{
     CommandBus, CommandMetadata, CredentialExecuted, Executed, MAX_COMMAND_ATTEMPTS,
 };

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::online_rebuild::RebuildProgress;
 use crate::read_model::streams::{project, Projected, STREAM_TYPES};
 use crate::read_model::writer::{self, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, ReadModelChanges};
@@ -77,7 +78,11 @@ type LogRow = (String, String, String, i64, String, String, String, String);
 
 /// Replays the whole log into projections the caller has emptied, writing about
 /// `chunk_events` events per statement. Returns how many events were applied.
-pub(crate) async fn replay_log(pool: &PgPool, chunk_events: usize) -> Result<usize, StoreError> {
+pub(crate) async fn replay_log(
+    pool: &PgPool,
+    chunk_events: usize,
+    progress: &dyn RebuildProgress,
+) -> Result<usize, StoreError> {
     let mut reader = LogReader::open(pool).await?;
     let mut replay = Replay::new(chunk_events);
     let mut writer = ChunkWriter::new(pool.clone());
@@ -92,11 +97,13 @@ pub(crate) async fn replay_log(pool: &PgPool, chunk_events: usize) -> Result<usi
                 .projection
                 .known_names(&workspace, [(NameKey::stored(key), holder)]);
         }
+        let rows = page.len() as u64;
         for row in page {
             if let Some(chunk) = replay.push(row) {
                 writer.write(chunk).await?;
             }
         }
+        progress.replayed(rows);
     }
     writer.write(replay.projection.take_changes()).await?;
     writer.flush().await?;

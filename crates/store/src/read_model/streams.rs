@@ -4,7 +4,7 @@ use aimc_domain::{
     AiModelConfig, ConfigEvent, ConfigId, CredentialAggregate, CredentialEvent, StreamId,
 };
 use cqrs_es::Aggregate;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use super::writer::{self, NameClaims};
 use super::{EventMetadata, Offsets, Projection, StreamPlace, ViewedEvent, VIEWS};
@@ -132,7 +132,31 @@ pub(crate) async fn catch_up<A: Projected>(
     pool: &PgPool,
     aggregate_id: &str,
 ) -> Result<usize, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut connection = pool.acquire().await?;
+    catch_up_stream::<A>(&mut connection, pool, aggregate_id).await
+}
+
+/// [`catch_up`] on a connection of the caller's, within its transaction if it has one.
+pub(crate) async fn catch_up_on(
+    connection: &mut PgConnection,
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<usize, StoreError> {
+    match aggregate_type {
+        CredentialAggregate::TYPE => {
+            catch_up_stream::<CredentialAggregate>(connection, pool, aggregate_id).await
+        }
+        _ => catch_up_stream::<AiModelConfig>(connection, pool, aggregate_id).await,
+    }
+}
+
+async fn catch_up_stream<A: Projected>(
+    connection: &mut PgConnection,
+    pool: &PgPool,
+    aggregate_id: &str,
+) -> Result<usize, StoreError> {
+    let mut tx = connection.begin().await?;
     // Creates the offset rows on first use and locks them either way (the no-op update takes
     // the row lock), in one round trip.
     let rows: Vec<(String, i64)> = traced(pool, "INSERT projection_offsets", sqlx::query_as(

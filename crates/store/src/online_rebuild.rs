@@ -1,0 +1,236 @@
+//! `aimc projections rebuild` while the service keeps answering: the log is replayed into fresh
+//! tables in a schema of their own, which then take the live tables' place in one transaction.
+//!
+//! Until the swap, reads and writes go on against the live tables, untouched. Events appended
+//! meanwhile are caught up into the fresh tables twice: once after the replay, with the
+//! service writing, and once more inside the swap's transaction, with writers held back, so
+//! nothing committed is missed. Only the swap itself holds readers back, for as long as it
+//! takes to move six tables between schemas: a moment, whatever their size.
+//!
+//! The fresh tables are built from the live ones' definitions (columns, defaults, checks,
+//! constraints and indexes under their own names), so the schema after a rebuild is the one
+//! the migrations made, and later migrations find every object where they expect it.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::catch_up::Projector;
+use crate::error::StoreError;
+use crate::read_model::streams::STREAM_TYPES;
+use crate::read_model::VIEWS;
+use crate::rebuild;
+
+/// Where the fresh tables are built, and where the live ones go once replaced.
+const FRESH: &str = "aimc_rebuild";
+const RETIRED: &str = "aimc_retired";
+
+/// Every table of the read model. The name registry is among them: the replay registers every
+/// name again, over a copy of the live registry that keeps the claims older builds made before
+/// their commands ran.
+const TABLES: [&str; 6] = [
+    "config_view",
+    "credential_view",
+    "credential_names",
+    "audit_log",
+    "audit_positions",
+    "projection_offsets",
+];
+
+/// How a rebuild tells its progress.
+pub trait RebuildProgress: Send + Sync {
+    /// The replay starts, with about `events` to go through.
+    fn replaying(&self, events: u64);
+    /// `events` more applied.
+    fn replayed(&self, events: u64);
+    /// Replay done; catching up and swapping.
+    fn swapping(&self);
+}
+
+/// Progress nobody watches.
+pub struct Unwatched;
+
+impl RebuildProgress for Unwatched {
+    fn replaying(&self, _: u64) {}
+    fn replayed(&self, _: u64) {}
+    fn swapping(&self) {}
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct Rebuilt {
+    /// Events replayed from the log's snapshot.
+    pub replayed: usize,
+    /// Events appended while it ran, caught up before and during the swap.
+    pub caught_up: usize,
+}
+
+pub(crate) async fn rebuild(
+    pool: &PgPool,
+    chunk_events: usize,
+    progress: &dyn RebuildProgress,
+) -> Result<Rebuilt, StoreError> {
+    let rebuilt = replay_and_swap(pool, chunk_events, progress).await;
+    if rebuilt.is_err() {
+        // The live tables are as they were; the fresh ones are of no use.
+        let dropped = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {FRESH} CASCADE"))
+            .execute(pool)
+            .await;
+        if let Err(error) = dropped {
+            tracing::warn!(%error, "could not drop the failed rebuild's tables; the next rebuild will");
+        }
+    }
+    rebuilt
+}
+
+async fn replay_and_swap(
+    pool: &PgPool,
+    chunk_events: usize,
+    progress: &dyn RebuildProgress,
+) -> Result<Rebuilt, StoreError> {
+    let mut admin = pool.acquire().await?;
+    prepare_fresh_tables(&mut admin).await?;
+    drop(admin);
+
+    // Unqualified names reach the fresh tables first, so the replay and catch-up write there
+    // with the very statements commands use; the log and everything else stay in public.
+    let fresh_pool = fresh_pool(pool);
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = ANY($1)")
+            .bind(&STREAM_TYPES[..])
+            .fetch_one(pool)
+            .await?;
+    progress.replaying(total.max(0) as u64);
+    let replayed = rebuild::replay_log(&fresh_pool, chunk_events, progress).await?;
+    let mut caught_up = Projector::new(fresh_pool.clone()).catch_up_all().await?;
+    progress.swapping();
+
+    let mut swap = fresh_pool.acquire().await?;
+    let mut tx = swap.begin().await?;
+    // Writers wait from here (every command writes the offsets); readers go on.
+    sqlx::query("LOCK TABLE public.projection_offsets IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    caught_up += catch_up_within(&mut tx, pool).await?;
+    // Readers wait from here, for the moves alone.
+    let live: Vec<String> = TABLES.iter().map(|t| format!("public.{t}")).collect();
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        live.join(", ")
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {RETIRED} CASCADE; CREATE SCHEMA {RETIRED}"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    for table in TABLES {
+        sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {RETIRED}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("ALTER TABLE {FRESH}.{table} SET SCHEMA public"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA {RETIRED} CASCADE; DROP SCHEMA {FRESH} CASCADE"
+    ))
+    .execute(&mut *swap)
+    .await?;
+    fresh_pool.close().await;
+    Ok(Rebuilt {
+        replayed,
+        caught_up,
+    })
+}
+
+/// Empty copies of the live tables in [`FRESH`]: columns, defaults and checks, then the
+/// constraints and indexes under the names the migrations gave them (PostgreSQL's `LIKE …
+/// INCLUDING INDEXES` would name them anew). The registry is copied over.
+async fn prepare_fresh_tables(connection: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {FRESH} CASCADE; CREATE SCHEMA {FRESH}"
+    ))
+    .execute(&mut *connection)
+    .await?;
+    for table in TABLES {
+        sqlx::query(&format!(
+            "CREATE TABLE {FRESH}.{table} (LIKE public.{table} INCLUDING DEFAULTS \
+             INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)"
+        ))
+        .execute(&mut *connection)
+        .await?;
+    }
+    // The definitions come from the catalog and are quoted by PostgreSQL itself (`%I`,
+    // pg_get_*def); the table names are the constants above.
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', $1::text, c.relname, con.conname,
+                       pg_get_constraintdef(con.oid))
+           FROM pg_constraint con
+           JOIN pg_class c ON c.oid = con.conrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relname = ANY($2) AND con.contype IN ('p', 'u', 'x')
+         UNION ALL
+         SELECT regexp_replace(pg_get_indexdef(i.indexrelid), ' ON public\\.', ' ON ' || quote_ident($1) || '.')
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relname = ANY($2)
+            AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)",
+    )
+    .bind(FRESH)
+    .bind(&TABLES[..])
+    .fetch_all(&mut *connection)
+    .await?;
+    for statement in statements {
+        sqlx::query(&statement).execute(&mut *connection).await?;
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {FRESH}.credential_names SELECT * FROM public.credential_names"
+    ))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// A pool whose connections see the fresh tables in place of the live ones.
+fn fresh_pool(pool: &PgPool) -> PgPool {
+    let options: PgConnectOptions = (*pool.connect_options())
+        .clone()
+        .options([("search_path", format!("{FRESH},public"))]);
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy_with(options)
+}
+
+/// Projects into the fresh tables what was committed since the last catch-up, inside the
+/// swap's transaction, while writers wait.
+async fn catch_up_within(
+    connection: &mut PgConnection,
+    pool: &PgPool,
+) -> Result<usize, StoreError> {
+    let lagging: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT e.aggregate_type, e.aggregate_id
+           FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM public.events
+                  WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
+          CROSS JOIN unnest($2::text[]) AS p(name)
+           LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
+          WHERE coalesce(o.last_sequence, 0) < e.last",
+    )
+    .bind(&STREAM_TYPES[..])
+    .bind(&VIEWS[..])
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut applied = 0;
+    for (aggregate_type, aggregate_id) in &lagging {
+        applied += crate::read_model::streams::catch_up_on(
+            &mut *connection,
+            pool,
+            aggregate_type,
+            aggregate_id,
+        )
+        .await?;
+    }
+    Ok(applied)
+}
