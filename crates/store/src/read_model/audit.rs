@@ -210,4 +210,49 @@ mod tests {
             serde_json::json!({"credential_id": Uuid::nil(), "access_key_hint": "AKI...1234"})
         );
     }
+
+    #[test]
+    fn a_shredded_entry_keeps_who_and_when_with_every_hint_masked() {
+        let place = StreamPlace {
+            aggregate_id: "acme/credentials/00000000-0000-0000-0000-000000000000".into(),
+            workspace: "acme".into(),
+            owner: "user:alice".into(),
+            is_config: false,
+        };
+        let metadata = EventMetadata {
+            actor: Some("alice".into()),
+            request_id: None,
+            trace_id: None,
+            occurred_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        };
+        let event = CredentialEvent::SecretReplaced {
+            credential_id: CredentialId(Uuid::nil()),
+            secret: Ciphertext("vault:v1:secret-looking".into()),
+            hint: KeyHint::from_plain(&SecretString::from("sk-proj-0123456789abcd")),
+        };
+        let before = Known {
+            provider: "openai",
+            name: "alice key".into(),
+            hint: "sk-...wxyz".into(),
+        };
+        let mut entry = row(
+            &place,
+            2,
+            ViewedEvent::Credential(&event),
+            &metadata,
+            Some(&before),
+        );
+        assert_eq!(entry.details["hint"], "sk-...abcd");
+
+        entry.shred();
+
+        assert_eq!(entry.details["hint"], "****");
+        assert_eq!(
+            entry.credential.as_ref().unwrap().previous_hint.as_deref(),
+            Some("****")
+        );
+        assert_eq!(entry.actor.as_deref(), Some("alice"));
+        assert_eq!(entry.occurred_at, metadata.occurred_at);
+        assert_eq!(entry.credential.unwrap().name.as_deref(), Some("alice key"));
+    }
 }

@@ -126,4 +126,28 @@ mod tests {
         assert_eq!(row.created_at, None, "the writer keeps the stored one");
         assert_eq!(row.last_sequence, 5);
     }
+
+    #[test]
+    fn a_shredded_configuration_leaves_the_view_until_it_is_created_again() {
+        let mut row = Some(ConfigRow::known(&place(), AiModelConfig::default(), 4));
+        let shredded = ConfigEvent::WorkspaceShredded {
+            shredded_credentials: vec![],
+        };
+        let created = ConfigEvent::ConfigCreated {
+            workspace: WorkspaceId::parse("acme").unwrap(),
+            owner: Owner::User("alice".into()),
+        };
+
+        apply(&mut row, &place(), 5, &shredded, &at(1));
+        assert_eq!(row, None);
+
+        apply(&mut row, &place(), 6, &created, &at(2));
+        let row = row.unwrap();
+        assert_eq!(
+            row.created_at,
+            Some(at(2).occurred_at),
+            "a new configuration"
+        );
+        assert_eq!(row.last_sequence, 6);
+    }
 }
