@@ -3,9 +3,9 @@
 //!
 //! Until the swap, reads and writes go on against the live tables, untouched. Events appended
 //! meanwhile are caught up into the fresh tables twice: once after the replay, with the
-//! service writing, and once more inside the swap's transaction, with writers held back, so
-//! nothing committed is missed. Only the swap itself holds readers back, for as long as it
-//! takes to move six tables between schemas: a moment, whatever their size.
+//! service writing, and once more inside the swap's transaction, with the live tables locked,
+//! so nothing committed is missed. Only the swap holds requests back, for the last catch-up
+//! and the moves of six tables between schemas: a moment, whatever their size.
 //!
 //! The fresh tables are built from the live ones' definitions (columns, defaults, checks,
 //! constraints and indexes under their own names), so the schema after a rebuild is the one
@@ -105,34 +105,7 @@ async fn replay_and_swap(
     progress.swapping();
 
     let mut swap = fresh_pool.acquire().await?;
-    let mut tx = swap.begin().await?;
-    // Writers wait from here (every command writes the offsets); readers go on.
-    sqlx::query("LOCK TABLE public.projection_offsets IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await?;
-    caught_up += catch_up_within(&mut tx, pool).await?;
-    // Readers wait from here, for the moves alone.
-    let live: Vec<String> = TABLES.iter().map(|t| format!("public.{t}")).collect();
-    sqlx::query(&format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-        live.join(", ")
-    ))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::raw_sql(&format!(
-        "DROP SCHEMA IF EXISTS {RETIRED} CASCADE; CREATE SCHEMA {RETIRED}"
-    ))
-    .execute(&mut *tx)
-    .await?;
-    for table in TABLES {
-        sqlx::query(&format!("ALTER TABLE public.{table} SET SCHEMA {RETIRED}"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("ALTER TABLE {FRESH}.{table} SET SCHEMA public"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    caught_up += swap_in(&mut swap, pool).await?;
     sqlx::raw_sql(&format!(
         "DROP SCHEMA {RETIRED} CASCADE; DROP SCHEMA {FRESH} CASCADE"
     ))
@@ -143,6 +116,74 @@ async fn replay_and_swap(
         replayed,
         caught_up,
     })
+}
+
+/// The live tables in the order a command's statement locks them: taking them in that order,
+/// the swap never holds one a command has while waiting for one the command holds.
+const LOCK_ORDER: [&str; 6] = [
+    "config_view",
+    "credential_view",
+    "credential_names",
+    "audit_positions",
+    "audit_log",
+    "projection_offsets",
+];
+
+/// How long the swap waits for the live tables before letting go and trying again. Short of
+/// PostgreSQL's deadlock check (1 s): should a reader or a catch-up hold one table and wait for
+/// another the swap holds, the swap is the one that yields, not the service's request.
+const LOCK_WAIT: &str = "200ms";
+const LOCK_ATTEMPTS: u32 = 50;
+
+/// Catches the fresh tables up with the last events and puts them in the live ones' place, in
+/// one transaction during which the live tables are locked: writers and readers wait for the
+/// catch-up of what was committed since the last one, and for the moves. Returns the events
+/// caught up.
+async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, StoreError> {
+    let live: Vec<String> = LOCK_ORDER.iter().map(|t| format!("public.{t}")).collect();
+    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "));
+    for attempt in 1..=LOCK_ATTEMPTS {
+        let mut tx = connection.begin().await?;
+        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+            .execute(&mut *tx)
+            .await?;
+        match sqlx::raw_sql(&lock).execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+                tx.rollback().await?;
+                tracing::info!(attempt, "the live tables are busy; trying the swap again");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    50 * u64::from(attempt.min(10)),
+                ))
+                .await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        sqlx::raw_sql("SET LOCAL lock_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
+        let caught_up = catch_up_within(&mut tx, pool).await?;
+        sqlx::raw_sql(&format!(
+            "DROP SCHEMA IF EXISTS {RETIRED} CASCADE; CREATE SCHEMA {RETIRED}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        for table in TABLES {
+            sqlx::raw_sql(&format!(
+                "ALTER TABLE public.{table} SET SCHEMA {RETIRED}; \
+                 ALTER TABLE {FRESH}.{table} SET SCHEMA public"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        return Ok(caught_up);
+    }
+    Err(StoreError::Unavailable(format!(
+        "the read model's tables stayed busy through {LOCK_ATTEMPTS} attempts to swap; \
+         run the rebuild again"
+    )))
 }
 
 /// Empty copies of the live tables in [`FRESH`]: columns, defaults and checks, then the
