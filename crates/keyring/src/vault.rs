@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::Instrument;
-use vaultrs::api::transit::requests::CreateKeyRequest;
+use vaultrs::api::transit::requests::{
+    CreateKeyRequest, UpdateKeyConfigurationRequest, UpdateKeyConfigurationRequestBuilder,
+};
 use vaultrs::api::transit::responses::ReadKeyData;
 use vaultrs::api::transit::KeyType;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
@@ -148,6 +150,28 @@ impl VaultKeyring {
                 read => return read.map_err(vault_error),
             }
         }
+    }
+
+    async fn configure_key(
+        &self,
+        name: &str,
+        mut options: UpdateKeyConfigurationRequestBuilder,
+    ) -> Result<(), KeyringError> {
+        self.server
+            .call(
+                VaultOperation::ConfigureKey,
+                &format!("{}/keys/{name}/config", self.mount),
+                vaultrs::transit::key::update(
+                    &*self.session.client(),
+                    &self.mount,
+                    name,
+                    Some(&mut options),
+                ),
+                vault_status,
+            )
+            .await
+            .map_err(vault_error)?;
+        Ok(())
     }
 
     /// Forgets that a key exists.
@@ -427,23 +451,9 @@ impl Keyring for VaultKeyring {
         version: u32,
     ) -> Result<(), KeyringError> {
         let name = self.workspace_key(workspace).await?;
-        let mut options = vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
+        let mut options = UpdateKeyConfigurationRequest::builder();
         options.min_decryption_version(u64::from(version));
-        self.server
-            .call(
-                VaultOperation::ConfigureKey,
-                &format!("{}/keys/{name}/config", self.mount),
-                vaultrs::transit::key::update(
-                    &*self.session.client(),
-                    &self.mount,
-                    &name,
-                    Some(&mut options),
-                ),
-                vault_status,
-            )
-            .await
-            .map_err(vault_error)?;
-        Ok(())
+        self.configure_key(&name, options).await
     }
 
     #[tracing::instrument(skip_all, fields(workspace = %workspace))]
@@ -470,23 +480,9 @@ impl Keyring for VaultKeyring {
                 Err(error) => return Err(vault_error(error)),
             }
             // Transit refuses to delete a key until its configuration allows it.
-            let mut options =
-                vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
+            let mut options = UpdateKeyConfigurationRequest::builder();
             options.deletion_allowed(true);
-            self.server
-                .call(
-                    VaultOperation::ConfigureKey,
-                    &format!("{path}/config"),
-                    vaultrs::transit::key::update(
-                        &*self.session.client(),
-                        &self.mount,
-                        &name,
-                        Some(&mut options),
-                    ),
-                    vault_status,
-                )
-                .await
-                .map_err(vault_error)?;
+            self.configure_key(&name, options).await?;
             self.server
                 .call(
                     VaultOperation::DeleteKey,

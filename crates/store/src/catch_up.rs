@@ -52,25 +52,7 @@ impl Projector {
     /// events it lacks, when the first of them was appended). A log older than that stamp
     /// has none.
     async fn behind(&self) -> Result<Vec<Behind>, StoreError> {
-        Ok(traced(
-            &self.pool,
-            "SELECT events",
-            sqlx::query_as(
-                "SELECT e.aggregate_type, e.aggregate_id, p.name, e.last - coalesce(o.last_sequence, 0),
-                        (SELECT f.metadata->>'occurred_at' FROM events f
-                          WHERE f.aggregate_type = e.aggregate_type AND f.aggregate_id = e.aggregate_id
-                            AND f.sequence = coalesce(o.last_sequence, 0) + 1)
-                   FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
-                          WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
-                  CROSS JOIN unnest($2::text[]) AS p(name)
-                   LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
-                  WHERE coalesce(o.last_sequence, 0) < e.last",
-            )
-            .bind(&STREAM_TYPES[..])
-            .bind(&VIEWS[..])
-            .fetch_all(&self.pool),
-        )
-        .await?)
+        Ok(traced(&self.pool, "SELECT events", behind(&self.pool)).await?)
     }
 
     /// Where each view stands against the event log, for `aimc projections status`.
@@ -284,4 +266,25 @@ fn report_lag<'a>(behind: impl Iterator<Item = &'a Behind>) {
             .with_label_values(&[view])
             .set(seconds);
     }
+}
+
+/// [`Projector::behind`] on any connection, whatever tables its `search_path` reaches.
+pub(crate) async fn behind<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<Vec<Behind>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.aggregate_type, e.aggregate_id, p.name, e.last - coalesce(o.last_sequence, 0),
+                (SELECT f.metadata->>'occurred_at' FROM events f
+                  WHERE f.aggregate_type = e.aggregate_type AND f.aggregate_id = e.aggregate_id
+                    AND f.sequence = coalesce(o.last_sequence, 0) + 1)
+           FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
+                  WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
+          CROSS JOIN unnest($2::text[]) AS p(name)
+           LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
+          WHERE coalesce(o.last_sequence, 0) < e.last",
+    )
+    .bind(&STREAM_TYPES[..])
+    .bind(&VIEWS[..])
+    .fetch_all(executor)
+    .await
 }

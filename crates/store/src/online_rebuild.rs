@@ -17,7 +17,6 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::catch_up::Projector;
 use crate::error::StoreError;
 use crate::read_model::streams::STREAM_TYPES;
-use crate::read_model::VIEWS;
 use crate::rebuild;
 
 /// Where the fresh tables are built, and where the live ones go once replaced.
@@ -251,18 +250,12 @@ async fn catch_up_within(
     connection: &mut PgConnection,
     pool: &PgPool,
 ) -> Result<usize, StoreError> {
-    let lagging: Vec<(String, String)> = sqlx::query_as(
-        "SELECT DISTINCT e.aggregate_type, e.aggregate_id
-           FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM public.events
-                  WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
-          CROSS JOIN unnest($2::text[]) AS p(name)
-           LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
-          WHERE coalesce(o.last_sequence, 0) < e.last",
-    )
-    .bind(&STREAM_TYPES[..])
-    .bind(&VIEWS[..])
-    .fetch_all(&mut *connection)
-    .await?;
+    let lagging: std::collections::BTreeSet<(String, String)> =
+        crate::catch_up::behind(&mut *connection)
+            .await?
+            .into_iter()
+            .map(|(aggregate_type, aggregate_id, ..)| (aggregate_type, aggregate_id))
+            .collect();
     let mut applied = 0;
     for (aggregate_type, aggregate_id) in &lagging {
         applied += crate::read_model::streams::catch_up_on(
