@@ -40,6 +40,12 @@ impl SharedCalls {
 
 type Reply<O> = oneshot::Sender<Result<Vec<O>, KeyringError>>;
 
+/// The most items a shared call gathers from the requests waiting for it; the rest wait for
+/// the next call. Transit refuses a body of more than 1,000 JSON strings (OpenBao's
+/// `max_request_json_strings`), 249 items of a rewrap or an encryption; a request larger than
+/// this goes in a call of its own.
+const SHARED_CALL_ITEMS: usize = 100;
+
 /// A request's items, where its part of the answer goes, and its span, which the shared call's
 /// span links to.
 type Waiting<I, O> = Vec<(Vec<I>, Reply<O>, tracing::Span)>;
@@ -102,7 +108,8 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
         }
     }
 
-    /// Sends what queued up while a call was out, in the background, until nothing waits.
+    /// Sends what queued up while a call was out, in the background, until nothing waits: the
+    /// requests in the order they came, up to [`SHARED_CALL_ITEMS`] items a call.
     fn serve_waiting<F, Fut>(self: Arc<Self>, workspace: WorkspaceId, call: F)
     where
         F: Fn(WorkspaceId, Vec<I>) -> Fut + Send + Sync + Clone + 'static,
@@ -110,15 +117,20 @@ impl<I: Send + 'static, O: Send + 'static> Lanes<I, O> {
     {
         let waiting = {
             let mut lanes = self.lanes.lock().expect("keyring lanes poisoned");
-            let queue = lanes
-                .get_mut(&workspace)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            if queue.is_empty() {
+            let Some(queue) = lanes.get_mut(&workspace).filter(|queue| !queue.is_empty()) else {
                 lanes.remove(&workspace);
                 return;
-            }
-            queue
+            };
+            let mut items = 0;
+            let fitting = queue
+                .iter()
+                .enumerate()
+                .take_while(|(position, (request, ..))| {
+                    items += request.len();
+                    *position == 0 || items <= SHARED_CALL_ITEMS
+                })
+                .count();
+            queue.drain(..fitting).collect::<Vec<_>>()
         };
         // The call serves several requests, so it is a trace of its own, linked from each of
         // theirs, rather than a child of whichever came first.
@@ -453,6 +465,39 @@ mod tests {
             assert_eq!(sealed, expected, "request {request}");
         }
         assert_eq!(*slow.calls.lock().unwrap(), [1, 1 + 2 + 3 + 4 + 5]);
+    }
+
+    #[tokio::test]
+    async fn a_shared_call_gathers_at_most_its_limit_and_the_rest_go_in_the_next() {
+        let slow = Arc::new(SlowKeyring::default());
+        let shared = Arc::new(SharedCalls::new(slow.clone()));
+        let first = {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.encrypt(&workspace("w1"), keys(0, 1)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let sizes = [60, 30, 20, SHARED_CALL_ITEMS + 50, 5];
+        let mut later = Vec::new();
+        for (request, size) in (1..).zip(sizes) {
+            let shared = shared.clone();
+            later.push(tokio::spawn(async move {
+                shared.encrypt(&workspace("w1"), keys(request, size)).await
+            }));
+            // In this order.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
+        first.await.unwrap().unwrap();
+        for ((request, size), handle) in (1..).zip(sizes).zip(later) {
+            let sealed = handle.await.unwrap().unwrap();
+            assert_eq!(sealed.len(), size);
+            assert_eq!(sealed[size - 1].0, format!("ct:r{request}k{}", size - 1));
+        }
+        assert_eq!(
+            *slow.calls.lock().unwrap(),
+            [1, 60 + 30, 20, SHARED_CALL_ITEMS + 50, 5],
+            "a request too large for the limit goes alone"
+        );
     }
 
     #[tokio::test]
