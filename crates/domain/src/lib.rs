@@ -21,6 +21,7 @@ pub use credential::{
     Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
     NameChoice, NewCredential, TestOutcome, TestVerdict, Validation,
 };
+pub use credential::{rewrap_error, RewrapPlan, RewrapsCredentials};
 pub use error::{DomainError, Service};
 pub use ids::{ConfigId, CredentialId, ModelId, Owner, StreamId, WorkspaceId};
 pub use services::{

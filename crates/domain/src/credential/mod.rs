@@ -9,6 +9,7 @@ mod aggregate;
 mod commands;
 mod events;
 mod naming;
+mod rewrap;
 
 use std::collections::BTreeMap;
 
@@ -20,11 +21,11 @@ pub use aggregate::CredentialAggregate;
 pub use commands::{CredentialChange, CredentialCommand, NameChoice, NewCredential, TestOutcome};
 pub use events::CredentialEvent;
 use naming::{choose_names, NameRequest};
+pub use rewrap::{rewrap_error, RewrapPlan, RewrapsCredentials};
 
 use crate::error::DomainError;
-use crate::error::Service;
 use crate::ids::{ConfigId, CredentialId};
-use crate::services::{ConfigServices, KeyContext, SealError, SealFailure, SealRequest, SealedKey};
+use crate::services::{ConfigServices, KeyContext, SealFailure, SealRequest, SealedKey};
 use crate::values::{Ciphertext, CredentialName, KeyHint, Provider};
 
 /// A stored key. Only its ciphertext and hint are ever held.
@@ -384,57 +385,15 @@ async fn rewrap(
     target: u32,
     services: &ConfigServices,
 ) -> Result<Vec<CredentialEvent>, DomainError> {
-    let stale = |ciphertext: &Ciphertext| ciphertext.key_version().is_some_and(|v| v < target);
-    let secret_stale = stale(&current.secret);
-    let access_key = current.access_key.as_ref().filter(|key| stale(key));
-    let mut items = Vec::new();
-    if secret_stale {
-        items.push((
-            current.secret.clone(),
-            KeyContext::for_credential(owner, current.id),
-        ));
-    }
-    if let Some(access_key) = access_key {
-        items.push((
-            access_key.clone(),
-            KeyContext::for_access_key(owner, current.id),
-        ));
-    }
-    if items.is_empty() {
+    let Some(plan) = rewrap::plan(owner, current, target) else {
         return Ok(Vec::new());
-    }
-    let count = items.len();
-    let mut rewrapped = services
-        .sealer
-        .rewrap(&owner.workspace, items)
-        .await
-        .map_err(|error| match error {
-            SealError::Unavailable(reason) => DomainError::Unavailable(Service::Keyring, reason),
-            other => DomainError::ServiceFailed(Service::Keyring, other.to_string()),
-        })?
-        .into_iter();
-    if rewrapped.len() != count {
-        return Err(DomainError::ServiceFailed(
-            Service::Keyring,
-            "the keyring rewrapped fewer keys than asked".into(),
-        ));
-    }
-    let secret = match secret_stale {
-        true => rewrapped.next().unwrap_or_else(|| current.secret.clone()),
-        false => current.secret.clone(),
     };
-    let access_key = access_key.and_then(|_| rewrapped.next());
-    let key_version = std::iter::once(&secret)
-        .chain(access_key.as_ref())
-        .filter_map(Ciphertext::key_version)
-        .min()
-        .unwrap_or(target);
-    Ok(vec![CredentialEvent::Rewrapped {
-        credential_id: current.id,
-        secret,
-        access_key,
-        key_version,
-    }])
+    let rewrapped = services
+        .sealer
+        .rewrap(&owner.workspace, plan.items().to_vec())
+        .await
+        .map_err(rewrap_error)?;
+    Ok(vec![plan.rewrapped(rewrapped)?])
 }
 
 /// Records a test, unless the credential changed while it was tested: the outcome would be
