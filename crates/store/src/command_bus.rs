@@ -15,6 +15,7 @@ use std::time::Duration;
 use aimc_domain::{
     deadline, AiModelConfig, ConfigCommand, ConfigId, ConfigServices, Credential,
     CredentialAggregate, CredentialCommand, CredentialId, DomainError, NewCredential, StreamId,
+    WorkspaceId,
 };
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -22,6 +23,7 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventS
 use rand::Rng;
 use sqlx::PgPool;
 
+use crate::bulk::{self, Rewraps};
 use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
@@ -48,7 +50,7 @@ pub struct CommandMetadata {
 }
 
 impl CommandMetadata {
-    fn recorded(&self) -> HashMap<String, String> {
+    pub(crate) fn recorded(&self) -> HashMap<String, String> {
         let mut recorded = HashMap::from([
             ("actor".to_owned(), self.actor.clone()),
             ("request_id".to_owned(), self.request_id.clone()),
@@ -100,15 +102,20 @@ pub struct CommandBus {
     credentials: SnapshotEventStore<CredentialAggregate>,
     services: ConfigServices,
     queues: WriteQueues,
+    /// For the writes of many streams at once ([`CommandBus::rewrap_credentials`]).
+    pool: PgPool,
+    snapshot_every: usize,
 }
 
 impl CommandBus {
     pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize) -> Self {
         CommandBus {
             configs: SnapshotEventStore::new(pool.clone(), snapshot_every),
-            credentials: SnapshotEventStore::new(pool, snapshot_every),
+            credentials: SnapshotEventStore::new(pool.clone(), snapshot_every),
             services,
             queues: WriteQueues::default(),
+            pool,
+            snapshot_every: snapshot_every.max(1),
         }
     }
 
@@ -231,6 +238,50 @@ impl CommandBus {
                 })
             }
         }
+    }
+}
+
+impl CommandBus {
+    /// Rewraps the keys of many credentials of `workspace` sealed under a key version older
+    /// than `target`, as their `Rewrap` commands would, with one keyring call and one statement
+    /// for all of them (see [`crate::bulk`]). What it does not settle is in [`Rewraps::left`],
+    /// for each credential's own command ([`CommandBus::execute_on_credential`]): those whose
+    /// stream another writer appended to meanwhile, and those whose stream a command of this
+    /// process is writing right now (the batch takes only free turns and never waits).
+    #[tracing::instrument(skip_all, fields(workspace = %workspace, credentials = credentials.len() as i64, actor = %metadata.actor))]
+    pub async fn rewrap_credentials(
+        &self,
+        workspace: &WorkspaceId,
+        credentials: Vec<CredentialHome>,
+        target: u32,
+        metadata: &CommandMetadata,
+    ) -> Result<Rewraps, CommandError> {
+        // Held until the batch is written, as a command holds its turn.
+        let mut turns: HashMap<String, Option<tokio::sync::OwnedMutexGuard<()>>> = HashMap::new();
+        let (mut free, mut busy) = (Vec::new(), Vec::new());
+        for home in credentials {
+            let stream = home.stream.to_string();
+            let turn = turns
+                .entry(stream)
+                .or_insert_with_key(|stream| self.queues.of(stream).try_lock_owned().ok());
+            match turn {
+                Some(_) => free.push(home),
+                None => busy.push(home),
+            }
+        }
+        let mut rewraps = bulk::rewrap(
+            &self.pool,
+            &self.services,
+            self.snapshot_every,
+            workspace,
+            free,
+            target,
+            metadata.recorded(),
+        )
+        .await?;
+        drop(turns);
+        rewraps.left.extend(busy);
+        Ok(rewraps)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Persistence: the postgres-es event log with snapshots, the read model the commands project
 //! into in the same transaction, and the queries that serve GET requests from it.
 
+mod bulk;
 mod catch_up;
 mod command_bus;
 mod credentials;
@@ -18,6 +19,7 @@ mod rotations;
 mod upcasting;
 mod views;
 
+pub use bulk::Rewraps;
 pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};
 pub use online_rebuild::{RebuildProgress, Rebuilt, Unwatched};
 pub use command_bus::{

@@ -74,9 +74,26 @@ pub(crate) async fn write<'e>(
     changes: &ReadModelChanges,
     claims: NameClaims,
 ) -> Result<(), sqlx::Error> {
+    match appended {
+        Some(appended) => write_streams(executor, std::slice::from_ref(appended), changes, claims),
+        None => write_streams(executor, &[], changes, claims),
+    }
+    .await
+}
+
+/// Writes `changes`, and the events of every stream in `appended` with them, in one
+/// statement: another writer's event at a sequence one of them takes fails it whole.
+pub(crate) async fn write_streams<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    appended: &[Appended<'_>],
+    changes: &ReadModelChanges,
+    claims: NameClaims,
+) -> Result<(), sqlx::Error> {
     let mut statement = Statement::new();
-    if let Some(appended) = appended {
-        events(&mut statement, appended);
+    match appended {
+        [] => {}
+        [appended] => events(&mut statement, appended),
+        several => streams_events(&mut statement, several),
     }
     configs(&mut statement, changes);
     configs_deleted(&mut statement, changes);
@@ -140,6 +157,66 @@ fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
                     OR aggregate_snapshots.schema_version <> excluded.schema_version)",
             );
     }
+}
+
+/// The events and snapshots of several streams, as [`events`] writes one stream's.
+fn streams_events<'a>(statement: &mut Statement<'a>, appended: &[Appended<'a>]) {
+    let events = || {
+        appended
+            .iter()
+            .flat_map(|stream| stream.events.iter().map(move |event| (stream, event)))
+    };
+    let sql = statement.part("appended");
+    sql.push("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) SELECT e.* FROM unnest(")
+        .push_bind(events().map(|(s, _)| s.aggregate_type.to_owned()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(events().map(|(s, _)| s.aggregate_id.to_owned()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(events().map(|(_, e)| e.0).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(events().map(|(_, e)| e.1.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(events().map(|(_, e)| e.2.clone()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(events().map(|(_, e)| e.3.clone()).collect::<Vec<_>>())
+        .push("::text[]::json[], ")
+        .push_bind(events().map(|(_, e)| e.4.clone()).collect::<Vec<_>>())
+        .push("::text[]::json[]) AS e");
+    // The earliest of the streams' deadlines holds for the one statement.
+    if let Some(start_by) = appended.iter().filter_map(|stream| stream.start_by).min() {
+        // Raises rather than filters: the whole statement, views included, must fail.
+        sql.push(" WHERE aimc_write_deadline(")
+            .push_bind(start_by)
+            .push(")");
+    }
+    sql.push(")");
+    let snapshots: Vec<(&Appended<'a>, &(i64, i32, String))> = appended
+        .iter()
+        .filter_map(|stream| stream.snapshot.as_ref().map(|snapshot| (stream, snapshot)))
+        .collect();
+    if snapshots.is_empty() {
+        return;
+    }
+    statement
+        .part("snapshot")
+        .push("INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload) SELECT s.aggregate_type, s.aggregate_id, s.last_sequence, s.schema_version, s.payload FROM unnest(")
+        .push_bind(snapshots.iter().map(|(s, _)| s.aggregate_type.to_owned()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(snapshots.iter().map(|(s, _)| s.aggregate_id.to_owned()).collect::<Vec<_>>())
+        .push("::text[], ")
+        .push_bind(snapshots.iter().map(|(_, s)| s.0).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(snapshots.iter().map(|(_, s)| s.1).collect::<Vec<_>>())
+        .push("::int[], ")
+        .push_bind(snapshots.iter().map(|(_, s)| s.2.clone()).collect::<Vec<_>>())
+        .push(
+            "::text[]::json[]) AS s(aggregate_type, aggregate_id, last_sequence, schema_version, payload)
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+               SET last_sequence = excluded.last_sequence, schema_version = excluded.schema_version,
+                   payload = excluded.payload, taken_at = now()
+             WHERE aggregate_snapshots.last_sequence < excluded.last_sequence
+                OR aggregate_snapshots.schema_version <> excluded.schema_version)",
+        );
 }
 
 fn configs(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
