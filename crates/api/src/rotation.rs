@@ -2,9 +2,13 @@
 //! every stored key rewrapped under it inside Vault (no plain key leaves Vault), then the older
 //! versions retired so that nothing sealed under them decrypts any more.
 //!
-//! The rewrap of each credential is a command its aggregate decides, under its turn to write:
-//! a change racing the rotation either comes first and is rewrapped too, or comes after and is
-//! sealed under the new version anyway. Keys already under the target version are left alone,
+//! The rewrap of each credential is decided by its aggregate and appended to its stream with
+//! optimistic concurrency: a change racing the rotation either comes first and is rewrapped
+//! too, or comes after and is sealed under the new version anyway. Credentials go in batches
+//! (their aggregates loaded in one query, their keys rewrapped in one keyring call, their
+//! events written in one statement); a batch that a write raced leaves its credentials to their
+//! own `Rewrap` commands, which decide again on what the write left. Keys already under the
+//! target version are left alone,
 //! so a rotation stopped halfway and run again finishes without doing any work twice: it sees
 //! keys under an older version than the latest, takes the latest as its target instead of
 //! rotating again, and goes on.
@@ -17,7 +21,8 @@ use std::time::{Duration, Instant};
 use aimc_domain::{Ciphertext, CredentialCommand, DomainError, WorkspaceId};
 use aimc_keyring::{Keyring, KeyringError};
 use aimc_store::{
-    CommandBus, CommandError, CommandMetadata, CredentialQueries, CredentialRow, StoreError,
+    CommandBus, CommandError, CommandMetadata, CredentialHome, CredentialQueries, CredentialRow,
+    StoreError,
 };
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -97,8 +102,43 @@ pub struct Rotation<'a> {
     /// one that sealed under the old version just before the rotation is rewrapped once it
     /// has had that long to land, before the old version is retired.
     pub settle: Duration,
-    /// Credentials rewrapped at once.
+    /// Credentials rewrapped at once by their own commands (those a batch leaves); batches go
+    /// one per 8 of it at a time, 1 to 4.
     pub concurrency: usize,
+}
+
+/// Credentials one batch rewraps: one load per aggregate type, one keyring call, one
+/// statement. A configuration's credentials share their stream, so they share a batch.
+const BATCH: usize = 250;
+
+/// Batches in flight: one loads or writes while another waits for the keyring.
+fn batches_at_once(concurrency: usize) -> usize {
+    (concurrency / 8).clamp(1, 4)
+}
+
+/// `rows` in batches of about [`BATCH`] credentials, a stream's credentials never split.
+fn batches(rows: &[CredentialRow]) -> Vec<Vec<CredentialHome>> {
+    let mut streams: Vec<Vec<CredentialHome>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for row in rows {
+        let position = *index.entry(row.home.stream.to_string()).or_insert_with(|| {
+            streams.push(Vec::new());
+            streams.len() - 1
+        });
+        streams[position].push(row.home.clone());
+    }
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    for stream in streams {
+        batch.extend(stream);
+        if batch.len() >= BATCH {
+            batches.push(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
 }
 
 fn version(row: &CredentialRow) -> Option<u32> {
@@ -128,7 +168,9 @@ impl Rotation<'_> {
             oldest.unwrap_or(versions.latest),
             target,
         );
-        let mut rewrapped = self.rewrap(&rows, target, metadata, progress).await?;
+        let mut rewrapped = self
+            .rewrap(workspace, &rows, target, metadata, progress)
+            .await?;
         let mut rewrapping = rotated.elapsed();
 
         // A write that sealed its key under the old version just before the rotation may land
@@ -147,7 +189,9 @@ impl Rotation<'_> {
             })
             .collect();
         let sweep = Instant::now();
-        rewrapped += self.rewrap(&again, target, metadata, &Unobserved).await?;
+        rewrapped += self
+            .rewrap(workspace, &again, target, metadata, &Unobserved)
+            .await?;
         rewrapping += sweep.elapsed();
 
         self.keyring
@@ -165,9 +209,10 @@ impl Rotation<'_> {
         })
     }
 
-    /// Rewraps `rows` to `target`, `concurrency` at a time; returns how many needed it.
+    /// Rewraps `rows` to `target` in batches; returns how many needed it.
     async fn rewrap(
         &self,
+        workspace: &WorkspaceId,
         rows: &[CredentialRow],
         target: u32,
         metadata: &CommandMetadata,
@@ -175,14 +220,65 @@ impl Rotation<'_> {
     ) -> Result<usize, RotationError> {
         // Boxed as `dyn Future + Send`: the spawned API operation must be `Send`, which the
         // compiler cannot show through a stream combinator's closure over these borrows.
+        type Batch<'r> = Pin<Box<dyn Future<Output = Result<usize, RotationError>> + Send + 'r>>;
+        let mut pending: FuturesUnordered<Batch<'_>> = FuturesUnordered::new();
+        let mut batches = batches(rows).into_iter();
+        let mut rewrapped = 0;
+        loop {
+            while pending.len() < batches_at_once(self.concurrency) {
+                let Some(batch) = batches.next() else { break };
+                pending.push(Box::pin(
+                    self.rewrap_batch(workspace, batch, target, metadata, progress),
+                ));
+            }
+            let Some(outcome) = pending.next().await else {
+                break;
+            };
+            rewrapped += outcome?;
+        }
+        Ok(rewrapped)
+    }
+
+    /// One batch, then the credentials it left to their own commands; how many needed it.
+    async fn rewrap_batch(
+        &self,
+        workspace: &WorkspaceId,
+        batch: Vec<CredentialHome>,
+        target: u32,
+        metadata: &CommandMetadata,
+        progress: &dyn Progress,
+    ) -> Result<usize, RotationError> {
+        let count = batch.len();
+        let rewraps = self
+            .commands
+            .rewrap_credentials(workspace, batch, target, metadata)
+            .await?;
+        for _ in rewraps.left.len()..count {
+            progress.advance();
+        }
+        let one_by_one = self
+            .rewrap_each(&rewraps.left, target, metadata, progress)
+            .await?;
+        Ok(rewraps.rewrapped.len() + one_by_one)
+    }
+
+    /// Rewraps `homes` to `target` with a command each, `concurrency` at a time; returns how
+    /// many needed it.
+    async fn rewrap_each(
+        &self,
+        homes: &[CredentialHome],
+        target: u32,
+        metadata: &CommandMetadata,
+        progress: &dyn Progress,
+    ) -> Result<usize, RotationError> {
         type Rewrapping<'r> = Pin<Box<dyn Future<Output = Result<bool, CommandError>> + Send + 'r>>;
         let mut pending: FuturesUnordered<Rewrapping<'_>> = FuturesUnordered::new();
-        let mut rows = rows.iter();
+        let mut homes = homes.iter();
         let mut rewrapped = 0;
         loop {
             while pending.len() < self.concurrency.max(1) {
-                let Some(row) = rows.next() else { break };
-                pending.push(Box::pin(self.rewrap_one(row, target, metadata)));
+                let Some(home) = homes.next() else { break };
+                pending.push(Box::pin(self.rewrap_one(home, target, metadata)));
             }
             let Some(outcome) = pending.next().await else {
                 break;
@@ -201,17 +297,17 @@ impl Rotation<'_> {
     /// Whether the credential's keys needed rewrapping.
     async fn rewrap_one(
         &self,
-        row: &CredentialRow,
+        home: &CredentialHome,
         target: u32,
         metadata: &CommandMetadata,
     ) -> Result<bool, CommandError> {
         let command = CredentialCommand::Rewrap {
-            credential_id: row.id(),
+            credential_id: home.credential_id,
             key_version: target,
         };
         let executed = self
             .commands
-            .execute_on_credential(&row.home, command, metadata)
+            .execute_on_credential(home, command, metadata)
             .await?;
         Ok(executed.recorded_at.is_some())
     }

@@ -97,7 +97,8 @@ enum KeysAction {
         /// Every workspace that holds keys.
         #[arg(long)]
         all: bool,
-        /// Credentials rewrapped at once.
+        /// Credentials rewrapped at once by their own commands, where a batch that a write
+        /// raced leaves them; batches of 250 go one per 8 of it at a time (1 to 4).
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
