@@ -76,6 +76,7 @@ dev_run() {
   cat <<BANNER
 
   aimc (development)
+    Settings pages: http://$host:$port/settings ("Use a development token" signs in)
     Swagger UI: http://$host:$port/docs
     Token (sub dev, workspace dev, owner, keys:ciphertext):
       $token
@@ -87,5 +88,6 @@ BANNER
     printf '[dry-run] exec %s serve\n' "$bin" >&2
     return 0
   fi
-  exec "$bin" serve
+  # Development mode: the settings pages offer to mint a token; never set in deploy/.
+  AIMC_DEV_MODE=true exec "$bin" serve
 }

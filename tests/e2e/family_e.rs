@@ -229,6 +229,13 @@ async fn tasks_can_only_be_assigned_to_configured_providers() {
             json!({"assignments": [{"task": "chat", "provider": "xyz", "model": "m"}]}),
         )
         .await;
+    let gemini = app
+        .post(
+            "/api/v1/settings/task-assignments",
+            &admin,
+            json!({"assignments": [{"task": "chat", "provider": "gemini", "model": "gemini-pro"}]}),
+        )
+        .await;
     let read = app
         .get(
             "/api/v1/settings/task-assignments",
@@ -251,6 +258,11 @@ async fn tasks_can_only_be_assigned_to_configured_providers() {
         unconfigured.text
     );
     assert_eq!(unknown.body, json!({"detail": "Invalid provider: xyz"}));
+    assert_eq!(
+        gemini.body,
+        json!({"detail": "task \"chat\" names provider \"gemini\", for which this workspace has no key"}),
+        "the refusal names the provider as this API spells it"
+    );
     assert_eq!(read.body, saved.body);
     app.assert_no_plain_key_anywhere().await;
 }

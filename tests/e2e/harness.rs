@@ -143,6 +143,7 @@ pub async fn test_settings() -> Settings {
         jwt_audience: "aimc".into(),
         // The fake providers of the tests listen on loopback.
         allow_private_endpoints: true,
+        dev_mode: false,
         system_keys_file: None,
         snapshot_every: 20,
         catch_up_interval_seconds: 3600,

@@ -106,7 +106,22 @@ fn finish_spec(generated: &str) -> String {
 }
 
 /// Routes outside the OpenAPI document; none has a path parameter.
-const MOUNTS: [&str; 3] = ["/openapi.json", "/docs", "/metrics"];
+const MOUNTS: [&str; 4] = ["/openapi.json", "/docs", "/metrics", "/settings"];
+
+/// What the settings pages offer in their selects, read from the API document so the pages
+/// and the API cannot disagree about a service, provider or model type.
+fn settings_catalogue(document: &str) -> serde_json::Value {
+    let spec: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+    let values = |schema: &str| spec["components"]["schemas"][schema]["enum"].clone();
+    serde_json::json!({
+        "catalogue": {
+            "keyServices": values("KeyService"),
+            "modelProviders": values("ModelProvider"),
+            "modelKinds": values("ModelKind"),
+            "settingsProviders": values("SettingsProvider"),
+        }
+    })
+}
 
 /// Beyond its deadline, what a request may still spend (a credential test's call to the
 /// provider) before a claimed `Idempotency-Key` left unanswered counts as abandoned.
@@ -120,6 +135,8 @@ pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
     let document = finish_spec(&generated);
     // Swagger UI embeds the document it shows: the finished one, not poem-openapi's own.
     let docs_page = api.swagger_ui_html().replace(&generated, &document);
+    let pages =
+        aimc_web::SettingsPages::new(settings_catalogue(&document), state.dev_tokens.clone());
     let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_page.clone()));
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()
@@ -132,6 +149,7 @@ pub fn app(state: Arc<AppState>, metrics: Arc<Metrics>) -> impl Endpoint {
         .nest("/", api)
         .nest(MOUNTS[1], docs)
         .at(MOUNTS[0], spec)
+        .nest(MOUNTS[3], pages)
         .at(
             MOUNTS[2],
             poem::endpoint::make_sync(move |_| {

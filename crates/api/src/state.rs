@@ -38,4 +38,6 @@ pub struct AppState {
     pub limits: RequestLimits,
     pub idempotency: IdempotencyKeys,
     pub rotations: KeyRotations,
+    /// Mints development tokens for the settings pages; `Some` only in development mode.
+    pub dev_tokens: Option<aimc_web::DevTokens>,
 }

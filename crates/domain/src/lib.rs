@@ -17,11 +17,11 @@ mod values;
 pub use config::{
     AiModelConfig, ConfigCommand, ConfigEvent, KeyInput, Model, ModelSpec, ProviderKeyChange,
 };
+pub use credential::{rewrap_error, RewrapPlan, RewrapsCredentials};
 pub use credential::{
     Credential, CredentialAggregate, CredentialChange, CredentialCommand, CredentialEvent,
     NameChoice, NewCredential, TestOutcome, TestVerdict, Validation,
 };
-pub use credential::{rewrap_error, RewrapPlan, RewrapsCredentials};
 pub use error::{DomainError, Service};
 pub use ids::{ConfigId, CredentialId, ModelId, Owner, StreamId, WorkspaceId};
 pub use services::{

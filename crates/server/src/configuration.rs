@@ -171,6 +171,11 @@ pub struct Settings {
     /// tests); off by default so a stored endpoint cannot reach internal services.
     #[serde(default)]
     pub allow_private_endpoints: bool,
+    /// Development mode: the settings pages offer a button that mints a token (`sub` dev,
+    /// workspaces `dev` as owner and `demo` as viewer) with `AIMC_JWT_HS256_SECRET`. Anyone who
+    /// can reach the page gets that token, so never in production.
+    #[serde(default)]
+    pub dev_mode: bool,
     /// Events between snapshots of an aggregate.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: usize,
@@ -218,7 +223,7 @@ pub struct Settings {
 
 /// `AIMC_*` variables that belong to the tools around the service (the config file's path,
 /// `./dev`, the test suite, the benchmark), not to its settings.
-const NOT_SETTINGS: [&str; 9] = [
+const NOT_SETTINGS: [&str; 11] = [
     "config_file",
     "test_database_url",
     "local_pg_port",
@@ -228,6 +233,8 @@ const NOT_SETTINGS: [&str; 9] = [
     "clients_node",
     "clients_node_modules",
     "bench_json",
+    "browser_node_modules",
+    "chromium",
 ];
 
 /// An absolute http or https URL.

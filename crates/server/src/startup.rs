@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, RequestLimits, SystemKey};
+use aimc_api::{AppState, AuthSettings, Authenticator, Metrics, RequestLimits, Role, SystemKey};
 use aimc_domain::{ConfigServices, KeyContext, ModelName, Provider, RandomIds, WorkspaceId};
 use aimc_keyring::{
     Keyring, KeyringSealer, LocalKeyring, SecretSource, SharedCalls, VaultAuth, VaultKeyring,
@@ -197,6 +197,34 @@ pub fn command_bus(pool: &PgPool, keyring: &Arc<dyn Keyring>, settings: &Setting
     CommandBus::new(pool.clone(), services, settings.snapshot_every)
 }
 
+/// In development mode, the settings pages' "Use a development token": a token for `dev`
+/// (owner) and `demo` (viewer), like the one `./dev run` prints.
+fn dev_tokens(settings: &Settings) -> anyhow::Result<Option<aimc_web::DevTokens>> {
+    if !settings.dev_mode {
+        return Ok(None);
+    }
+    let Some(secret) = settings.jwt_hs256_secret.clone() else {
+        bail!("AIMC_DEV_MODE needs AIMC_JWT_HS256_SECRET to sign development tokens");
+    };
+    let (issuer, audience) = (settings.jwt_issuer.clone(), settings.jwt_audience.clone());
+    Ok(Some(Arc::new(move || {
+        let workspaces = [("dev", Role::Owner), ("demo", Role::Viewer)]
+            .into_iter()
+            .map(|(name, role)| (name.to_owned(), role))
+            .collect();
+        aimc_api::mint_hs256_token(
+            &secret,
+            &issuer,
+            &audience,
+            "dev",
+            workspaces,
+            None,
+            8 * 3600,
+        )
+        .map_err(|error| error.to_string())
+    })))
+}
+
 pub async fn build_authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))
@@ -327,6 +355,7 @@ impl Application {
                 Duration::from_secs(10),
             ),
             system_keys,
+            dev_tokens: dev_tokens(&settings)?,
             limits: RequestLimits {
                 deadline: settings.request_deadline(),
                 body_read: Duration::from_millis(settings.http_body_read_timeout_ms.max(1)),

@@ -11,8 +11,8 @@ mod event_store;
 mod history;
 mod idempotency;
 pub mod metrics;
-mod read_model;
 mod online_rebuild;
+mod read_model;
 mod rebuild;
 mod registry;
 mod rotations;
@@ -21,7 +21,6 @@ mod views;
 
 pub use bulk::Rewraps;
 pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};
-pub use online_rebuild::{RebuildProgress, Rebuilt, Unwatched};
 pub use command_bus::{
     CommandBus, CommandMetadata, CredentialExecuted, Executed, MAX_COMMAND_ATTEMPTS,
 };
@@ -32,6 +31,7 @@ pub use event_store::{SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};
 pub use history::{HistoryEntry, HistoryFilter, HistoryPage};
 pub use idempotency::{Claim, IdempotencyKeys, StoredAnswer, KEPT_FOR};
 pub use metrics::PoolGauges;
+pub use online_rebuild::{RebuildProgress, Rebuilt, Unwatched};
 pub use read_model::streams::Projected;
 pub use read_model::EventMetadata;
 pub use registry::CredentialRegistry;

@@ -1,8 +1,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConfigId, CredentialId};
 use crate::credential::TestVerdict;
+use crate::ids::{ConfigId, CredentialId};
 use crate::values::{Ciphertext, CredentialName, KeyHint, Provider};
 
 /// What happened to a credential, wherever it lives. Keys appear only as ciphertext and hint.

@@ -11,8 +11,10 @@ pub(crate) mod dto;
 
 use std::sync::Arc;
 
-use aimc_domain::{AiModelConfig, ConfigCommand, Credential, ModelName, Provider, TaskName};
-use aimc_store::CredentialRow;
+use aimc_domain::{
+    AiModelConfig, ConfigCommand, Credential, DomainError, ModelName, Provider, TaskName,
+};
+use aimc_store::{CommandError, CredentialRow};
 use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::param::Path;
@@ -246,7 +248,18 @@ impl SettingsApi {
         let assigned = state
             .commands
             .execute(&owner, command, &caller.metadata())
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // The domain names providers its own way; this API says "gemini", not "google".
+                CommandError::Domain(DomainError::ProviderNotConfigured { task, provider }) => {
+                    ApiError::bad_request(format!(
+                        "task \"{}\" names provider \"{}\", for which this workspace has no key",
+                        task.as_str(),
+                        seed_004_spelling(provider)
+                    ))
+                }
+                other => other.into(),
+            })?;
         let config = assigned.aggregate;
         Ok(Only::new(AssignmentsResponse::Ok(Json(assignments_of(
             config.is_created().then_some(&config),
