@@ -34,6 +34,7 @@ dev_test() {
   load_env
   ensure_bench_tools
   ensure_client_tools
+  ensure_browser_tools
   ensure_deploy_tools
   if [[ ${CI:-} == true ]]; then
     # A CI clone is thrown away after the run; servers left behind would hold ports and CPU.

@@ -29,30 +29,12 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 const INSTALL_HINT: &str =
     "`./dev test` installs the client tests' tools, `./dev client-tools` installs only them";
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 fn spec() -> PathBuf {
     repository().join("openapi/openapi.json")
 }
 
-/// `$name` when it is set, `default` (relative to the repository) otherwise.
-fn configured_path(name: &str, default: &str) -> PathBuf {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repository().join(default))
-}
-
 fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing: {} does not exist. {INSTALL_HINT}",
-        path.display()
-    );
+    require_tool(path, what, INSTALL_HINT);
 }
 
 /// A directory of the test's own, removed when the test passes, kept when it fails so the

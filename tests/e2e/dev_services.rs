@@ -2,19 +2,14 @@
 //! Run against a checkout directory of its own and a port of its own, so the suite's own
 //! services are left alone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use crate::harness::repository;
 
 /// Runs `steps` with the scripts' OpenBao functions, for a checkout rooted at `root`; prints
 /// `port token` after each `bao_up`. The script picks a free port itself, as `./dev` does, and

@@ -95,6 +95,31 @@ fn random_name(prefix: &str) -> String {
     format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// The repository's root, for tests that run its scripts and tools.
+pub fn repository() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `$name` when it is set, `default` (relative to the repository) otherwise: where a tool the
+/// suite installs (`./dev test`) is, unless the caller points elsewhere.
+pub fn configured_path(name: &str, default: &str) -> std::path::PathBuf {
+    std::env::var_os(name)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repository().join(default))
+}
+
+/// Fails naming `what` is missing and how to install it.
+pub fn require_tool(path: &std::path::Path, what: &str, install_hint: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing: {} does not exist. {install_hint}",
+        path.display()
+    );
+}
+
 /// Settings for a fresh app: own database, own Vault key names, own JWT secret.
 pub async fn test_settings() -> Settings {
     captured_logs();

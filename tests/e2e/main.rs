@@ -1,6 +1,7 @@
 //! End-to-end scenarios against the real service, a real Postgres and a real OpenBao.
 
 mod authentication;
+mod browser;
 mod clients;
 mod concurrency;
 mod contract;

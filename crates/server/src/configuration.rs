@@ -223,7 +223,7 @@ pub struct Settings {
 
 /// `AIMC_*` variables that belong to the tools around the service (the config file's path,
 /// `./dev`, the test suite, the benchmark), not to its settings.
-const NOT_SETTINGS: [&str; 11] = [
+const NOT_SETTINGS: [&str; 12] = [
     "config_file",
     "test_database_url",
     "local_pg_port",
@@ -235,6 +235,7 @@ const NOT_SETTINGS: [&str; 11] = [
     "bench_json",
     "browser_node_modules",
     "chromium",
+    "update_docs_screenshots",
 ];
 
 /// An absolute http or https URL.

@@ -55,9 +55,9 @@ function fieldsOf(body) {
 
 /**
  * request('GET', '/api/keys') → parsed body (null for 204). Throws ApiError with the server's
- * words; a 401 also ends the session.
+ * words; a 401 also ends the session, unless `endsSession` is false (sign-in's trial).
  */
-export async function request(method, path, body, { token = session.token(), workspace = session.workspace() } = {}) {
+export async function request(method, path, body, { token = session.token(), workspace = session.workspace(), endsSession = true } = {}) {
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (workspace) headers['X-Workspace-Id'] = workspace;
@@ -86,7 +86,7 @@ export async function request(method, path, body, { token = session.token(), wor
     }
   }
   if (response.ok) return parsed;
-  if (response.status === 401) {
+  if (response.status === 401 && endsSession) {
     onUnauthorized();
     throw new ApiError(401, 'Your session ended or the token was refused. Sign in again.');
   }

@@ -83,6 +83,30 @@ export function statusBox(className = 'status') {
   };
 }
 
+/**
+ * Lets a table collapse into one card per row on narrow screens (class `cards`, see app.css):
+ * each cell is labelled with its column's name, and explicit roles keep it a table for
+ * assistive technology once CSS has changed how it is displayed. Call after rows change.
+ */
+export function cardTable(table) {
+  table.classList.add('cards');
+  table.setAttribute('role', 'table');
+  const names = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+  for (const group of table.querySelectorAll('thead, tbody')) group.setAttribute('role', 'rowgroup');
+  for (const row of table.querySelectorAll('tr')) {
+    row.setAttribute('role', 'row');
+    [...row.children].forEach((cell, index) => {
+      if (cell.tagName === 'TH') {
+        cell.setAttribute('role', 'columnheader');
+      } else {
+        cell.setAttribute('role', 'cell');
+        if (!cell.hasAttribute('colspan') && names[index]) cell.dataset.label = names[index];
+      }
+    });
+  }
+  return table;
+}
+
 export function formatDate(iso) {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return iso;

@@ -4,7 +4,7 @@
 import * as api from '../api.js';
 import { keyServices, serviceName } from '../catalogue.js';
 import { openDialog } from '../dialog.js';
-import { h, field, alertBox, replace, timeElement, uid } from '../dom.js';
+import { h, field, alertBox, replace, timeElement, uid, cardTable } from '../dom.js';
 
 function describe(key) {
   return `${serviceName(key.service)} key ${key.last_4_chars}`;
@@ -35,7 +35,7 @@ export async function render(body, context) {
     }
     replace(
       list,
-      h(
+      cardTable(h(
         'table',
         {},
         h('caption', {}, 'Your API keys'),
@@ -60,7 +60,7 @@ export async function render(body, context) {
             ),
           ),
         ),
-      ),
+      )),
     );
   }
 

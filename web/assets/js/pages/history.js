@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import { eventWords, serviceName } from '../catalogue.js';
-import { h, alertBox, replace, timeElement } from '../dom.js';
+import { h, alertBox, replace, timeElement, cardTable } from '../dom.js';
 
 const PAGE_SIZE = 20;
 
@@ -25,6 +25,11 @@ function detailsText(event) {
   add('access key', d.access_key_hint);
   add('endpoint', d.endpoint);
   add('key version', d.key_version);
+  // Links between a model and a key name both by id; the first characters tell them apart.
+  if (event.type === 'ModelCredentialAttached' || event.type === 'ModelCredentialDetached') {
+    add('model id', d.model_id && `${String(d.model_id).slice(0, 8)}…`);
+    add('key id', d.credential_id && `${String(d.credential_id).slice(0, 8)}…`);
+  }
   if (typeof d.ok === 'boolean') parts.push(d.ok ? 'accepted by the provider' : `not accepted (${d.verdict ?? 'refused'})`);
   if (event.type === 'SystemPromptChanged') parts.push(d.system_prompt === undefined ? 'prompt cleared' : `prompt: ${d.system_prompt}`);
   return parts.join(' · ');
@@ -71,20 +76,14 @@ export async function render(body, context) {
     }
   }
 
-  body.append(
-    h(
-      'div',
-      { class: 'table-wrap' },
-      h(
-        'table',
-        {},
-        h('caption', {}, 'Changes, newest first'),
-        h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Details'].map((name) => h('th', { scope: 'col' }, name)))),
-        rows,
-      ),
-    ),
-    more,
+  const table = h(
+    'table',
+    {},
+    h('caption', {}, 'Changes, newest first'),
+    h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Details'].map((name) => h('th', { scope: 'col' }, name)))),
+    rows,
   );
+  body.append(h('div', { class: 'table-wrap' }, table), more);
 
   async function loadPage(cursor) {
     alert.clear();
@@ -111,6 +110,7 @@ export async function render(body, context) {
       ),
     );
     if (!rows.children.length) rows.append(h('tr', {}, h('td', { colspan: 4 }, 'No changes recorded yet.')));
+    cardTable(table);
     if (page.nextCursor) {
       replace(more, h('button', { type: 'button', class: 'secondary', onclick: () => loadPage(page.nextCursor) }, 'Older changes'));
     } else {

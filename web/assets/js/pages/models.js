@@ -5,7 +5,7 @@
 
 import * as api from '../api.js';
 import { modelKinds, modelProviders } from '../catalogue.js';
-import { h, field, alertBox, replace, uid } from '../dom.js';
+import { h, field, alertBox, replace, uid, cardTable } from '../dom.js';
 
 const PROMPT_MAX = 20000;
 
@@ -129,6 +129,7 @@ export async function render(body, context) {
         ),
       );
     }
+    cardTable(table);
     unsaved.hidden = !dirty;
   }
 

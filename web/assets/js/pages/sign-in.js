@@ -13,7 +13,7 @@ async function tryToken(token) {
   if (!names.length) throw new Error('This token grants no workspace.');
   // Any read the token's role allows proves the server accepts it.
   try {
-    await api.get('/api/v1/settings/providers', { token, workspace: names.sort()[0] });
+    await api.get('/api/v1/settings/providers', { token, workspace: names.sort()[0], endsSession: false });
   } catch (error) {
     if (error.status === 401) throw new Error('The service refused this token: it is expired or not signed by a key aimc trusts.');
     throw error;
