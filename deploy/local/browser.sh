@@ -3,7 +3,7 @@
 # the settings pages): Debian's chromium, driven headless by playwright-core, and axe-core, both
 # pinned in tests/browser/package-lock.json. `./dev test` calls ensure_browser_tools; it
 # reinstalls only what is missing or whose pinned list changed, so a second call costs a
-# checksum. Uses clients_stamp_matches from clients.sh.
+# checksum. Uses npm_ci_pinned from clients.sh.
 
 BROWSER_TESTS_DIR="$AIMC_ROOT/tests/browser"
 BROWSER_DEFAULT_CHROMIUM=/usr/bin/chromium
@@ -19,24 +19,9 @@ ensure_browser_chromium() {
   [[ -x $chromium ]] || die "installing Debian's chromium did not provide $chromium"
 }
 
-ensure_browser_node_modules() {
-  local stamp="$BROWSER_TESTS_DIR/node_modules/.aimc-package-lock.sha256"
-  if command -v node >/dev/null 2>&1 &&
-    clients_stamp_matches "$stamp" "$BROWSER_TESTS_DIR/package-lock.json"; then
-    return 0
-  fi
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    apt_install nodejs npm
-  fi
-  log "browser tests: npm ci in tests/browser"
-  (cd "$BROWSER_TESTS_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
-    die "npm ci in tests/browser failed"
-  sha256sum <"$BROWSER_TESTS_DIR/package-lock.json" >"$stamp"
-}
-
 ensure_browser_tools() {
   ensure_browser_chromium
-  ensure_browser_node_modules
+  npm_ci_pinned "$BROWSER_TESTS_DIR" "browser tests"
   # Where tests/e2e/browser.rs looks (these are also its defaults).
   export AIMC_CHROMIUM="${AIMC_CHROMIUM:-$BROWSER_DEFAULT_CHROMIUM}"
   export AIMC_BROWSER_NODE_MODULES="$BROWSER_TESTS_DIR/node_modules"

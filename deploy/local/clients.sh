@@ -42,19 +42,25 @@ ensure_client_python() {
   sha256sum <"$CLIENTS_PY_REQUIREMENTS" >"$stamp"
 }
 
-ensure_client_typescript() {
-  local stamp="$CLIENTS_TS_DIR/node_modules/.aimc-package-lock.sha256"
-  if command -v node >/dev/null 2>&1 &&
-    clients_stamp_matches "$stamp" "$CLIENTS_TS_DIR/package-lock.json"; then
+# `npm ci` in a directory of the repository (tests/clients/ts, tests/browser) when its
+# package-lock.json changed since the last install; `what` names the tests in the log.
+npm_ci_pinned() {
+  local dir=$1 what=$2
+  local stamp="$dir/node_modules/.aimc-package-lock.sha256"
+  if command -v node >/dev/null 2>&1 && clients_stamp_matches "$stamp" "$dir/package-lock.json"; then
     return 0
   fi
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
   fi
-  log "client tests: npm ci in tests/clients/ts"
-  (cd "$CLIENTS_TS_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
-    die "npm ci in tests/clients/ts failed"
-  sha256sum <"$CLIENTS_TS_DIR/package-lock.json" >"$stamp"
+  log "$what: npm ci in ${dir#"$AIMC_ROOT"/}"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+    die "npm ci in ${dir#"$AIMC_ROOT"/} failed"
+  sha256sum <"$dir/package-lock.json" >"$stamp"
+}
+
+ensure_client_typescript() {
+  npm_ci_pinned "$CLIENTS_TS_DIR" "client tests"
 }
 
 ensure_client_tools() {
