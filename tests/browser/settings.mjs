@@ -702,6 +702,22 @@ async function providerScenarios(page) {
   await shot(page, 'providers');
   await noPlainKeys(page, 'providers');
   await narrow(page, 'providers');
+
+  // Each provider key's history, from its link: the person's own, then the workspace's.
+  for (const [link, words, typedKey] of [
+    ['History of your Anthropic keys', 'Key added', typed.personalAnthropic],
+    ["History of the workspace's OpenRouter keys", 'Key added', typed.workspaceOpenrouter],
+  ]) {
+    await goTo(page, 'Providers', '/settings/providers', 'Providers');
+    await main(page).getByRole('link', { name: link, exact: true }).click();
+    await shown(heading(page, link), `the heading "${link}"`);
+    const { cells } = await allHistoryRows(page, link);
+    checkHistoryCells(cells, link);
+    assert(cells.some((row) => row[2] === words && row[3].includes(hint(typedKey))),
+      `${link}: a "${words}" row naming ${hint(typedKey)}: ${JSON.stringify(cells)}`);
+    ok(`providers: "${link}" lists ${cells.length} change(s), "${words}" with ${hint(typedKey)}`);
+  }
+  await shot(page, 'provider-key-history');
 }
 
 async function modelScenarios(page) {

@@ -7,6 +7,18 @@ import { h, alertBox, replace, timeElement, cardTable } from '../dom.js';
 
 const PAGE_SIZE = 20;
 
+/** Providers as the history names them (`provider=`), as shown. */
+const PROVIDER_NAMES = {
+  openai: 'OpenAI',
+  anthropic: 'Anthropic',
+  google: 'Gemini',
+  aws: 'AWS Bedrock',
+  openrouter: 'OpenRouter',
+  ollama: 'Ollama',
+  azure_openai: 'Azure OpenAI',
+  other: 'Other',
+};
+
 /** The details worth a column, in words; hints are already masked by the service. */
 function detailsText(event) {
   const d = event.details ?? {};
@@ -58,6 +70,16 @@ export async function render(body, context) {
   body.append(heading, alert.element);
 
   let filter = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const provider = context.params.get('provider');
+  const owner = context.params.get('owner');
+  if (keyId === null && provider) {
+    // A provider's keys, from the Providers page: yours (user:<sub>, all of your APIs) or the workspace's.
+    body.append(h('p', {}, h('a', { href: '/settings/history' }, 'Whole history')));
+    const whose = owner === 'workspace' ? "the workspace's" : 'your';
+    heading.textContent = `History of ${whose} ${PROVIDER_NAMES[provider] ?? provider} keys`;
+    filter.set('provider', provider);
+    if (owner) filter.set('owner', owner);
+  }
   if (keyId !== null) {
     body.append(h('p', {}, h('a', { href: '/settings/history' }, 'Whole history')));
     try {

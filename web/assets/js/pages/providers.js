@@ -4,6 +4,7 @@
 // Keys typed here are sent once over this origin and cleared from their inputs right after.
 
 import * as api from '../api.js';
+import * as session from '../session.js';
 import { PERSONAL_PROVIDERS, settingsProviderName, settingsProviders } from '../catalogue.js';
 import { h, field, alertBox, statusBox, replace, uid } from '../dom.js';
 
@@ -29,6 +30,12 @@ function textInput(props = {}) {
 }
 
 /** A <section> named by its <h3>, so it is a landmark region a test or a reader can find. */
+/** A link to the history of one provider's key of one owner (`provider` as history names it). */
+function historyLink(provider, owner, name) {
+  const query = new URLSearchParams({ provider, owner });
+  return h('p', { class: 'history-link' }, h('a', { href: `/settings/history?${query}`, 'aria-label': name }, 'History'));
+}
+
 function section(title, ...children) {
   const id = uid('section');
   return h('section', { 'aria-labelledby': id }, h('h3', { id }, title), ...children);
@@ -208,6 +215,7 @@ function personalForm(provider, initial, context, updateAll) {
       fields,
       field('Model ID (Optional)', model, defaultModel ? `Empty uses the default, ${defaultModel}.` : null),
       h('div', { class: 'actions' }, save, remove),
+      historyLink(provider.id === 'bedrock' ? 'aws' : provider.id, `user:${session.subject()}`, `History of your ${provider.name} keys`),
       alert.element,
       status.element,
     ),
@@ -326,6 +334,10 @@ function workspaceForm(initial, context, refresh) {
       health,
       keyField,
       h('div', { class: 'actions' }, save, test),
+      // Other owners' history is for admins and owners only.
+      context.canAdminister
+        ? historyLink(provider === 'gemini' ? 'google' : provider, 'workspace', `History of the workspace's ${settingsProviderName(provider)} keys`)
+        : null,
       alert.element,
       status.element,
     ),
