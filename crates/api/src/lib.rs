@@ -119,6 +119,10 @@ fn settings_catalogue(document: &str) -> serde_json::Value {
             "modelProviders": values("ModelProvider"),
             "modelKinds": values("ModelKind"),
             "settingsProviders": values("SettingsProvider"),
+            "personalDefaultModels": SEED_002_PROVIDERS
+                .iter()
+                .map(|(name, _, model)| (name.to_string(), serde_json::Value::from(*model)))
+                .collect::<serde_json::Map<_, _>>(),
         }
     })
 }

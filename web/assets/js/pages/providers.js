@@ -5,16 +5,11 @@
 
 import * as api from '../api.js';
 import * as session from '../session.js';
-import { PERSONAL_PROVIDERS, settingsProviderName, settingsProviders } from '../catalogue.js';
+import { PERSONAL_PROVIDERS, boot, settingsProviderName, settingsProviders } from '../catalogue.js';
 import { h, field, alertBox, statusBox, replace, uid } from '../dom.js';
 
-/** Seed 002's default model per provider (crates/api/src/provider_catalogue.rs). */
-const DEFAULT_MODELS = {
-  anthropic: 'claude-sonnet-4-20250514',
-  openai: 'gpt-4o',
-  openrouter: 'anthropic/claude-sonnet-4-20250514',
-  bedrock: 'anthropic.claude-3-sonnet-20240229-v1:0',
-};
+/** Seed 002's default model per provider, as the server's provider catalogue has them. */
+const DEFAULT_MODELS = boot.catalogue?.personalDefaultModels ?? {};
 
 function configuredText(configured, hint) {
   return configured ? `Configured (${hint ?? 'key stored'})` : 'Not configured';
