@@ -437,3 +437,45 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use super::*;
+
+    fn settings(toml: &str) -> Settings {
+        Figment::new().merge(Toml::string(toml)).extract().unwrap()
+    }
+
+    #[test]
+    fn development_tokens_exist_only_in_development_mode_and_need_a_secret_to_sign_them() {
+        assert!(dev_tokens(&settings("jwt_hs256_secret = \"s\""))
+            .unwrap()
+            .is_none());
+
+        let refused = dev_tokens(&settings("dev_mode = true")).err().unwrap();
+        assert!(
+            refused
+                .to_string()
+                .contains("AIMC_DEV_MODE needs AIMC_JWT_HS256_SECRET"),
+            "{refused}"
+        );
+
+        let mint = dev_tokens(&settings("dev_mode = true\njwt_hs256_secret = \"s\""))
+            .unwrap()
+            .unwrap();
+        let token = mint().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(claims["sub"], "dev");
+        assert_eq!(
+            claims["workspaces"],
+            serde_json::json!({"dev": "owner", "demo": "viewer"})
+        );
+    }
+}
