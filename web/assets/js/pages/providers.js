@@ -31,6 +31,17 @@ function historyLink(provider, owner, name) {
   return h('p', { class: 'history-link' }, h('a', { href: `/settings/history?${query}`, 'aria-label': name }, 'History'));
 }
 
+/** A section's data, or null when it could not be loaded (then said in the section and reported). */
+async function loadSection(container, loadFailed, path, unavailable) {
+  try {
+    return await api.get(path);
+  } catch (error) {
+    loadFailed(error);
+    container.append(h('p', { class: 'empty' }, unavailable));
+    return null;
+  }
+}
+
 function section(title, ...children) {
   const id = uid('section');
   return h('section', { 'aria-labelledby': id }, h('h3', { id }, title), ...children);
@@ -69,14 +80,8 @@ export async function render(body, context) {
 // ---- Your provider keys (family C) -------------------------------------------------------
 
 async function renderPersonal(container, context, loadFailed) {
-  let keys;
-  try {
-    keys = await api.get('/api/user/api-keys');
-  } catch (error) {
-    loadFailed(error);
-    container.append(h('p', { class: 'empty' }, 'Your provider keys could not be loaded.'));
-    return;
-  }
+  const keys = await loadSection(container, loadFailed, '/api/user/api-keys', 'Your provider keys could not be loaded.');
+  if (!keys) return;
   container.append(
     h('p', { class: 'hint' }, 'Keys of your own, used for you before the workspace’s. Without a model ID, the provider’s default model is used.'),
   );
@@ -222,14 +227,8 @@ function personalForm(provider, initial, context, updateAll) {
 // ---- Workspace providers (family E) ------------------------------------------------------
 
 async function renderWorkspace(container, context, loadFailed) {
-  let providers;
-  try {
-    providers = await api.get('/api/v1/settings/providers');
-  } catch (error) {
-    loadFailed(error);
-    container.append(h('p', { class: 'empty' }, 'The workspace’s providers could not be loaded.'));
-    return;
-  }
+  const providers = await loadSection(container, loadFailed, '/api/v1/settings/providers', 'The workspace’s providers could not be loaded.');
+  if (!providers) return;
   container.append(h('p', { class: 'hint' }, 'Keys the whole workspace uses when a person has none of their own.'));
   if (!context.readOnly && !context.canAdminister) {
     container.append(h('p', { class: 'notice' }, 'Only the workspace’s admins and owners can change these keys or test them.'));
@@ -344,14 +343,8 @@ function workspaceForm(initial, context, refresh) {
 // ---- Task assignments (family E) ---------------------------------------------------------
 
 async function renderAssignments(container, context, loadFailed) {
-  let loaded;
-  try {
-    loaded = await api.get('/api/v1/settings/task-assignments');
-  } catch (error) {
-    loadFailed(error);
-    container.append(h('p', { class: 'empty' }, 'The task assignments could not be loaded.'));
-    return;
-  }
+  const loaded = await loadSection(container, loadFailed, '/api/v1/settings/task-assignments', 'The task assignments could not be loaded.');
+  if (!loaded) return;
   const disabled = context.readOnly || !context.canAdminister;
   const alert = alertBox();
   const status = statusBox();
