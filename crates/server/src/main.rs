@@ -11,6 +11,11 @@ use aimc_server::telemetry;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+// glibc's allocator showed as a tenth of the service's CPU under load (malloc, free and their
+// consolidation); mimalloc's per-thread heaps do the same work for less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// aimc: AI provider settings for people and workspaces, with keys encrypted by Vault.
 #[derive(Parser)]
 #[command(version, about)]
