@@ -854,3 +854,34 @@ async fn a_rebuild_swaps_in_fresh_tables_while_the_service_keeps_reading_and_wri
     );
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// The leak check every test ends with finds a key wherever a row holds it, in either form.
+#[tokio::test]
+#[should_panic(expected = "a plain key was found in table audit_positions")]
+async fn the_leak_check_finds_a_key_planted_in_a_row() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    app.remember_secret("sk-planted-key-0000-abcdef");
+    app.remember_secret("sk-unplanted-key-0000-abcdef");
+    let response = app
+        .put(
+            "/api/user/api-keys",
+            &token,
+            json!({"openai": {"apiKey": "sk-unplanted-key-0000-abcdef"}}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    sqlx::query("INSERT INTO audit_positions (workspace_id, last_position) VALUES ($1, 1)")
+        .bind(format!(
+            "prefix {} suffix",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "sk-planted-key-0000-abcdef"
+            )
+        ))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -15,10 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::*;
 
-/// Forwards connections to PostgreSQL, counting the statements the clients run.
+/// Forwards connections to PostgreSQL, counting the statements the clients run, and among
+/// them those that append events.
 struct CountingProxy {
     port: u16,
     round_trips: Arc<AtomicUsize>,
+    appends: Arc<AtomicUsize>,
 }
 
 /// `SSLRequest` and `GSSENCRequest` precede the startup message, which has no type byte either.
@@ -29,22 +31,46 @@ impl CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let round_trips = Arc::new(AtomicUsize::new(0));
-        let counter = round_trips.clone();
+        let appends = Arc::new(AtomicUsize::new(0));
+        let counters = (round_trips.clone(), appends.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&upstream).await.unwrap();
-                tokio::spawn(relay(client, server, counter.clone()));
+                tokio::spawn(relay(client, server, counters.clone()));
             }
         });
-        CountingProxy { port, round_trips }
+        CountingProxy {
+            port,
+            round_trips,
+            appends,
+        }
     }
 
     fn take(&self) -> usize {
+        self.appends.store(0, Ordering::SeqCst);
         self.round_trips.swap(0, Ordering::SeqCst)
+    }
+
+    fn take_appends(&self) -> usize {
+        self.appends.swap(0, Ordering::SeqCst)
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicUsize>) {
+/// The C string at the start of `bytes`.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    (round_trips, appends): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+) {
+    // Prepared statements' texts by name, and the statement each portal was bound to: an
+    // `Execute` names only its portal.
+    let mut texts: std::collections::HashMap<String, String> = Default::default();
+    let mut portals: std::collections::HashMap<String, String> = Default::default();
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     tokio::spawn(async move {
@@ -74,8 +100,29 @@ async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicUsiz
             if client_read.read_exact(&mut body).await.is_err() {
                 return;
             }
-            if matches!(header[0], b'E' | b'Q') {
+            let text = match header[0] {
+                b'P' => {
+                    let name = c_string(&body);
+                    texts.insert(name.clone(), c_string(&body[name.len() + 1..]));
+                    None
+                }
+                b'B' => {
+                    let portal = c_string(&body);
+                    portals.insert(portal.clone(), c_string(&body[portal.len() + 1..]));
+                    None
+                }
+                b'E' => portals
+                    .get(&c_string(&body))
+                    .and_then(|statement| texts.get(statement))
+                    .cloned(),
+                b'Q' => Some(c_string(&body)),
+                _ => None,
+            };
+            if let Some(text) = text {
                 round_trips.fetch_add(1, Ordering::SeqCst);
+                if text.contains("INSERT INTO events") {
+                    appends.fetch_add(1, Ordering::SeqCst);
+                }
             }
             [header.to_vec(), body].concat()
         };
@@ -183,5 +230,64 @@ async fn a_family_c_put_takes_at_most_five_round_trips() {
         round_trips, 3,
         "the count changed: update the comment above"
     );
+    app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_different_configurations_share_their_statements() {
+    const USERS: usize = 16;
+    let (app, proxy) = counted_app().await;
+    let tokens: Vec<String> = (0..USERS)
+        .map(|user| app.token(&format!("user-{user}"), Role::Member))
+        .collect();
+    let put = |user: usize, round: usize| {
+        let key = format!("sk-user-{user:02}-round-{round}-abcdef{user:02}");
+        app.remember_secret(&key);
+        app.put(
+            "/api/user/api-keys",
+            &tokens[user],
+            json!({"openai": {"apiKey": key, "modelId": format!("model-{user}-{round}")}}),
+        )
+    };
+    for user in 0..USERS {
+        assert_eq!(put(user, 0).await.status, StatusCode::OK);
+    }
+    proxy.take();
+
+    let responses = futures::future::join_all((0..USERS).map(|user| put(user, 1))).await;
+
+    let appends = proxy.take_appends();
+    for (user, response) in responses.iter().enumerate() {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        assert_eq!(
+            response.body["openai"]["modelId"],
+            format!("model-{user}-1")
+        );
+    }
+    // One connection, so the commands' writes queue for it: those that wait go together.
+    assert!(
+        appends < USERS,
+        "{USERS} commands appended in {appends} statements"
+    );
+    for (user, token) in tokens.iter().enumerate() {
+        let keys = app.get("/api/user/api-keys", token).await;
+        assert_eq!(keys.body["openai"]["modelId"], format!("model-{user}-1"));
+        assert_eq!(keys.body["openai"]["keyHint"], format!("sk-...ef{user:02}"));
+    }
+    // The shared statement handed out the workspace's history positions to every command.
+    let history = app
+        .get(
+            "/api/v1/history?limit=100",
+            &app.token("owner", Role::Owner),
+        )
+        .await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.text);
+    let actors: std::collections::HashSet<&str> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors.len(), USERS, "{actors:?}");
     app.assert_no_plain_key_anywhere().await;
 }

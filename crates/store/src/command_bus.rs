@@ -28,6 +28,7 @@ use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
 use crate::event_store::SnapshotEventStore;
+use crate::group_commit::GroupCommit;
 use crate::metrics::{COMMAND_CONFLICTS, COMMAND_QUEUE_WAIT, COMMAND_RETRIES};
 use crate::read_model::streams::Projected;
 use crate::read_model::EventMetadata;
@@ -109,9 +110,11 @@ pub struct CommandBus {
 
 impl CommandBus {
     pub fn new(pool: PgPool, services: ConfigServices, snapshot_every: usize) -> Self {
+        // Configurations' and credentials' commands share their statements under load.
+        let group = GroupCommit::new(pool.clone());
         CommandBus {
-            configs: SnapshotEventStore::new(pool.clone(), snapshot_every),
-            credentials: SnapshotEventStore::new(pool.clone(), snapshot_every),
+            configs: SnapshotEventStore::sharing(pool.clone(), snapshot_every, group.clone()),
+            credentials: SnapshotEventStore::sharing(pool.clone(), snapshot_every, group),
             services,
             queues: WriteQueues::default(),
             pool,

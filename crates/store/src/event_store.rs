@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
@@ -14,8 +15,8 @@ use sqlx::PgPool;
 
 use crate::database::{is_conflict, is_unavailable, traced};
 use crate::error::StoreError;
+use crate::group_commit::{GroupCommit, Write};
 use crate::read_model::streams::{self, project, Projected};
-use crate::read_model::writer::{self, Appended, NameClaims};
 use crate::read_model::{EventMetadata, Offsets, Projection, VIEWS};
 use crate::upcasting::decode;
 
@@ -49,6 +50,7 @@ impl<A: Aggregate> AggregateContext<A> for LoadedAggregate<A> {
 pub struct SnapshotEventStore<A> {
     pool: PgPool,
     snapshot_every: usize,
+    group: Arc<GroupCommit>,
     _aggregate: PhantomData<A>,
 }
 
@@ -87,9 +89,16 @@ ORDER BY part, sequence"#;
 
 impl<A: Projected> SnapshotEventStore<A> {
     pub fn new(pool: PgPool, snapshot_every: usize) -> Self {
+        let group = GroupCommit::new(pool.clone());
+        Self::sharing(pool, snapshot_every, group)
+    }
+
+    /// A store whose commands' writes meet those of the other stores given the same `group`.
+    pub(crate) fn sharing(pool: PgPool, snapshot_every: usize, group: Arc<GroupCommit>) -> Self {
         SnapshotEventStore {
             pool,
             snapshot_every: snapshot_every.max(1),
+            group,
             _aggregate: PhantomData,
         }
     }
@@ -160,8 +169,9 @@ impl<A: Projected> SnapshotEventStore<A> {
         Ok(stream)
     }
 
-    /// Appends the command's events and projects them, in one statement; returns them with
-    /// the aggregate as they left it.
+    /// Appends the command's events and projects them, in one statement (shared with other
+    /// commands' under load, see [`GroupCommit`]); returns them with the aggregate as they left
+    /// it.
     pub async fn append(
         &self,
         events: Vec<A::Event>,
@@ -233,20 +243,17 @@ impl<A: Projected> SnapshotEventStore<A> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let appended = Appended {
-            aggregate_type: A::TYPE,
-            aggregate_id,
-            events: serialized,
-            snapshot,
-            start_by: write_start_by(),
-        };
-        traced(
-            &self.pool,
-            "INSERT events",
-            writer::write(&self.pool, Some(&appended), &changes, NameClaims::Enforced),
-        )
-        .await
-        .map_err(database_error)?;
+        self.group
+            .write(Write {
+                aggregate_type: A::TYPE,
+                aggregate_id: aggregate_id.to_owned(),
+                events: serialized,
+                snapshot,
+                start_by: write_start_by(),
+                changes,
+            })
+            .await
+            .map_err(database_error)?;
         Ok((envelopes, context.aggregate))
     }
 }

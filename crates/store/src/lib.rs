@@ -8,6 +8,7 @@ mod credentials;
 mod database;
 mod error;
 mod event_store;
+mod group_commit;
 mod history;
 mod idempotency;
 pub mod metrics;

@@ -188,7 +188,7 @@ impl CredentialChange {
 }
 
 /// The composed changes of any number of events, one per credential.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct CredentialChanges {
     changes: HashMap<Uuid, CredentialChange>,
 }
@@ -204,6 +204,17 @@ impl CredentialChanges {
             None => change,
         };
         self.changes.insert(credential, composed);
+    }
+
+    pub fn credentials(&self) -> impl Iterator<Item = &Uuid> {
+        self.changes.keys()
+    }
+
+    /// Takes in the changes of other credentials; see [`super::ReadModelChanges::absorb`].
+    pub fn absorb(&mut self, other: CredentialChanges) {
+        for (credential, change) in other.changes {
+            self.record(credential, change);
+        }
     }
 
     /// Sorted by credential, so concurrent writers lock rows in one order.
@@ -348,7 +359,7 @@ pub(crate) fn apply(
 }
 
 /// Registry rows to write, each (workspace, name key) at most once.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct NameChanges {
     /// (workspace, key, holder)
     pub taken: Vec<(String, NameKey, Uuid)>,

@@ -159,7 +159,7 @@ struct StreamFold {
 }
 
 /// Row changes decided by the folds, not yet written; see [`writer`].
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadModelChanges {
     pub(crate) configs: Vec<ConfigRow>,
     pub(crate) credentials: CredentialChanges,
@@ -182,6 +182,59 @@ impl ReadModelChanges {
             && self.offsets.is_empty()
             && self.configs_deleted.is_empty()
             && self.shredded.is_empty()
+    }
+
+    /// The rows these changes write that no other command's may write in the same statement:
+    /// a statement must not touch a row twice, and composing two commands' changes of one row
+    /// is the folds' business, not the writer's. Rows every command shares by design (a
+    /// workspace's audit position) are not among them.
+    pub(crate) fn own_rows(&self) -> Vec<String> {
+        let names = self
+            .names
+            .taken
+            .iter()
+            .chain(&self.names.released)
+            .map(|(workspace, key, _)| (workspace, key))
+            .chain(
+                self.names
+                    .moved
+                    .iter()
+                    .map(|(workspace, key, _, _)| (workspace, key)),
+            )
+            .map(|(workspace, key)| format!("name {workspace} {}", key.as_str()));
+        self.configs
+            .iter()
+            .map(|row| format!("stream {}", row.aggregate_id))
+            .chain(self.configs_deleted.iter().map(|id| format!("stream {id}")))
+            .chain(self.offsets.iter().map(|(id, _)| format!("offsets {id}")))
+            .chain(self.shredded.iter().map(|id| format!("history {id}")))
+            .chain(
+                self.credentials
+                    .credentials()
+                    .map(|id| format!("credential {id}")),
+            )
+            .chain(names)
+            .collect()
+    }
+
+    /// Takes in the changes of another command whose [`own_rows`](Self::own_rows) are none of
+    /// these', so that one statement writes both.
+    pub(crate) fn absorb(&mut self, other: ReadModelChanges) {
+        self.configs.extend(other.configs);
+        self.credentials.absorb(other.credentials);
+        self.names.taken.extend(other.names.taken);
+        self.names.released.extend(other.names.released);
+        self.names.moved.extend(other.names.moved);
+        self.audit.extend(other.audit);
+        self.offsets.extend(other.offsets);
+        self.configs_deleted.extend(other.configs_deleted);
+        self.shredded.extend(other.shredded);
+        // The order take_changes gives, so concurrent writers lock rows in one order.
+        self.configs
+            .sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
+        self.offsets.sort_by(|a, b| a.0.cmp(&b.0));
+        self.configs_deleted.sort();
+        self.shredded.sort();
     }
 }
 

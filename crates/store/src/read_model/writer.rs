@@ -399,7 +399,8 @@ fn names(statement: &mut Statement<'_>, changes: &ReadModelChanges, claims: Name
 
 /// Positions follow the order of the entries within each workspace, from its counter in
 /// `audit_positions`: taking them in the statement that commits the entries makes commit
-/// order and position order the same.
+/// order and position order the same. The counters are locked in one order, so statements
+/// of several workspaces (a group commit) cannot deadlock on them.
 fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
     let audit = &changes.audit;
     if audit.is_empty() {
@@ -422,7 +423,7 @@ fn audit(statement: &mut Statement<'_>, changes: &ReadModelChanges) {
         .push("::text[]) AS a(workspace_id) GROUP BY workspace_id)");
     statement.part("positions").push(
         "INSERT INTO audit_positions (workspace_id, last_position)
-         SELECT workspace_id, entries FROM audit_counts
+         SELECT workspace_id, entries FROM audit_counts ORDER BY workspace_id
          ON CONFLICT (workspace_id) DO UPDATE SET last_position = audit_positions.last_position + excluded.last_position
          RETURNING workspace_id, last_position)",
     );

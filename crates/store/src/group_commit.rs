@@ -1,0 +1,232 @@
+//! Group commit: the writes of concurrent commands on different streams share one statement.
+//!
+//! A command's events and read-model rows are one statement (see `read_model::writer`). Under
+//! load most of that statement's cost is the same whatever it carries (starting the plan's
+//! dozen parts, the round trip, the commit), so commands that finish deciding while others'
+//! writes are out wait for the next statement and go in it together, the way concurrent reads
+//! share one query and concurrent keyring calls share one batch. A write that finds a
+//! statement slot free goes straight through, paying no hand-over.
+//!
+//! A shared statement commits all its commands or none. When it fails (a lost race, a name
+//! another writer took, a passed deadline, the database going away), each of its commands is
+//! written again alone, so each gets the answer it would have had by itself and no command
+//! fails for another's sake.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::join_all;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::database::traced;
+use crate::read_model::writer::{self, Appended, NameClaims};
+use crate::read_model::ReadModelChanges;
+
+/// Statements of commands' writes out at once; more writers wait and go in the next one.
+/// Two keep PostgreSQL working on one while the other's answer travels back; more would only
+/// split the waiting writes into smaller statements (measured: Wplain, one process).
+const STATEMENT_SLOTS: usize = 2;
+
+/// The most commands one statement carries; the rest wait for the next.
+const MOST_PER_STATEMENT: usize = 64;
+
+/// One command's write: its events, the snapshot due with them, and the rows they produce.
+pub(crate) struct Write {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    /// (sequence, event type, event version, payload JSON, metadata JSON)
+    pub events: Vec<(i64, String, String, String, String)>,
+    /// (last sequence, schema version, payload JSON), when one is due.
+    pub snapshot: Option<(i64, i32, String)>,
+    pub start_by: Option<chrono::DateTime<chrono::Utc>>,
+    pub changes: ReadModelChanges,
+}
+
+impl Write {
+    fn appended(&self) -> Appended<'_> {
+        Appended {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            events: self.events.clone(),
+            snapshot: self.snapshot.clone(),
+            start_by: self.start_by,
+        }
+    }
+}
+
+type Waiting = (
+    Write,
+    oneshot::Sender<Result<(), sqlx::Error>>,
+    tracing::Span,
+);
+
+#[derive(Default)]
+struct State {
+    out: usize,
+    waiting: Vec<Waiting>,
+}
+
+/// Where a process's command writes meet; one per command bus.
+pub(crate) struct GroupCommit {
+    pool: PgPool,
+    state: Mutex<State>,
+}
+
+impl GroupCommit {
+    pub fn new(pool: PgPool) -> Arc<Self> {
+        Arc::new(GroupCommit {
+            pool,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Writes one command's events and rows, alone or with others'.
+    pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), sqlx::Error> {
+        let receiver = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.out < STATEMENT_SLOTS {
+                state.out += 1;
+                Err(write)
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                state
+                    .waiting
+                    .push((write, sender, tracing::Span::current()));
+                Ok(receiver)
+            }
+        };
+        match receiver {
+            Err(write) => {
+                let _slot = Slot(Arc::clone(self));
+                alone(&self.pool, &write).await
+            }
+            Ok(receiver) => match receiver.await {
+                Ok(written) => written,
+                // Only if the task writing it panicked: nothing says whether it landed.
+                Err(_) => Err(sqlx::Error::WorkerCrashed),
+            },
+        }
+    }
+
+    /// The holder of a slot is done with it: the writes that waited meanwhile go next, in a
+    /// task of their own, so the holder's answer does not wait for them.
+    fn hand_over(self: &Arc<Self>) {
+        let batch = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.waiting.is_empty() {
+                state.out -= 1;
+                return;
+            }
+            let take = state.waiting.len().min(MOST_PER_STATEMENT);
+            state.waiting.drain(..take).collect::<Vec<_>>()
+        };
+        let slot = Slot(Arc::clone(self));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    together(&slot.0.pool, batch).await;
+                    drop(slot);
+                });
+            }
+            // The runtime is gone: the writes that waited are answered by their senders'
+            // drop, as failed.
+            Err(_) => drop(batch),
+        }
+    }
+}
+
+/// A statement slot, given back however its holder ends (answered, cancelled or panicking),
+/// so waiting writes are never stranded.
+struct Slot(Arc<GroupCommit>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.hand_over();
+    }
+}
+
+async fn alone(pool: &PgPool, write: &Write) -> Result<(), sqlx::Error> {
+    traced(
+        pool,
+        "INSERT events",
+        writer::write(
+            pool,
+            Some(&write.appended()),
+            &write.changes,
+            NameClaims::Enforced,
+        ),
+    )
+    .await
+}
+
+/// Writes the commands that waited in one statement, those whose rows another of them writes
+/// alone; each alone again when the shared statement failed. Answers each.
+async fn together(pool: &PgPool, batch: Vec<Waiting>) {
+    let (shared, mut apart) = disjoint(batch);
+    if shared.len() == 1 {
+        apart.extend(shared);
+    } else {
+        let span = tracing::info_span!("group commit", commands = shared.len());
+        for (_, _, waiting) in &shared {
+            span.follows_from(waiting);
+        }
+        let mut changes = ReadModelChanges::default();
+        for (write, _, _) in &shared {
+            changes.absorb(write.changes.clone());
+        }
+        let appended: Vec<Appended<'_>> = shared
+            .iter()
+            .map(|(write, _, _)| write.appended())
+            .collect();
+        let written = traced(
+            pool,
+            "INSERT events",
+            writer::write_streams(pool, &appended, &changes, NameClaims::Enforced),
+        )
+        .instrument(span)
+        .await;
+        drop(appended);
+        match written {
+            Ok(()) => {
+                for (_, reply, _) in shared {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a shared statement failed: its commands are written alone");
+                apart.extend(shared);
+            }
+        }
+    }
+    join_all(apart.into_iter().map(|(write, reply, waiting)| {
+        async move {
+            let _ = reply.send(alone(pool, &write).await);
+        }
+        .instrument(waiting)
+    }))
+    .await;
+}
+
+/// The writes whose rows are all their own within the batch, and the others.
+fn disjoint(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut shared = Vec::with_capacity(batch.len());
+    let mut apart = Vec::new();
+    for waiting in batch {
+        let write = &waiting.0;
+        let mut rows = write.changes.own_rows();
+        rows.push(format!(
+            "events {} {}",
+            write.aggregate_type, write.aggregate_id
+        ));
+        if rows.iter().any(|row| taken.contains(row)) {
+            apart.push(waiting);
+        } else {
+            taken.extend(rows);
+            shared.push(waiting);
+        }
+    }
+    (shared, apart)
+}
