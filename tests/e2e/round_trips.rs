@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aimc_api::Role;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -268,6 +268,25 @@ async fn concurrent_commands_on_different_configurations_share_their_statements(
     assert!(
         appends < USERS,
         "{USERS} commands appended in {appends} statements"
+    );
+    // And operators see the same in the statements' histogram.
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    let sample = |name: &str| -> f64 {
+        metrics
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {}", metrics.text))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        sample("aimc_write_statement_commands_sum"),
+        (2 * USERS) as f64
+    );
+    assert_eq!(
+        sample("aimc_write_statement_commands_count"),
+        (USERS + appends) as f64
     );
     for (user, token) in tokens.iter().enumerate() {
         let keys = app.get("/api/user/api-keys", token).await;

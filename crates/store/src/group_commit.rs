@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::database::traced;
+use crate::metrics::{WRITE_STATEMENT_COMMANDS, WRITE_STATEMENT_SPLITS};
 use crate::read_model::writer::{self, Appended, NameClaims};
 use crate::read_model::ReadModelChanges;
 
@@ -148,6 +149,7 @@ impl Drop for Slot {
 }
 
 async fn alone(pool: &PgPool, write: &Write) -> Result<(), sqlx::Error> {
+    WRITE_STATEMENT_COMMANDS.observe(1.0);
     traced(
         pool,
         "INSERT events",
@@ -180,6 +182,7 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
             .iter()
             .map(|(write, _, _)| write.appended())
             .collect();
+        WRITE_STATEMENT_COMMANDS.observe(shared.len() as f64);
         let written = traced(
             pool,
             "INSERT events",
@@ -195,6 +198,7 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
                 }
             }
             Err(error) => {
+                WRITE_STATEMENT_SPLITS.inc();
                 tracing::debug!(%error, "a shared statement failed: its commands are written alone");
                 apart.extend(shared);
             }

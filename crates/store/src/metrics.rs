@@ -55,6 +55,28 @@ pub(crate) static COMMAND_QUEUE_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| 
     .expect("valid metric")
 });
 
+/// Commands per statement that appended events: 1 for a write that went alone, more for a
+/// group commit. How much concurrent writes share shows here.
+pub(crate) static WRITE_STATEMENT_COMMANDS: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::Histogram::with_opts(
+        HistogramOpts::new(
+            "write_statement_commands",
+            "Commands whose events one statement appended: 1 alone, more in a group commit",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+    )
+    .expect("valid metric")
+});
+
+/// Group commits that failed whole, whose commands were then written alone.
+pub(crate) static WRITE_STATEMENT_SPLITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "write_statement_splits_total",
+        "Group commits that failed whole and whose commands were written again alone",
+    )
+    .expect("valid metric")
+});
+
 pub(crate) static PROJECTION_LAG_EVENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     IntGaugeVec::new(
         Opts::new(
@@ -97,6 +119,8 @@ pub fn collectors() -> Vec<Box<dyn Collector>> {
         Box::new(COMMAND_CONFLICTS.clone()),
         Box::new(COMMAND_RETRIES.clone()),
         Box::new(COMMAND_QUEUE_WAIT.clone()),
+        Box::new(WRITE_STATEMENT_COMMANDS.clone()),
+        Box::new(WRITE_STATEMENT_SPLITS.clone()),
         Box::new(PROJECTION_LAG_EVENTS.clone()),
         Box::new(PROJECTION_LAG_SECONDS.clone()),
         Box::new(PROJECTION_CAUGHT_UP.clone()),
