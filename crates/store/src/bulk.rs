@@ -437,8 +437,8 @@ pub(crate) async fn rewrap(
         .map(|stream| Appended {
             aggregate_type: stream.aggregate_type,
             aggregate_id: &stream.aggregate_id,
-            events: stream.events.clone(),
-            snapshot: stream.snapshot.clone(),
+            events: &stream.events,
+            snapshot: stream.snapshot.as_ref(),
             start_by: write_start_by(),
         })
         .collect();

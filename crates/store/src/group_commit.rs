@@ -23,11 +23,11 @@ use tracing::Instrument;
 use crate::database::traced;
 use crate::metrics::{WRITE_STATEMENT_COMMANDS, WRITE_STATEMENT_SPLITS};
 use crate::read_model::writer::{self, Appended, NameClaims};
-use crate::read_model::ReadModelChanges;
+use crate::read_model::{OwnRow, ReadModelChanges};
 
 /// Statements of commands' writes out at once; more writers wait and go in the next one.
-/// Two keep PostgreSQL working on one while the other's answer travels back; more would only
-/// split the waiting writes into smaller statements (measured: Wplain, one process).
+/// Two, so PostgreSQL works on one while the other's answer travels back; the only value
+/// measured so far (Wplain), not tuned.
 const STATEMENT_SLOTS: usize = 2;
 
 /// The most commands one statement carries; the rest wait for the next.
@@ -50,8 +50,8 @@ impl Write {
         Appended {
             aggregate_type: self.aggregate_type,
             aggregate_id: &self.aggregate_id,
-            events: self.events.clone(),
-            snapshot: self.snapshot.clone(),
+            events: &self.events,
+            snapshot: self.snapshot.as_ref(),
             start_by: self.start_by,
         }
     }
@@ -190,7 +190,6 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
         )
         .instrument(span)
         .await;
-        drop(appended);
         match written {
             Ok(()) => {
                 for (_, reply, _) in shared {
@@ -215,22 +214,81 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
 
 /// The writes whose rows are all their own within the batch, and the others.
 fn disjoint(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
-    let mut taken: HashSet<String> = HashSet::new();
-    let mut shared = Vec::with_capacity(batch.len());
-    let mut apart = Vec::new();
-    for waiting in batch {
-        let write = &waiting.0;
-        let mut rows = write.changes.own_rows();
-        rows.push(format!(
-            "events {} {}",
-            write.aggregate_type, write.aggregate_id
-        ));
-        if rows.iter().any(|row| taken.contains(row)) {
-            apart.push(waiting);
-        } else {
-            taken.extend(rows);
-            shared.push(waiting);
+    let sharing: Vec<bool> = {
+        let mut taken: HashSet<OwnRow<'_>> = HashSet::new();
+        batch
+            .iter()
+            .map(|(write, _, _)| {
+                let rows: Vec<OwnRow<'_>> = write
+                    .changes
+                    .own_rows()
+                    .chain([OwnRow::Stream(write.aggregate_type, &write.aggregate_id)])
+                    .collect();
+                let free = rows.iter().all(|row| !taken.contains(row));
+                if free {
+                    taken.extend(rows);
+                }
+                free
+            })
+            .collect()
+    };
+    let (shared, apart): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .zip(sharing)
+        .partition(|(_, sharing)| *sharing);
+    (
+        shared.into_iter().map(|(waiting, _)| waiting).collect(),
+        apart.into_iter().map(|(waiting, _)| waiting).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use aimc_domain::CredentialName;
+
+    use super::*;
+
+    fn waiting(aggregate_id: &str, names: &[(&str, &str)]) -> Waiting {
+        let mut changes = ReadModelChanges::default();
+        for (workspace, name) in names {
+            let key = CredentialName::parse(name).unwrap().key();
+            changes
+                .names
+                .taken
+                .push(((*workspace).to_owned(), key, uuid::Uuid::new_v4()));
         }
+        let write = Write {
+            aggregate_type: "Credential",
+            aggregate_id: aggregate_id.to_owned(),
+            events: Vec::new(),
+            snapshot: None,
+            start_by: None,
+            changes,
+        };
+        (write, oneshot::channel().0, tracing::Span::none())
     }
-    (shared, apart)
+
+    fn ids(writes: &[Waiting]) -> Vec<&str> {
+        writes
+            .iter()
+            .map(|(write, _, _)| write.aggregate_id.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn writes_that_share_a_row_never_share_a_statement() {
+        let batch = vec![
+            waiting("acme/c1", &[("acme", "Main")]),
+            waiting("acme/c2", &[("acme", "main")]),
+            waiting("acme/c1", &[]),
+            waiting("acme/c3", &[("acme", "Other"), ("globex", "Main")]),
+            waiting("globex/c4", &[("globex", "Backup")]),
+        ];
+
+        let (shared, apart) = disjoint(batch);
+
+        // c2 claims c1's name (names fold case), the second c1 appends to c1's stream.
+        assert_eq!(ids(&shared), ["acme/c1", "acme/c3", "globex/c4"]);
+        assert_eq!(ids(&apart), ["acme/c2", "acme/c1"]);
+    }
 }

@@ -158,6 +158,20 @@ struct StreamFold {
     offsets_changed: bool,
 }
 
+/// A row one statement may write for one command only; see [`ReadModelChanges::own_rows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum OwnRow<'a> {
+    /// A stream's events and snapshot, by aggregate type and id.
+    Stream(&'static str, &'a str),
+    Config(&'a str),
+    Offsets(&'a str),
+    /// A shredded stream's history entries.
+    History(&'a str),
+    Credential(uuid::Uuid),
+    /// A registry name, by workspace and name key.
+    Name(&'a str, &'a str),
+}
+
 /// Row changes decided by the folds, not yet written; see [`writer`].
 #[derive(Debug, Clone, Default)]
 pub struct ReadModelChanges {
@@ -188,33 +202,26 @@ impl ReadModelChanges {
     /// a statement must not touch a row twice, and composing two commands' changes of one row
     /// is the folds' business, not the writer's. Rows every command shares by design (a
     /// workspace's audit position) are not among them.
-    pub(crate) fn own_rows(&self) -> Vec<String> {
-        let names = self
-            .names
-            .taken
+    pub(crate) fn own_rows(&self) -> impl Iterator<Item = OwnRow<'_>> {
+        let names = self.names.taken.iter().chain(&self.names.released);
+        self.configs
             .iter()
-            .chain(&self.names.released)
-            .map(|(workspace, key, _)| (workspace, key))
+            .map(|row| OwnRow::Config(&row.aggregate_id))
+            .chain(self.configs_deleted.iter().map(|id| OwnRow::Config(id)))
+            .chain(self.offsets.iter().map(|(id, _)| OwnRow::Offsets(id)))
+            .chain(self.shredded.iter().map(|id| OwnRow::History(id)))
+            .chain(
+                self.credentials
+                    .credentials()
+                    .map(|id| OwnRow::Credential(*id)),
+            )
+            .chain(names.map(|(workspace, key, _)| OwnRow::Name(workspace, key.as_str())))
             .chain(
                 self.names
                     .moved
                     .iter()
-                    .map(|(workspace, key, _, _)| (workspace, key)),
+                    .map(|(workspace, key, _, _)| OwnRow::Name(workspace, key.as_str())),
             )
-            .map(|(workspace, key)| format!("name {workspace} {}", key.as_str()));
-        self.configs
-            .iter()
-            .map(|row| format!("stream {}", row.aggregate_id))
-            .chain(self.configs_deleted.iter().map(|id| format!("stream {id}")))
-            .chain(self.offsets.iter().map(|(id, _)| format!("offsets {id}")))
-            .chain(self.shredded.iter().map(|id| format!("history {id}")))
-            .chain(
-                self.credentials
-                    .credentials()
-                    .map(|id| format!("credential {id}")),
-            )
-            .chain(names)
-            .collect()
     }
 
     /// Takes in the changes of another command whose [`own_rows`](Self::own_rows) are none of

@@ -22,9 +22,9 @@ pub(crate) struct Appended<'a> {
     pub aggregate_type: &'a str,
     pub aggregate_id: &'a str,
     /// (sequence, event type, event version, payload JSON, metadata JSON)
-    pub events: Vec<(i64, String, String, String, String)>,
+    pub events: &'a [(i64, String, String, String, String)],
     /// (last sequence, schema version, payload JSON), when one is due.
-    pub snapshot: Option<(i64, i32, String)>,
+    pub snapshot: Option<&'a (i64, i32, String)>,
     /// The latest time, by the database's clock, at which the write may begin; see
     /// `aimc_write_deadline` in the migrations.
     pub start_by: Option<chrono::DateTime<chrono::Utc>>,
@@ -111,7 +111,7 @@ pub(crate) async fn write_streams<'e>(
 }
 
 fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
-    let events = &appended.events;
+    let events = appended.events;
     if !events.is_empty() {
         let sql = statement.part("appended");
         sql.push("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) SELECT ")
@@ -137,7 +137,7 @@ fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {
         }
         sql.push(")");
     }
-    if let Some((last_sequence, schema_version, payload)) = &appended.snapshot {
+    if let Some((last_sequence, schema_version, payload)) = appended.snapshot {
         let sql = statement.part("snapshot");
         sql.push("INSERT INTO aggregate_snapshots (aggregate_type, aggregate_id, last_sequence, schema_version, payload) VALUES (")
             .push_bind(appended.aggregate_type)
@@ -192,7 +192,7 @@ fn streams_events<'a>(statement: &mut Statement<'a>, appended: &[Appended<'a>]) 
     sql.push(")");
     let snapshots: Vec<(&Appended<'a>, &(i64, i32, String))> = appended
         .iter()
-        .filter_map(|stream| stream.snapshot.as_ref().map(|snapshot| (stream, snapshot)))
+        .filter_map(|stream| stream.snapshot.map(|snapshot| (stream, snapshot)))
         .collect();
     if snapshots.is_empty() {
         return;
