@@ -727,6 +727,91 @@ async fn an_event_stored_in_an_older_shape_loads_and_projects_as_todays() {
     app.assert_no_plain_key_anywhere().await;
 }
 
+#[tokio::test]
+async fn the_periodic_pass_reads_the_log_written_since_the_last_and_the_full_pass_the_rest() {
+    // Given two stored keys, and for each an event an older build appended and never
+    // projected: one stamped a minute ago, one, on a key stored as long ago, two hours ago
+    // (its process died long since).
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    for secret in [
+        "sk-proj-recent-0123456789abcdef",
+        "sk-proj-stale-0123456789abcdef",
+    ] {
+        app.remember_secret(secret);
+        let added = app
+            .post(
+                "/api/keys",
+                &admin,
+                json!({"service": "OPENAI", "api_key": secret}),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    }
+    let credentials: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT credential_id FROM credential_view WHERE workspace_id = $1 ORDER BY created_at",
+    )
+    .bind(&app.workspace)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    for (credential, stamped) in credentials.iter().zip([
+        Utc::now() - chrono::Duration::minutes(1),
+        Utc::now() - chrono::Duration::hours(2),
+    ]) {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'Credential', aggregate_id, (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_id = c.aggregate_id),
+                    'CredentialValidated', '1.0', $2::json,
+                    json_build_object('actor', 'legacy-tester', 'occurred_at', $3::text)
+               FROM credential_view c WHERE credential_id = $1",
+        )
+        .bind(credential)
+        .bind(VALIDATED_1_0.replace("{credential_id}", &credential.to_string()))
+        .bind(stamped.to_rfc3339())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let two_hours_ago = (Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    sqlx::query(
+        "UPDATE events SET metadata = (metadata::jsonb || jsonb_build_object('occurred_at', $2::text))::json
+          WHERE aggregate_id = (SELECT aggregate_id FROM credential_view WHERE credential_id = $1)",
+    )
+    .bind(credentials[1])
+    .bind(&two_hours_ago)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let validated = || async {
+        sqlx::query_scalar::<_, Option<bool>>(
+            "SELECT validated_ok FROM credential_view WHERE credential_id = ANY($1) ORDER BY credential_id = $2 DESC",
+        )
+        .bind(&credentials)
+        .bind(credentials[0])
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    let projector = Projector::new(app.pool.clone());
+
+    // When the periodic pass looks at what was stamped in the last five minutes.
+    let recent = projector
+        .catch_up_since(Utc::now() - chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+
+    // Then it projects the recent event only: it never read the older part of the log.
+    assert_eq!(recent, 1);
+    assert_eq!(validated().await, [Some(false), None]);
+
+    // And the full pass, the periodic pass's hourly backstop, projects the other.
+    assert_eq!(projector.catch_up_all().await.unwrap(), 1);
+    assert_eq!(validated().await, [Some(false), Some(false)]);
+    assert_eq!(projector.catch_up_all().await.unwrap(), 0);
+    app.assert_no_plain_key_anywhere().await;
+}
+
 /// The read model's index and constraint names, as the migrations made them.
 async fn read_model_objects(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(

@@ -4,7 +4,7 @@
 //! name claims no credential took.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aimc_domain::{AiModelConfig, CredentialAggregate};
@@ -23,14 +23,38 @@ use crate::online_rebuild::{self, RebuildProgress, Rebuilt, Unwatched};
 /// small enough that a chunk's rows stay a few megabytes.
 pub const REBUILD_CHUNK_EVENTS: usize = 10_000;
 
+/// How long after its `occurred_at` stamp an event may still commit and be found by the
+/// periodic pass that reads only the log written since the pass before: a slow transaction, or
+/// a replica whose clock is behind. One later than that waits for the next full pass.
+const LATE_COMMIT_ALLOWANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// How often the periodic catch-up reads the whole log all the same: for events stamped
+/// further back than [`LATE_COMMIT_ALLOWANCE`], or not stamped at all (the oldest builds).
+const FULL_PASS_EVERY: Duration = Duration::from_secs(3600);
+
 /// Brings the read model up to date with the event log, outside of commands.
 pub struct Projector {
     pool: PgPool,
+    /// Streams the last pass could not project: every pass tries them again, so they stay in
+    /// the lag gauges until they project, however old their events.
+    failing: Mutex<BTreeSet<(String, String)>>,
+}
+
+/// Which streams a catch-up pass looks at.
+enum Scope {
+    /// Every stream in the log.
+    Whole,
+    /// Those with an event stamped at or after this (`YYYY-MM-DDTHH:MM:SS`, UTC), and those
+    /// still failing.
+    Since(String),
 }
 
 impl Projector {
     pub fn new(pool: PgPool) -> Self {
-        Projector { pool }
+        Projector {
+            pool,
+            failing: Mutex::default(),
+        }
     }
 
     /// Applies every event of a stream the read model has not seen; returns how many.
@@ -53,6 +77,50 @@ impl Projector {
     /// has none.
     async fn behind(&self) -> Result<Vec<Behind>, StoreError> {
         Ok(traced(&self.pool, "SELECT events", behind(&self.pool)).await?)
+    }
+
+    /// [`Projector::behind`] among the streams `scope` names.
+    async fn behind_in(&self, scope: &Scope) -> Result<Vec<Behind>, StoreError> {
+        match scope {
+            Scope::Whole => self.behind().await,
+            Scope::Since(since) => {
+                let failing: (Vec<String>, Vec<String>) = self
+                    .failing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .cloned()
+                    .unzip();
+                Ok(traced(
+                    &self.pool,
+                    "SELECT events",
+                    sqlx::query_as(&format!(
+                        "WITH touched AS (
+                             SELECT aggregate_type, aggregate_id FROM events
+                              WHERE aggregate_type = ANY($1) AND metadata ->> 'occurred_at' >= $3
+                             UNION
+                             SELECT * FROM unnest($4::text[], $5::text[])
+                         ),
+                         streams AS (
+                             SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
+                              WHERE (aggregate_type, aggregate_id) IN (SELECT * FROM touched)
+                              GROUP BY aggregate_type, aggregate_id
+                         )
+                         {BEHIND}"
+                    ))
+                    .bind(&STREAM_TYPES[..])
+                    .bind(&VIEWS[..])
+                    .bind(since)
+                    .bind(&failing.0)
+                    .bind(&failing.1)
+                    // Planned for this `since` each time: a generic plan cannot tell a few
+                    // minutes of the log from all of it, and reads all of it.
+                    .persistent(false)
+                    .fetch_all(&self.pool),
+                )
+                .await?)
+            }
+        }
     }
 
     /// Where each view stands against the event log, for `aimc projections status`.
@@ -103,10 +171,28 @@ impl Projector {
     }
 
     /// Catches up every aggregate whose events some projection has not applied yet, and
-    /// reports what is still behind afterwards as the projection lag gauges.
+    /// reports what is still behind afterwards as the projection lag gauges. Reads the whole
+    /// log: at start-up, and as the periodic pass's backstop.
     #[tracing::instrument(skip_all)]
     pub async fn catch_up_all(&self) -> Result<usize, StoreError> {
-        let behind = self.behind().await?;
+        self.pass(&Scope::Whole).await?.into_result()
+    }
+
+    /// [`Projector::catch_up_all`] among the streams with an event stamped at or after `since`,
+    /// and those the last pass could not project: the periodic pass, whose cost follows what
+    /// was written since the pass before rather than the length of the log.
+    #[tracing::instrument(skip_all)]
+    pub async fn catch_up_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
+        let since = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+        self.pass(&Scope::Since(since)).await?.into_result()
+    }
+
+    /// One catch-up pass over `scope`; fails only when the log could not be read.
+    async fn pass(&self, scope: &Scope) -> Result<Pass, StoreError> {
+        let behind = self.behind_in(scope).await?;
         let lagging: BTreeSet<(&str, &str)> = behind
             .iter()
             .map(|(aggregate_type, aggregate_id, ..)| {
@@ -119,21 +205,15 @@ impl Projector {
             match self.catch_up(aggregate_type, aggregate_id).await {
                 Ok(count) => applied += count,
                 Err(error) => {
-                    failed.insert((aggregate_type, aggregate_id));
+                    failed.insert((aggregate_type.to_owned(), aggregate_id.to_owned()));
                     tracing::error!(aggregate_id, %error, "catch-up failed for this aggregate");
                 }
             }
         }
         PROJECTION_CAUGHT_UP.inc_by(applied as u64);
         report_lag(behind.iter().filter(|(aggregate_type, aggregate_id, ..)| {
-            failed.contains(&(aggregate_type.as_str(), aggregate_id.as_str()))
+            failed.contains(&(aggregate_type.clone(), aggregate_id.clone()))
         }));
-        if !failed.is_empty() {
-            return Err(StoreError::Internal(format!(
-                "{} aggregates could not be projected",
-                failed.len()
-            )));
-        }
         if applied > 0 {
             tracing::info!(
                 aggregates = lagging.len() as i64,
@@ -141,7 +221,12 @@ impl Projector {
                 "read model caught up"
             );
         }
-        Ok(applied)
+        let failed_count = failed.len();
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = failed;
+        Ok(Pass {
+            applied,
+            failed: failed_count,
+        })
     }
 
     /// Rebuilds the read model from the event log while the service keeps answering: replays
@@ -202,21 +287,61 @@ impl Projector {
         Ok(released)
     }
 
-    /// Runs [`Projector::catch_up_all`] every `interval` until the task is dropped.
+    /// Catches up every `interval` until the task is dropped: among the streams written since
+    /// the pass before (less [`LATE_COMMIT_ALLOWANCE`]), and over the whole log every
+    /// [`FULL_PASS_EVERY`]. Meant to start once the start-up pass has read the whole log.
     pub async fn catch_up_periodically(self: Arc<Self>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
+        let mut covered_until = chrono::Utc::now();
+        let mut whole_due = tokio::time::Instant::now() + FULL_PASS_EVERY;
         loop {
             ticker.tick().await;
-            match self.catch_up_all().await {
-                Ok(_) => {
-                    if let Err(error) = self.release_abandoned_names().await {
+            let began = chrono::Utc::now();
+            let whole = tokio::time::Instant::now() >= whole_due;
+            let scope = if whole {
+                Scope::Whole
+            } else {
+                let since = covered_until - LATE_COMMIT_ALLOWANCE;
+                Scope::Since(since.format("%Y-%m-%dT%H:%M:%S").to_string())
+            };
+            match self.pass(&scope).await {
+                Ok(pass) => {
+                    covered_until = began;
+                    if whole {
+                        whole_due = tokio::time::Instant::now() + FULL_PASS_EVERY;
+                    }
+                    if pass.failed > 0 {
+                        tracing::warn!(
+                            aggregates = pass.failed as i64,
+                            "periodic catch-up left aggregates behind"
+                        );
+                    } else if let Err(error) = self.release_abandoned_names().await {
                         tracing::warn!(%error, "releasing abandoned credential names failed");
                     }
                 }
                 Err(error) => tracing::warn!(%error, "periodic catch-up failed"),
             }
         }
+    }
+}
+
+/// What a catch-up pass did.
+struct Pass {
+    applied: usize,
+    /// Streams it could not project.
+    failed: usize,
+}
+
+impl Pass {
+    fn into_result(self) -> Result<usize, StoreError> {
+        if self.failed > 0 {
+            return Err(StoreError::Internal(format!(
+                "{} aggregates could not be projected",
+                self.failed
+            )));
+        }
+        Ok(self.applied)
     }
 }
 
@@ -268,21 +393,29 @@ fn report_lag<'a>(behind: impl Iterator<Item = &'a Behind>) {
     }
 }
 
+/// The streams behind, from a CTE `streams` (aggregate type, aggregate id, last sequence):
+/// per view, those it has not applied to their last event. `$2` is the views.
+const BEHIND: &str =
+    "SELECT e.aggregate_type, e.aggregate_id, p.name, e.last - coalesce(o.last_sequence, 0),
+        (SELECT f.metadata->>'occurred_at' FROM events f
+          WHERE f.aggregate_type = e.aggregate_type AND f.aggregate_id = e.aggregate_id
+            AND f.sequence = coalesce(o.last_sequence, 0) + 1)
+   FROM streams e
+  CROSS JOIN unnest($2::text[]) AS p(name)
+   LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
+  WHERE coalesce(o.last_sequence, 0) < e.last";
+
 /// [`Projector::behind`] on any connection, whatever tables its `search_path` reaches.
 pub(crate) async fn behind<'e>(
     executor: impl sqlx::PgExecutor<'e>,
 ) -> Result<Vec<Behind>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT e.aggregate_type, e.aggregate_id, p.name, e.last - coalesce(o.last_sequence, 0),
-                (SELECT f.metadata->>'occurred_at' FROM events f
-                  WHERE f.aggregate_type = e.aggregate_type AND f.aggregate_id = e.aggregate_id
-                    AND f.sequence = coalesce(o.last_sequence, 0) + 1)
-           FROM (SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
-                  WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id) e
-          CROSS JOIN unnest($2::text[]) AS p(name)
-           LEFT JOIN projection_offsets o ON o.projection = p.name AND o.aggregate_id = e.aggregate_id
-          WHERE coalesce(o.last_sequence, 0) < e.last",
-    )
+    sqlx::query_as(&format!(
+        "WITH streams AS (
+             SELECT aggregate_type, aggregate_id, max(sequence) AS last FROM events
+              WHERE aggregate_type = ANY($1) GROUP BY aggregate_type, aggregate_id
+         )
+         {BEHIND}"
+    ))
     .bind(&STREAM_TYPES[..])
     .bind(&VIEWS[..])
     .fetch_all(executor)
