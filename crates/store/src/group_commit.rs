@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aimc_domain::deadline;
 use futures::future::join_all;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -103,10 +104,18 @@ impl GroupCommit {
                 let _slot = Slot(Arc::clone(self));
                 alone(&self.pool, &write).await
             }
-            Ok(receiver) => match receiver.await {
-                Ok(written) => written,
+            // The statement that carries it runs in a task of its own, where the request's
+            // deadline is not in force: the wait for it is bounded here instead. A write the
+            // request gave up on is dropped from the queue, or fails its `start_by` check if
+            // its statement began too late; one begun in time may still land.
+            Ok(receiver) => match deadline::bounded("postgresql", receiver).await {
+                Ok(Ok(written)) => written,
                 // Only if the task writing it panicked: nothing says whether it landed.
-                Err(_) => Err(sqlx::Error::WorkerCrashed),
+                Ok(Err(_)) => Err(sqlx::Error::WorkerCrashed),
+                Err(passed) => Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    passed,
+                ))),
             },
         }
     }
@@ -116,6 +125,9 @@ impl GroupCommit {
     fn hand_over(self: &Arc<Self>) {
         let batch = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            // Writes whose requests gave up (their deadline passed while they waited) go no
+            // further: their statement would begin past their `start_by` and fail for everyone.
+            state.waiting.retain(|(_, reply, _)| !reply.is_closed());
             if state.waiting.is_empty() {
                 state.out -= 1;
                 return;

@@ -1,22 +1,22 @@
 //! A key rotation's batch rewrap against PostgreSQL (`AIMC_TEST_DATABASE_URL`), with a
 //! keyring stand-in: every credential rewrapped exactly once, whatever writes race the batch.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aimc_domain::{
-    Ciphertext, ConfigId, ConfigServices, CredentialAggregate, CredentialChange, CredentialCommand,
-    CredentialName, KeyContext, KeyHint, KeySealer, NameChoice, NewCredential, Owner, Provider,
-    RandomIds, SealError, SealRequest, SealedKey, WorkspaceId,
+    Ciphertext, ConfigId, CredentialAggregate, CredentialChange, CredentialCommand, CredentialName,
+    KeyContext, KeyHint, KeySealer, NameChoice, NewCredential, Owner, Provider, RandomIds,
+    SealError, SealRequest, SealedKey, WorkspaceId,
 };
-use aimc_store::{
-    CommandBus, CommandMetadata, CredentialHome, CredentialQueries, CredentialRegistry,
-    DatabaseSettings, SnapshotEventStore,
-};
+use aimc_store::{CommandBus, CredentialHome, CredentialQueries, SnapshotEventStore};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::oneshot;
+
+use support::{operator, Database};
 
 /// Where a sealer call stops until the test lets it go on.
 struct Gate {
@@ -110,75 +110,11 @@ impl KeySealer for Sealer {
     }
 }
 
-struct Database {
-    admin_url: String,
-    name: String,
-    pool: PgPool,
-}
-
-impl Database {
-    async fn create() -> Database {
-        let admin_url = std::env::var("AIMC_TEST_DATABASE_URL")
-            .expect("AIMC_TEST_DATABASE_URL (source .local/env after ./dev services up)");
-        // `aimc_test_` as the test suite names them, so `./dev test` clears any left behind.
-        let name = format!(
-            "aimc_test_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let (server, _) = admin_url.rsplit_once('/').unwrap();
-        let pool = aimc_store::connect(&DatabaseSettings {
-            url: SecretString::from(format!("{server}/{name}")),
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(10),
-            statement_timeout: None,
-            lock_timeout: None,
-        })
-        .unwrap();
-        aimc_store::migrate(&pool).await.unwrap();
-        Database {
-            admin_url,
-            name,
-            pool,
-        }
-    }
-
-    async fn drop(self) {
-        self.pool.close().await;
-        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\"", self.name))
-                .execute(&mut admin)
-                .await;
-        }
-    }
-}
-
 const SNAPSHOT_EVERY: usize = 2;
 
 /// A process's command bus: its own write queues, on the shared database.
 fn bus(pool: &PgPool, sealer: Arc<Sealer>) -> CommandBus {
-    let registry = Arc::new(CredentialRegistry::new(pool.clone()));
-    let services = ConfigServices {
-        sealer,
-        ids: Arc::new(RandomIds),
-        names: registry.clone(),
-        numbers: registry.clone(),
-        directory: registry,
-    };
-    CommandBus::new(pool.clone(), services, SNAPSHOT_EVERY)
-}
-
-fn operator() -> CommandMetadata {
-    CommandMetadata {
-        actor: "cli:operator".into(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        trace_id: None,
-        idempotency_key: None,
-    }
+    support::bus(pool, sealer, Arc::new(RandomIds), SNAPSHOT_EVERY)
 }
 
 fn workspace() -> WorkspaceId {
