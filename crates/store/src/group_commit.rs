@@ -9,14 +9,14 @@
 //!
 //! A shared statement commits all its commands or none. When it fails (a lost race, a name
 //! another writer took, a passed deadline, the database going away), each of its commands is
-//! written again alone, so each gets the answer it would have had by itself and no command
-//! fails for another's sake.
+//! written again alone, two at a time, so each gets the answer it would have had by itself and
+//! no command fails for another's sake.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aimc_domain::deadline;
-use futures::future::join_all;
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -215,13 +215,20 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
             }
         }
     }
-    join_all(apart.into_iter().map(|(write, reply, waiting)| {
-        async move {
-            let _ = reply.send(alone(pool, &write).await);
-        }
-        .instrument(waiting)
-    }))
-    .await;
+    // As many at once as there are statement slots: a split comes when things go wrong, and
+    // 64 writes at once would take the pool's connections from every other request.
+    futures::stream::iter(apart)
+        .for_each_concurrent(STATEMENT_SLOTS, |(write, reply, waiting)| {
+            async move {
+                // Its request gave up meanwhile: its `start_by` has passed, nothing would land.
+                if reply.is_closed() {
+                    return;
+                }
+                let _ = reply.send(alone(pool, &write).await);
+            }
+            .instrument(waiting)
+        })
+        .await;
 }
 
 /// The writes whose rows are all their own within the batch, and the others.

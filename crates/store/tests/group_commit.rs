@@ -64,11 +64,11 @@ impl IdSource for CountedIds {
     }
 }
 
-/// Users of one workspace: their writes share no row but the workspace's audit position,
-/// which every writer shares by design.
+/// A user's configuration in a workspace of its own: the writes of two of them share no row,
+/// not even a workspace's audit position.
 fn config(n: usize) -> ConfigId {
     ConfigId::new(
-        WorkspaceId::parse("grouped").unwrap(),
+        WorkspaceId::parse(&format!("grouped{n}")).unwrap(),
         Owner::User(format!("user{n}")),
     )
 }
@@ -214,17 +214,17 @@ async fn shown(pool: &PgPool, n: usize) -> (String, Vec<String>) {
     )
 }
 
-/// Six configurations made through `bus`, and a transaction holding a lock that stops every
-/// write in PostgreSQL until it ends.
-async fn six_configurations_and_a_lock(
-    database: &Database,
-    bus: &CommandBus,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
+/// Six configurations made through `bus`.
+async fn six_configurations(bus: &CommandBus) {
     for n in 0..6 {
         bus.execute(&config(n), create(n), &operator())
             .await
             .unwrap();
     }
+}
+
+/// A transaction holding a lock that stops every write in PostgreSQL until it ends.
+async fn lock_every_write(database: &Database) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut locker = database.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE events IN SHARE MODE")
         .execute(&mut *locker)
@@ -233,10 +233,26 @@ async fn six_configurations_and_a_lock(
     locker
 }
 
+/// A transaction holding the read-model rows of these configurations, which stops their
+/// writes, and theirs only, until it ends.
+async fn lock_the_writes_of(
+    database: &Database,
+    configs: &[usize],
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut locker = database.pool.begin().await.unwrap();
+    let ids: Vec<String> = configs.iter().map(|n| config(*n).to_string()).collect();
+    let locked = sqlx::query("SELECT 1 FROM config_view WHERE aggregate_id = ANY($1) FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    assert_eq!(locked.rows_affected(), configs.len() as u64);
+    locker
+}
+
 #[tokio::test]
 async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_carried_out() {
-    // Given six configurations, two processes on them, and a table lock that holds every write
-    // in PostgreSQL
+    // Given six configurations, two processes on them, and a lock on the rows of the first two
     let database = Database::create().await;
     let (taken, mut ids_taken) = watch::channel(0);
     let bus = Arc::new(support::bus(
@@ -251,11 +267,11 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
         Arc::new(RandomIds),
         SNAPSHOT_EVERY,
     );
-    let locker = six_configurations_and_a_lock(&database, &bus).await;
+    six_configurations(&bus).await;
+    let locker = lock_the_writes_of(&database, &[0, 1]).await;
     let before = Statements::now();
 
-    // And two commands whose writes hold both statement slots, and the replica's command on
-    // configuration 3, all three blocked by the lock
+    // And two commands on those, whose writes hold both statement slots, blocked by the lock
     let holding = [
         tokio::spawn(replace(&bus, 0)),
         tokio::spawn(replace(&bus, 1)),
@@ -264,26 +280,14 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
         waiting_for_a_lock(&database.pool).await == 2
     })
     .await;
-    let racing = tokio::spawn(async move {
-        let command = ConfigCommand::Replace {
-            models: vec![model("llama3")],
-            system_prompt: Some(Some(prompt("Replica 3"))),
-        };
-        replica.execute(&config(3), command, &operator()).await
-    });
-    eventually("the replica's write waits for the lock", || async {
-        waiting_for_a_lock(&database.pool).await == 3
-    })
-    .await;
 
-    // When four more commands decide meanwhile, so that their writes wait for a slot and go
-    // in one statement, one of them on configuration 3 as it stood before the replica's write
+    // And four more commands that decide meanwhile, so that their writes wait for a slot to go
+    // in one statement
     let decided_before = *ids_taken.borrow();
     let queued: Vec<_> = (2..6).map(|n| tokio::spawn(replace(&bus, n))).collect();
     // The test runs on one thread (`tokio::test`'s runtime): when it runs again after a command
-    // took its id, that command has gone on to put its write in the queue.
-    // The count is read and let go at once: a command taking an id later (a retry) must
-    // not find it held.
+    // took its id, that command has gone on to put its write in the queue. The count is read
+    // and let go at once: a command taking an id later (a retry) must not find it held.
     let decided = tokio::time::timeout(
         PATIENCE,
         ids_taken.wait_for(|taken| *taken == decided_before + 4),
@@ -291,14 +295,19 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
     .await
     .is_ok_and(|watched| watched.is_ok());
     assert!(decided, "the four commands reached their writes");
+
+    // When the other process changes configuration 3 first, then the slots are freed
+    let command = ConfigCommand::Replace {
+        models: vec![model("llama3")],
+        system_prompt: Some(Some(prompt("Replica 3"))),
+    };
+    replica
+        .execute(&config(3), command, &operator())
+        .await
+        .unwrap_or_else(|error| panic!("the replica's command: {error}"));
     locker.commit().await.unwrap();
 
-    // Then every command is carried out: the replica's, and each of the shared statement's,
-    // configuration 3's on top of the replica's change
-    racing
-        .await
-        .unwrap()
-        .unwrap_or_else(|error| panic!("the replica's command: {error}"));
+    // Then every command is carried out, configuration 3's on top of the replica's change
     for (n, command) in holding.into_iter().chain(queued).enumerate() {
         let executed = command
             .await
@@ -347,7 +356,8 @@ async fn a_request_that_gives_up_while_its_write_waits_is_answered_at_its_deadli
         Arc::new(CountedIds(taken)),
         SNAPSHOT_EVERY,
     ));
-    let locker = six_configurations_and_a_lock(&database, &bus).await;
+    six_configurations(&bus).await;
+    let locker = lock_every_write(&database).await;
 
     // And two commands whose writes hold both statement slots, blocked by the lock
     let holding = [
