@@ -49,6 +49,14 @@ enum Scope {
     Since(String),
 }
 
+impl Scope {
+    /// Stamps are RFC 3339 in UTC, so their text sorts as their time, and every stamp of this
+    /// second or later sorts at or after this prefix of it.
+    fn since(at: chrono::DateTime<chrono::Utc>) -> Scope {
+        Scope::Since(at.format("%Y-%m-%dT%H:%M:%S").to_string())
+    }
+}
+
 impl Projector {
     pub fn new(pool: PgPool) -> Self {
         Projector {
@@ -180,14 +188,14 @@ impl Projector {
 
     /// [`Projector::catch_up_all`] among the streams with an event stamped at or after `since`,
     /// and those the last pass could not project: the periodic pass, whose cost follows what
-    /// was written since the pass before rather than the length of the log.
+    /// was written lately (since the pass before, plus [`LATE_COMMIT_ALLOWANCE`]) rather than
+    /// the length of the log.
     #[tracing::instrument(skip_all)]
     pub async fn catch_up_since(
         &self,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<usize, StoreError> {
-        let since = since.format("%Y-%m-%dT%H:%M:%S").to_string();
-        self.pass(&Scope::Since(since)).await?.into_result()
+        self.pass(&Scope::since(since)).await?.into_result()
     }
 
     /// One catch-up pass over `scope`; fails only when the log could not be read.
@@ -302,8 +310,7 @@ impl Projector {
             let scope = if whole {
                 Scope::Whole
             } else {
-                let since = covered_until - LATE_COMMIT_ALLOWANCE;
-                Scope::Since(since.format("%Y-%m-%dT%H:%M:%S").to_string())
+                Scope::since(covered_until - LATE_COMMIT_ALLOWANCE)
             };
             match self.pass(&scope).await {
                 Ok(pass) => {

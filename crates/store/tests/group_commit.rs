@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use prometheus::proto::MetricFamily;
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use support::{operator, Database};
@@ -250,17 +251,58 @@ async fn lock_the_writes_of(
     locker
 }
 
-#[tokio::test]
-async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_carried_out() {
-    // Given six configurations, two processes on them, and a lock on the rows of the first two
-    let database = Database::create().await;
-    let (taken, mut ids_taken) = watch::channel(0);
-    let bus = Arc::new(support::bus(
+/// A process's command bus whose ids are counted, and the count.
+fn counted_bus(database: &Database) -> (Arc<CommandBus>, Decisions) {
+    let (taken, watched) = watch::channel(0);
+    let bus = support::bus(
         &database.pool,
         Arc::new(NoKeys),
         Arc::new(CountedIds(taken)),
         SNAPSHOT_EVERY,
-    ));
+    );
+    (Arc::new(bus), Decisions(watched))
+}
+
+/// How many of the counted bus's commands have decided.
+struct Decisions(watch::Receiver<usize>);
+
+impl Decisions {
+    fn so_far(&self) -> usize {
+        *self.0.borrow()
+    }
+
+    /// Waits until `more` commands decided after `before`. The test runs on one thread
+    /// (`tokio::test`'s runtime): when it runs again after a command took its id, that command
+    /// has gone on to put its write in the queue. The count is read and let go at once: a
+    /// command taking an id later (a retry) must not find it held.
+    async fn wait_for(&mut self, before: usize, more: usize) {
+        let decided =
+            tokio::time::timeout(PATIENCE, self.0.wait_for(|taken| *taken == before + more))
+                .await
+                .is_ok_and(|watched| watched.is_ok());
+        assert!(decided, "{more} commands reached their writes");
+    }
+}
+
+/// Commands on configurations 0 and 1, whose writes hold both statement slots, blocked by a
+/// lock the test holds.
+async fn hold_both_slots(
+    bus: &Arc<CommandBus>,
+    database: &Database,
+) -> [JoinHandle<Result<Executed<AiModelConfig>, CommandError>>; 2] {
+    let holding = [tokio::spawn(replace(bus, 0)), tokio::spawn(replace(bus, 1))];
+    eventually("both slots' writes wait for the lock", || async {
+        waiting_for_a_lock(&database.pool).await == 2
+    })
+    .await;
+    holding
+}
+
+#[tokio::test]
+async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_carried_out() {
+    // Given six configurations, two processes on them, and a lock on the rows of the first two
+    let database = Database::create().await;
+    let (bus, mut decisions) = counted_bus(&database);
     let replica = support::bus(
         &database.pool,
         Arc::new(NoKeys),
@@ -272,29 +314,13 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
     let before = Statements::now();
 
     // And two commands on those, whose writes hold both statement slots, blocked by the lock
-    let holding = [
-        tokio::spawn(replace(&bus, 0)),
-        tokio::spawn(replace(&bus, 1)),
-    ];
-    eventually("both slots' writes wait for the lock", || async {
-        waiting_for_a_lock(&database.pool).await == 2
-    })
-    .await;
+    let holding = hold_both_slots(&bus, &database).await;
 
     // And four more commands that decide meanwhile, so that their writes wait for a slot to go
     // in one statement
-    let decided_before = *ids_taken.borrow();
+    let decided_before = decisions.so_far();
     let queued: Vec<_> = (2..6).map(|n| tokio::spawn(replace(&bus, n))).collect();
-    // The test runs on one thread (`tokio::test`'s runtime): when it runs again after a command
-    // took its id, that command has gone on to put its write in the queue. The count is read
-    // and let go at once: a command taking an id later (a retry) must not find it held.
-    let decided = tokio::time::timeout(
-        PATIENCE,
-        ids_taken.wait_for(|taken| *taken == decided_before + 4),
-    )
-    .await
-    .is_ok_and(|watched| watched.is_ok());
-    assert!(decided, "the four commands reached their writes");
+    decisions.wait_for(decided_before, 4).await;
 
     // When the other process changes configuration 3 first, then the slots are freed
     let command = ConfigCommand::Replace {
@@ -349,42 +375,21 @@ async fn a_request_that_gives_up_while_its_write_waits_is_answered_at_its_deadli
 ) {
     // Given six configurations, and a table lock that holds every write in PostgreSQL
     let database = Database::create().await;
-    let (taken, mut ids_taken) = watch::channel(0);
-    let bus = Arc::new(support::bus(
-        &database.pool,
-        Arc::new(NoKeys),
-        Arc::new(CountedIds(taken)),
-        SNAPSHOT_EVERY,
-    ));
+    let (bus, mut decisions) = counted_bus(&database);
     six_configurations(&bus).await;
     let locker = lock_every_write(&database).await;
 
     // And two commands whose writes hold both statement slots, blocked by the lock
-    let holding = [
-        tokio::spawn(replace(&bus, 0)),
-        tokio::spawn(replace(&bus, 1)),
-    ];
-    eventually("both slots' writes wait for the lock", || async {
-        waiting_for_a_lock(&database.pool).await == 2
-    })
-    .await;
+    let holding = hold_both_slots(&bus, &database).await;
 
     // When two more commands decide meanwhile, one of them in a request that gives up a second
     // from now, while its write still waits for a slot
-    let decided_before = *ids_taken.borrow();
+    let decided_before = decisions.so_far();
     let gives_up = 4;
     let gives_up_at = Instant::now() + Duration::from_secs(1);
     let waits = tokio::spawn(replace(&bus, 2));
     let gave_up = tokio::spawn(deadline::within(gives_up_at, replace(&bus, gives_up)));
-    // The count is read and let go at once: a command taking an id later (a retry) must
-    // not find it held.
-    let decided = tokio::time::timeout(
-        PATIENCE,
-        ids_taken.wait_for(|taken| *taken == decided_before + 2),
-    )
-    .await
-    .is_ok_and(|watched| watched.is_ok());
-    assert!(decided, "the two commands reached their writes");
+    decisions.wait_for(decided_before, 2).await;
 
     // Then that request is answered, "unavailable", while the lock still holds every write
     let answered = tokio::time::timeout(PATIENCE, gave_up).await;
