@@ -178,7 +178,7 @@ async fn alone(pool: &PgPool, write: &Write) -> Result<(), sqlx::Error> {
 /// Writes the commands that waited in one statement, those whose rows another of them writes
 /// alone; each alone again when the shared statement failed. Answers each.
 async fn together(pool: &PgPool, batch: Vec<Waiting>) {
-    let (shared, mut apart) = disjoint(batch);
+    let (shared, mut apart) = disjoint(batch, chrono::Utc::now());
     if shared.len() == 1 {
         apart.extend(shared);
     } else {
@@ -231,13 +231,27 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
         .await;
 }
 
-/// The writes whose rows are all their own within the batch, and the others.
-fn disjoint(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
+/// How long before its `start_by` a write still joins a shared statement: one closer than that
+/// would likely make the statement begin too late for it, and fail it for everyone.
+const SHARING_NEEDS: chrono::TimeDelta = chrono::TimeDelta::milliseconds(50);
+
+/// The writes that may share a statement: those whose rows are all their own within the batch
+/// and whose `start_by` is not upon them (as of `now`); and the others.
+fn disjoint(
+    batch: Vec<Waiting>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Vec<Waiting>, Vec<Waiting>) {
     let sharing: Vec<bool> = {
         let mut taken: HashSet<OwnRow<'_>> = HashSet::new();
         batch
             .iter()
             .map(|(write, _, _)| {
+                if write
+                    .start_by
+                    .is_some_and(|start_by| start_by < now + SHARING_NEEDS)
+                {
+                    return false;
+                }
                 let rows: Vec<OwnRow<'_>> = write
                     .changes
                     .own_rows()
@@ -268,6 +282,14 @@ mod tests {
     use super::*;
 
     fn waiting(aggregate_id: &str, names: &[(&str, &str)]) -> Waiting {
+        waiting_until(aggregate_id, names, None)
+    }
+
+    fn waiting_until(
+        aggregate_id: &str,
+        names: &[(&str, &str)],
+        start_by: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Waiting {
         let mut changes = ReadModelChanges::default();
         for (workspace, name) in names {
             let key = CredentialName::parse(name).unwrap().key();
@@ -281,7 +303,7 @@ mod tests {
             aggregate_id: aggregate_id.to_owned(),
             events: Vec::new(),
             snapshot: None,
-            start_by: None,
+            start_by,
             changes,
         };
         (write, oneshot::channel().0, tracing::Span::none())
@@ -304,10 +326,32 @@ mod tests {
             waiting("globex/c4", &[("globex", "Backup")]),
         ];
 
-        let (shared, apart) = disjoint(batch);
+        let (shared, apart) = disjoint(batch, chrono::Utc::now());
 
         // c2 claims c1's name (names fold case), the second c1 appends to c1's stream.
         assert_eq!(ids(&shared), ["acme/c1", "acme/c3", "globex/c4"]);
         assert_eq!(ids(&apart), ["acme/c2", "acme/c1"]);
+    }
+
+    #[test]
+    fn a_write_at_its_start_by_goes_alone_rather_than_fail_a_shared_statement() {
+        let now = chrono::Utc::now();
+        let second = chrono::TimeDelta::seconds(1);
+        let batch = vec![
+            waiting_until("acme/c1", &[], Some(now + second)),
+            waiting_until("acme/c2", &[], Some(now - second)),
+            waiting_until(
+                "acme/c3",
+                &[],
+                Some(now + chrono::TimeDelta::milliseconds(10)),
+            ),
+            waiting_until("acme/c4", &[], None),
+        ];
+
+        let (shared, apart) = disjoint(batch, now);
+
+        // c2's start is past and c3's upon it: a statement carrying either would fail whole.
+        assert_eq!(ids(&shared), ["acme/c1", "acme/c4"]);
+        assert_eq!(ids(&apart), ["acme/c2", "acme/c3"]);
     }
 }
