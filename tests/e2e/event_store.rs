@@ -641,6 +641,29 @@ async fn a_rebuild_that_meets_an_unreadable_event_reports_it_and_leaves_the_live
     app.assert_no_plain_key_anywhere().await;
 }
 
+/// Appends to `credential`'s stream an event as an older build left it: committed, never
+/// projected, stamped `occurred_at`.
+async fn append_as_an_older_build(
+    app: &TestApp,
+    credential: uuid::Uuid,
+    (event_type, payload): (&str, &str),
+    occurred_at: &str,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Credential', aggregate_id, (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_id = c.aggregate_id),
+                $2, '1.0', $3::json, json_build_object('actor', 'legacy-tester', 'occurred_at', $4::text)
+           FROM credential_view c WHERE credential_id = $1",
+    )
+    .bind(credential)
+    .bind(event_type)
+    .bind(payload)
+    .bind(occurred_at)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 /// A `CredentialValidated` as builds before version 2.0 of the event stored it (`ok` where
 /// today's has `verdict`).
 const VALIDATED_1_0: &str = include_str!("../fixtures/events/credential-validated-1.0.json");
@@ -665,18 +688,14 @@ async fn an_event_stored_in_an_older_shape_loads_and_projects_as_todays() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    // What an older build appended, unprojected as it left it.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'Credential', $1, max(sequence) + 1, 'CredentialValidated', '1.0', $2::json,
-                json_build_object('actor', 'legacy-tester', 'occurred_at', '2026-11-20T09:30:00Z')
-           FROM events WHERE aggregate_id = $1",
+    let validated = VALIDATED_1_0.replace("{credential_id}", &credential.to_string());
+    append_as_an_older_build(
+        &app,
+        credential,
+        ("CredentialValidated", &validated),
+        "2026-11-20T09:30:00Z",
     )
-    .bind(&stream)
-    .bind(VALIDATED_1_0.replace("{credential_id}", &credential.to_string()))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let tested = || async {
         sqlx::query_as::<_, (Option<bool>, Option<String>)>(
             "SELECT validated_ok, validation_note FROM credential_view WHERE credential_id = $1",
@@ -759,19 +778,14 @@ async fn the_periodic_pass_reads_the_log_written_since_the_last_and_the_full_pas
         Utc::now() - chrono::Duration::minutes(1),
         Utc::now() - chrono::Duration::hours(2),
     ]) {
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT 'Credential', aggregate_id, (SELECT max(sequence) + 1 FROM events e WHERE e.aggregate_id = c.aggregate_id),
-                    'CredentialValidated', '1.0', $2::json,
-                    json_build_object('actor', 'legacy-tester', 'occurred_at', $3::text)
-               FROM credential_view c WHERE credential_id = $1",
+        let validated = VALIDATED_1_0.replace("{credential_id}", &credential.to_string());
+        append_as_an_older_build(
+            &app,
+            *credential,
+            ("CredentialValidated", &validated),
+            &stamped.to_rfc3339(),
         )
-        .bind(credential)
-        .bind(VALIDATED_1_0.replace("{credential_id}", &credential.to_string()))
-        .bind(stamped.to_rfc3339())
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        .await;
     }
     let two_hours_ago = (Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
     sqlx::query(
@@ -809,6 +823,24 @@ async fn the_periodic_pass_reads_the_log_written_since_the_last_and_the_full_pas
     assert_eq!(projector.catch_up_all().await.unwrap(), 1);
     assert_eq!(validated().await, [Some(false), Some(false)]);
     assert_eq!(projector.catch_up_all().await.unwrap(), 0);
+
+    // And a stream no pass can project, its event two hours old, is tried by every periodic
+    // pass after the full one met it, so it stays reported however old its events.
+    append_as_an_older_build(
+        &app,
+        credentials[1],
+        ("NoSuchEvent", "{\"NoSuchEvent\": {}}"),
+        &two_hours_ago,
+    )
+    .await;
+    assert!(projector.catch_up_all().await.is_err());
+    let periodic = projector
+        .catch_up_since(Utc::now() - chrono::Duration::minutes(5))
+        .await;
+    assert!(
+        periodic.is_err(),
+        "the failing stream was passed over: {periodic:?}"
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 
