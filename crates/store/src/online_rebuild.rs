@@ -105,11 +105,13 @@ async fn replay_and_swap(
 
     let mut swap = fresh_pool.acquire().await?;
     caught_up += swap_in(&mut swap, pool).await?;
-    sqlx::raw_sql(&format!(
-        "DROP SCHEMA {RETIRED} CASCADE; DROP SCHEMA {FRESH} CASCADE"
-    ))
-    .execute(&mut *swap)
-    .await?;
+    // The rebuild is done once swapped: tables left behind are only untidy.
+    if let Err(error) = drop_retired(&mut swap).await {
+        tracing::warn!(%error, "could not drop the retired tables; the next rebuild will");
+    }
+    sqlx::raw_sql(&format!("DROP SCHEMA {FRESH} CASCADE"))
+        .execute(&mut *swap)
+        .await?;
     fresh_pool.close().await;
     Ok(Rebuilt {
         replayed,
@@ -182,6 +184,45 @@ async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, 
     Err(StoreError::Unavailable(format!(
         "the read model's tables stayed busy through {LOCK_ATTEMPTS} attempts to swap; \
          run the rebuild again"
+    )))
+}
+
+/// Drops the tables the swap retired. Statements the service prepared before the swap still
+/// name them: PostgreSQL locks a cached plan's tables before it finds the plan stale and plans
+/// it again, in the order a command locks them. A drop taking them in another order (as
+/// `DROP SCHEMA … CASCADE` does) can deadlock with such a statement, so they are locked in that
+/// order first, yielding to requests as the swap does.
+async fn drop_retired(connection: &mut PgConnection) -> Result<(), StoreError> {
+    let retired: Vec<String> = LOCK_ORDER
+        .iter()
+        .map(|t| format!("{RETIRED}.{t}"))
+        .collect();
+    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", retired.join(", "));
+    for attempt in 1..=LOCK_ATTEMPTS {
+        let mut tx = connection.begin().await?;
+        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+            .execute(&mut *tx)
+            .await?;
+        match sqlx::raw_sql(&lock).execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+                tx.rollback().await?;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    50 * u64::from(attempt.min(10)),
+                ))
+                .await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        sqlx::raw_sql(&format!("DROP SCHEMA {RETIRED} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "the retired tables stayed busy through {LOCK_ATTEMPTS} attempts to drop them"
     )))
 }
 
