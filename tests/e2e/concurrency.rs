@@ -321,3 +321,109 @@ async fn writers_of_different_credentials_in_one_workspace_neither_wait_for_nor_
     assert_eq!(listed.body["aiLlms"].as_array().unwrap().len(), writers);
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// A replica starts each command from the configuration as its own last write left it, without
+/// reading it again; the scenarios below are the ways another replica's write makes that
+/// stale, and in each the command acts on the configuration as stored.
+async fn put_prompt(app: &TestApp, token: &str, prompt: &str) -> TestResponse {
+    let response = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            token,
+            json!({"models": seed_000_models_keeping_keys(), "system_prompt": prompt}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    response
+}
+
+/// The log of `user`'s configuration: (sequence, event type).
+async fn log_of(app: &TestApp, user: &str) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT sequence, event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(app.aggregate_id(user))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Races lost by the process's commands, as operators see them.
+async fn conflicts(app: &TestApp) -> f64 {
+    let metrics = app
+        .request(reqwest::Method::GET, "/metrics", None, None)
+        .await;
+    metrics
+        .text
+        .lines()
+        .filter(|line| line.starts_with("aimc_command_conflicts_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_change_its_replica_last_wrote_is_made_again_after_another_replica_undid_it() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    put_prompt(&app, &token, "one").await;
+    put_prompt(&replica, &token, "two").await;
+
+    // As `app` last wrote it, the prompt is "one" already: nothing to change, were that current.
+    let answered = put_prompt(&app, &token, "one").await;
+
+    assert_eq!(answered.body["system_prompt"], "one");
+    for instance in [&app, &replica] {
+        let read = instance.get("/api/v1/get/ai-model-config", &token).await;
+        assert_eq!(read.body["system_prompt"], "one", "{}", read.text);
+    }
+    let prompts = log_of(&app, "alice")
+        .await
+        .into_iter()
+        .filter(|(_, event)| event == "SystemPromptChanged")
+        .count();
+    assert_eq!(prompts, 4, "the create's, one, two, and one again");
+}
+
+#[tokio::test]
+async fn a_command_from_a_configuration_another_replica_changed_since_keeps_that_change() {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+    put_prompt(&app, &token, "one").await;
+    let new_key = "sk-proj-replica-0123456789-wxyz";
+    app.remember_secret(new_key);
+    let replaced = replica
+        .put(
+            "/api/user/api-keys",
+            &token,
+            json!({"openai": {"apiKey": new_key, "modelId": "gpt-4"}}),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    let conflicts_before = conflicts(&app).await;
+
+    // Starting from its own last write, `app` takes the sequence `replica` took: it loses that
+    // race, reads the configuration again and changes it from there.
+    let answered = put_prompt(&app, &token, "three").await;
+
+    assert_eq!(answered.body["system_prompt"], "three");
+    assert_eq!(
+        answered.body["models"][0]["keyHint"], "sk-...wxyz",
+        "{}",
+        answered.text
+    );
+    let read = replica.get("/api/v1/get/ai-model-config", &token).await;
+    assert_eq!(read.body, answered.body);
+    assert_eq!(
+        conflicts(&app).await,
+        conflicts_before + 1.0,
+        "the stale start cost one lost race"
+    );
+    let log = log_of(&app, "alice").await;
+    let sequences: Vec<i64> = log.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(sequences, (1..=log.len() as i64).collect::<Vec<_>>());
+    app.assert_no_plain_key_anywhere().await;
+}

@@ -4,10 +4,17 @@
 //! have been projected. Committing is one statement: the events, the snapshot when one is due,
 //! and every read-model row they produce (see [`crate::read_model::writer`]), so a command that
 //! answers 2xx is readable on every replica and a command that fails leaves nothing behind.
+//!
+//! A command that appended leaves its aggregate *parked* here, as the append left it: the next
+//! command on it in this process starts from the parked aggregate instead of reading the
+//! stream again. Only an append proves a parked aggregate current (another process's event at
+//! the sequence it takes fails it, and the command is retried on the stream as stored), so
+//! [`crate::command_bus`] decides again on the stored stream whenever a decision on a parked
+//! aggregate appended nothing.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
@@ -51,7 +58,22 @@ pub struct SnapshotEventStore<A> {
     pool: PgPool,
     snapshot_every: usize,
     group: Arc<GroupCommit>,
+    /// Aggregates as this process's last append to them left them, the most recently written
+    /// first out last.
+    parked: Mutex<hashlink::LruCache<String, Parked<A>>>,
     _aggregate: PhantomData<A>,
+}
+
+/// The most aggregates of one type a process keeps parked. A configuration or a credential
+/// takes a few kilobytes, so this bounds the cache to tens of megabytes; an aggregate not
+/// written for longer than its last 10,000 peers costs one read again.
+const PARKED_AGGREGATES: usize = 10_000;
+
+/// An aggregate as an append left it, with the sequences its next command needs.
+struct Parked<A> {
+    aggregate: A,
+    current_sequence: usize,
+    snapshot_sequence: usize,
 }
 
 /// A stream as one query reads it for a command.
@@ -99,8 +121,42 @@ impl<A: Projected> SnapshotEventStore<A> {
             pool,
             snapshot_every: snapshot_every.max(1),
             group,
+            parked: Mutex::new(hashlink::LruCache::new(PARKED_AGGREGATES)),
             _aggregate: PhantomData,
         }
+    }
+
+    /// The aggregate as this process's last append to it left it, if it is still parked;
+    /// taken, so that a command that fails leaves nothing parked behind it.
+    pub(crate) fn take_parked(&self, aggregate_id: &str) -> Option<LoadedAggregate<A>> {
+        let parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(aggregate_id)?;
+        Some(LoadedAggregate {
+            aggregate_id: aggregate_id.to_owned(),
+            before: parked.aggregate.clone(),
+            aggregate: parked.aggregate,
+            current_sequence: parked.current_sequence,
+            snapshot_sequence: parked.snapshot_sequence,
+        })
+    }
+
+    /// Forgets the parked aggregate of a stream written around the command path (a batch
+    /// rewrap), which would otherwise cost its next command a lost race.
+    pub(crate) fn forget_parked(&self, aggregate_id: &str) {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(aggregate_id);
+    }
+
+    fn park(&self, aggregate_id: &str, parked: Parked<A>) {
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(aggregate_id.to_owned(), parked);
     }
 
     /// The aggregate as a command would see it: snapshot plus newer events.
@@ -220,7 +276,8 @@ impl<A: Projected> SnapshotEventStore<A> {
         let changes = projection.take_changes();
 
         let last_sequence = context.current_sequence + envelopes.len();
-        let snapshot = if last_sequence - context.snapshot_sequence >= self.snapshot_every {
+        let snapshot_due = last_sequence - context.snapshot_sequence >= self.snapshot_every;
+        let snapshot = if snapshot_due {
             Some((
                 last_sequence as i64,
                 SNAPSHOT_SCHEMA_VERSION,
@@ -254,6 +311,18 @@ impl<A: Projected> SnapshotEventStore<A> {
             })
             .await
             .map_err(database_error)?;
+        self.park(
+            aggregate_id,
+            Parked {
+                aggregate: context.aggregate.clone(),
+                current_sequence: last_sequence,
+                snapshot_sequence: if snapshot_due {
+                    last_sequence
+                } else {
+                    context.snapshot_sequence
+                },
+            },
+        );
         Ok((envelopes, context.aggregate))
     }
 }
