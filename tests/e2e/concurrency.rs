@@ -348,17 +348,28 @@ async fn log_of(app: &TestApp, user: &str) -> Vec<(i64, String)> {
     .unwrap()
 }
 
-/// Races lost by the process's commands, as operators see them.
-async fn conflicts(app: &TestApp) -> f64 {
+/// The sum of a counter's series whose labels include `labels`, as operators see it.
+async fn counted(app: &TestApp, name: &str, labels: &str) -> f64 {
     let metrics = app
         .request(reqwest::Method::GET, "/metrics", None, None)
         .await;
     metrics
         .text
         .lines()
-        .filter(|line| line.starts_with("aimc_command_conflicts_total{"))
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Commands of both instances (they share the test's process and its metrics) that started
+/// from a parked configuration, by outcome.
+async fn parked_starts(app: &TestApp, outcome: &str) -> f64 {
+    counted(
+        app,
+        "aimc_command_parked_starts_total",
+        &format!("aggregate=\"AiModelConfig\",outcome=\"{outcome}\""),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -403,10 +414,13 @@ async fn a_command_from_a_configuration_another_replica_changed_since_keeps_that
         )
         .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
-    let conflicts_before = conflicts(&app).await;
+    let (conflicts, stale) = (
+        counted(&app, "aimc_command_conflicts_total", "").await,
+        parked_starts(&app, "stale").await,
+    );
 
-    // Starting from its own last write, `app` takes the sequence `replica` took: it loses that
-    // race, reads the configuration again and changes it from there.
+    // Starting from its own last write, `app` takes the sequence `replica` took: its append
+    // fails, and it changes the configuration from the stream as stored.
     let answered = put_prompt(&app, &token, "three").await;
 
     assert_eq!(answered.body["system_prompt"], "three");
@@ -417,13 +431,43 @@ async fn a_command_from_a_configuration_another_replica_changed_since_keeps_that
     );
     let read = replica.get("/api/v1/get/ai-model-config", &token).await;
     assert_eq!(read.body, answered.body);
+    assert_eq!(parked_starts(&app, "stale").await, stale + 1.0);
     assert_eq!(
-        conflicts(&app).await,
-        conflicts_before + 1.0,
-        "the stale start cost one lost race"
+        counted(&app, "aimc_command_conflicts_total", "").await,
+        conflicts,
+        "a stale start is no race to retry: the other write was committed"
     );
     let log = log_of(&app, "alice").await;
     let sequences: Vec<i64> = log.iter().map(|(sequence, _)| *sequence).collect();
     assert_eq!(sequences, (1..=log.len() as i64).collect::<Vec<_>>());
     app.assert_no_plain_key_anywhere().await;
+}
+
+#[tokio::test]
+async fn a_configuration_written_by_turns_on_two_replicas_is_read_before_each_write_until_one_replica_keeps_it(
+) {
+    let app = spawn_app().await;
+    let replica = spawn_replica(&app).await;
+    let token = app.token("alice", Role::Member);
+    create_seed_config(&app, &token).await;
+
+    // As a load balancer spreading one user's requests would send them.
+    for round in 0..10 {
+        let instance = if round % 2 == 0 { &replica } else { &app };
+        put_prompt(instance, &token, &format!("round {round}")).await;
+    }
+
+    // Each replica started from its parked configuration once, found it stale, and read the
+    // stream before every later write instead of losing again.
+    assert_eq!(parked_starts(&app, "stale").await, 2.0);
+    let current = parked_starts(&app, "current").await;
+    // `app` wrote last: its next three writes read the stream and find it as `app` parked it;
+    // then it trusts what it parks again, and the three after start from there.
+    for write in 0..6 {
+        put_prompt(&app, &token, &format!("app alone {write}")).await;
+    }
+    assert_eq!(parked_starts(&app, "current").await, current + 3.0);
+    assert_eq!(parked_starts(&app, "stale").await, 2.0);
+    let read = replica.get("/api/v1/get/ai-model-config", &token).await;
+    assert_eq!(read.body["system_prompt"], "app alone 5");
 }

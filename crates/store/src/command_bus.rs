@@ -27,9 +27,9 @@ use crate::bulk::{self, Rewraps};
 use crate::credentials::CredentialHome;
 use crate::database::is_unavailable;
 use crate::error::CommandError;
-use crate::event_store::SnapshotEventStore;
+use crate::event_store::{LoadedAggregate, SnapshotEventStore};
 use crate::group_commit::GroupCommit;
-use crate::metrics::{COMMAND_CONFLICTS, COMMAND_QUEUE_WAIT, COMMAND_RETRIES};
+use crate::metrics::{COMMAND_CONFLICTS, COMMAND_QUEUE_WAIT, COMMAND_RETRIES, PARKED_STARTS};
 use crate::read_model::streams::Projected;
 use crate::read_model::EventMetadata;
 
@@ -418,28 +418,75 @@ async fn attempt_once<A: Projected>(
 where
     A::Command: Clone,
 {
-    if let Some(mut parked) = store.take_parked(aggregate_id) {
-        let sink = EventSink::default();
-        let decided = parked
-            .aggregate()
-            .handle(command.clone(), services, &sink)
-            .await;
-        let events = sink.collect().await;
-        // Another process may have written since: only the append's check on the sequence
-        // proves the parked aggregate current. A refusal or a "nothing to change" decided on
-        // it proves nothing, so those are decided again on the stream as stored.
-        if decided.is_ok() && !events.is_empty() {
-            let (events, aggregate) = store.append(events, parked, metadata.clone()).await?;
-            return Ok(Executed { events, aggregate });
+    let mut parked_before = None;
+    if let Some(parked) = store.take_parked(aggregate_id) {
+        parked_before = Some(parked.as_known());
+        if parked.trusted() {
+            let mut context = parked.into_loaded(aggregate_id);
+            let sequence = context.current_sequence();
+            let sink = EventSink::default();
+            let decided = context
+                .aggregate()
+                .handle(command.clone(), services, &sink)
+                .await;
+            let events = sink.collect().await;
+            // Only the append's check on the sequence proves the parked aggregate current. A
+            // refusal or a "nothing to change" decided on it proves nothing, so those are
+            // decided again on the stream as stored.
+            if decided.is_ok() && !events.is_empty() {
+                match store.append(events, context, metadata.clone()).await {
+                    Ok((events, aggregate)) => {
+                        PARKED_STARTS.with_label_values(&[A::TYPE, "current"]).inc();
+                        return Ok(Executed { events, aggregate });
+                    }
+                    Err(AggregateError::AggregateConflict) => {
+                        let stored = store.load_aggregate(aggregate_id).await?;
+                        if stored.current_sequence() == sequence {
+                            // Not stale: the race was lost on a name the statement claims,
+                            // to be retried as any other.
+                            store.park_unchanged(stored);
+                            return Err(AggregateError::AggregateConflict);
+                        }
+                        // Another process wrote since, and its write is committed: no race
+                        // to back off from. Go on from the stream as stored, and distrust
+                        // what this process parks of it until the stream matches it again.
+                        PARKED_STARTS.with_label_values(&[A::TYPE, "stale"]).inc();
+                        return decide_and_append(
+                            store,
+                            services,
+                            stored,
+                            Some((sequence, 0)),
+                            command,
+                            metadata,
+                        )
+                        .await;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         }
     }
-    let mut context = store.load_aggregate(aggregate_id).await?;
+    let stored = store.load_aggregate(aggregate_id).await?;
+    decide_and_append(store, services, stored, parked_before, command, metadata).await
+}
+
+/// The command decided on the stream as stored, and its events appended. `parked_before` is
+/// what this process had parked of the stream (its sequence and confirmations), which the
+/// aggregate parked after it is trusted by.
+async fn decide_and_append<A: Projected>(
+    store: &SnapshotEventStore<A>,
+    services: &A::Services,
+    mut context: LoadedAggregate<A>,
+    parked_before: Option<(usize, u8)>,
+    command: A::Command,
+    metadata: &HashMap<String, String>,
+) -> Result<Executed<A>, AggregateError<A::Error>> {
+    context.confirm(parked_before);
     let sink = EventSink::default();
-    context
-        .aggregate()
-        .handle(command, services, &sink)
-        .await
-        .map_err(AggregateError::UserError)?;
+    if let Err(error) = context.aggregate().handle(command, services, &sink).await {
+        store.park_unchanged(context);
+        return Err(AggregateError::UserError(error));
+    }
     let (events, aggregate) = store
         .append(sink.collect().await, context, metadata.clone())
         .await?;

@@ -5,12 +5,17 @@
 //! and every read-model row they produce (see [`crate::read_model::writer`]), so a command that
 //! answers 2xx is readable on every replica and a command that fails leaves nothing behind.
 //!
-//! A command that appended leaves its aggregate *parked* here, as the append left it: the next
-//! command on it in this process starts from the parked aggregate instead of reading the
-//! stream again. Only an append proves a parked aggregate current (another process's event at
-//! the sequence it takes fails it, and the command is retried on the stream as stored), so
-//! [`crate::command_bus`] decides again on the stored stream whenever a decision on a parked
-//! aggregate appended nothing.
+//! A command leaves its aggregate *parked* here, as it left it: the next command on it in this
+//! process starts from the parked aggregate instead of reading the stream again. Only an append
+//! proves a parked aggregate current (another process's event at the sequence it takes fails
+//! it, and the command goes on from the stream as stored), so [`crate::command_bus`] decides
+//! again on the stored stream whenever a decision on a parked aggregate appended nothing.
+//!
+//! A stream that other processes write too (replicas behind a load balancer that spreads one
+//! user's requests) would make most parked starts stale, each costing a decision and a
+//! statement in vain. So a parked aggregate found stale is trusted again only once the stream
+//! as stored has matched it [`TRUSTED`] times in a row, its commands reading the stream
+//! meanwhile as they would without parking.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -40,6 +45,28 @@ pub struct LoadedAggregate<A> {
     before: A,
     current_sequence: usize,
     snapshot_sequence: usize,
+    /// Times in a row the stream as stored matched what this process parked of it, up to
+    /// [`TRUSTED`].
+    confirmations: u8,
+}
+
+impl<A> LoadedAggregate<A> {
+    /// The stream's last sequence as the command found it.
+    pub(crate) fn current_sequence(&self) -> usize {
+        self.current_sequence
+    }
+
+    /// Sets how far what this process parked of the stream is to be trusted, from what it
+    /// parked before (its sequence and confirmations), now that the stream was read as stored.
+    pub(crate) fn confirm(&mut self, parked_before: Option<(usize, u8)>) {
+        self.confirmations = match parked_before {
+            None => TRUSTED,
+            Some((sequence, confirmations)) if sequence == self.current_sequence => {
+                confirmations.saturating_add(1).min(TRUSTED)
+            }
+            Some(_) => 0,
+        };
+    }
 }
 
 impl<A: Aggregate> AggregateContext<A> for LoadedAggregate<A> {
@@ -58,8 +85,8 @@ pub struct SnapshotEventStore<A> {
     pool: PgPool,
     snapshot_every: usize,
     group: Arc<GroupCommit>,
-    /// Aggregates as this process's last append to them left them, the most recently written
-    /// first out last.
+    /// Aggregates as this process's last command on them left them; the one left longest ago
+    /// goes first.
     parked: Mutex<hashlink::LruCache<String, Parked<A>>>,
     _aggregate: PhantomData<A>,
 }
@@ -69,11 +96,39 @@ pub struct SnapshotEventStore<A> {
 /// written for longer than its last 10,000 peers costs one read again.
 const PARKED_AGGREGATES: usize = 10_000;
 
-/// An aggregate as an append left it, with the sequences its next command needs.
-struct Parked<A> {
+/// How many times in a row the stream as stored must match a parked aggregate found stale
+/// before commands start from it again.
+pub(crate) const TRUSTED: u8 = 3;
+
+/// An aggregate as a command left it, with the sequences its next command needs.
+pub(crate) struct Parked<A> {
     aggregate: A,
     current_sequence: usize,
     snapshot_sequence: usize,
+    confirmations: u8,
+}
+
+impl<A: Clone> Parked<A> {
+    /// Whether a command may start from it.
+    pub(crate) fn trusted(&self) -> bool {
+        self.confirmations >= TRUSTED
+    }
+
+    /// Its sequence and confirmations, for [`LoadedAggregate::confirm`].
+    pub(crate) fn as_known(&self) -> (usize, u8) {
+        (self.current_sequence, self.confirmations)
+    }
+
+    pub(crate) fn into_loaded(self, aggregate_id: &str) -> LoadedAggregate<A> {
+        LoadedAggregate {
+            aggregate_id: aggregate_id.to_owned(),
+            before: self.aggregate.clone(),
+            aggregate: self.aggregate,
+            current_sequence: self.current_sequence,
+            snapshot_sequence: self.snapshot_sequence,
+            confirmations: self.confirmations,
+        }
+    }
 }
 
 /// A stream as one query reads it for a command.
@@ -126,21 +181,27 @@ impl<A: Projected> SnapshotEventStore<A> {
         }
     }
 
-    /// The aggregate as this process's last append to it left it, if it is still parked;
-    /// taken, so that a command that fails leaves nothing parked behind it.
-    pub(crate) fn take_parked(&self, aggregate_id: &str) -> Option<LoadedAggregate<A>> {
-        let parked = self
-            .parked
+    /// The aggregate as this process's last command on it left it, if it is still parked;
+    /// taken, so that a command whose outcome is unknown leaves nothing parked behind it.
+    pub(crate) fn take_parked(&self, aggregate_id: &str) -> Option<Parked<A>> {
+        self.parked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(aggregate_id)?;
-        Some(LoadedAggregate {
-            aggregate_id: aggregate_id.to_owned(),
-            before: parked.aggregate.clone(),
-            aggregate: parked.aggregate,
-            current_sequence: parked.current_sequence,
-            snapshot_sequence: parked.snapshot_sequence,
-        })
+            .remove(aggregate_id)
+    }
+
+    /// Parks an aggregate a command read and left unchanged (it refused, or found nothing to
+    /// change): it is the stream as stored.
+    pub(crate) fn park_unchanged(&self, context: LoadedAggregate<A>) {
+        self.park(
+            &context.aggregate_id,
+            Parked {
+                aggregate: context.before,
+                current_sequence: context.current_sequence,
+                snapshot_sequence: context.snapshot_sequence,
+                confirmations: context.confirmations,
+            },
+        );
     }
 
     /// Forgets the parked aggregate of a stream written around the command path (a batch
@@ -235,7 +296,9 @@ impl<A: Projected> SnapshotEventStore<A> {
         metadata: HashMap<String, String>,
     ) -> Result<(Vec<EventEnvelope<A>>, A), AggregateError<A::Error>> {
         if events.is_empty() {
-            return Ok((Vec::new(), context.aggregate));
+            let aggregate = context.aggregate.clone();
+            self.park_unchanged(context);
+            return Ok((Vec::new(), aggregate));
         }
         let aggregate_id = context.aggregate_id.as_str();
         // Stamped at append, not when the command started: a retried command's events
@@ -321,6 +384,7 @@ impl<A: Projected> SnapshotEventStore<A> {
                 } else {
                     context.snapshot_sequence
                 },
+                confirmations: context.confirmations,
             },
         );
         Ok((envelopes, context.aggregate))
@@ -427,6 +491,7 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
             aggregate,
             current_sequence,
             snapshot_sequence,
+            confirmations: TRUSTED,
         })
     }
 

@@ -39,6 +39,21 @@ pub(crate) static COMMAND_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+/// Commands that started from the aggregate as this process last left it rather than reading
+/// the stream: `current` when their append proved it current, `stale` when another process had
+/// written the stream since (the command then went on from the stream as stored). Stale starts
+/// that keep coming mean the stream's writes are spread over replicas.
+pub(crate) static PARKED_STARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "command_parked_starts_total",
+            "Commands that started from the aggregate as this process last left it, by whether it was current",
+        ),
+        &["aggregate", "outcome"],
+    )
+    .expect("valid metric")
+});
+
 /// How long commands waited for the commands before them on the same aggregate in this
 /// process: contention shows here as time rather than as conflicts.
 pub(crate) static COMMAND_QUEUE_WAIT: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -114,11 +129,15 @@ pub fn collectors() -> Vec<Box<dyn Collector>> {
         COMMAND_CONFLICTS.with_label_values(&[aggregate]);
         COMMAND_RETRIES.with_label_values(&[aggregate]);
         COMMAND_QUEUE_WAIT.with_label_values(&[aggregate]);
+        for outcome in ["current", "stale"] {
+            PARKED_STARTS.with_label_values(&[aggregate, outcome]);
+        }
     }
     vec![
         Box::new(COMMAND_CONFLICTS.clone()),
         Box::new(COMMAND_RETRIES.clone()),
         Box::new(COMMAND_QUEUE_WAIT.clone()),
+        Box::new(PARKED_STARTS.clone()),
         Box::new(WRITE_STATEMENT_COMMANDS.clone()),
         Box::new(WRITE_STATEMENT_SPLITS.clone()),
         Box::new(PROJECTION_LAG_EVENTS.clone()),
