@@ -136,13 +136,16 @@ const LOCK_ORDER: [&str; 6] = [
 const LOCK_WAIT: &str = "200ms";
 const LOCK_ATTEMPTS: u32 = 50;
 
-/// Catches the fresh tables up with the last events and puts them in the live ones' place, in
-/// one transaction during which the live tables are locked: writers and readers wait for the
-/// catch-up of what was committed since the last one, and for the moves. Returns the events
-/// caught up.
-async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, StoreError> {
-    let live: Vec<String> = LOCK_ORDER.iter().map(|t| format!("public.{t}")).collect();
-    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "));
+/// Runs `work` in a transaction holding the read model's tables in `schema`, taken in
+/// [`LOCK_ORDER`] a short wait at a time: when requests hold them, it lets go and tries again
+/// rather than make them wait behind it. None once [`LOCK_ATTEMPTS`] attempts found them busy.
+async fn with_tables_locked<T>(
+    connection: &mut PgConnection,
+    schema: &str,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let tables: Vec<String> = LOCK_ORDER.iter().map(|t| format!("{schema}.{t}")).collect();
+    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     for attempt in 1..=LOCK_ATTEMPTS {
         let mut tx = connection.begin().await?;
         sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
@@ -152,7 +155,7 @@ async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, 
             Ok(_) => {}
             Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
                 tx.rollback().await?;
-                tracing::info!(attempt, "the live tables are busy; trying the swap again");
+                tracing::info!(attempt, schema, "the tables are busy; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(
                     50 * u64::from(attempt.min(10)),
                 ))
@@ -164,7 +167,20 @@ async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, 
         sqlx::raw_sql("SET LOCAL lock_timeout = 0")
             .execute(&mut *tx)
             .await?;
-        let caught_up = catch_up_within(&mut tx, pool).await?;
+        let done = work(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(Some(done));
+    }
+    Ok(None)
+}
+
+/// Catches the fresh tables up with the last events and puts them in the live ones' place, in
+/// one transaction during which the live tables are locked: writers and readers wait for the
+/// catch-up of what was committed since the last one, and for the moves. Returns the events
+/// caught up.
+async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, StoreError> {
+    let swapped = with_tables_locked(connection, "public", async |tx: &mut PgConnection| {
+        let caught_up = catch_up_within(&mut *tx, pool).await?;
         sqlx::raw_sql(&format!(
             "DROP SCHEMA IF EXISTS {RETIRED} CASCADE; CREATE SCHEMA {RETIRED}"
         ))
@@ -178,13 +194,15 @@ async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, 
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        return Ok(caught_up);
-    }
-    Err(StoreError::Unavailable(format!(
-        "the read model's tables stayed busy through {LOCK_ATTEMPTS} attempts to swap; \
-         run the rebuild again"
-    )))
+        Ok(caught_up)
+    })
+    .await?;
+    swapped.ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "the read model's tables stayed busy through {LOCK_ATTEMPTS} attempts to swap; \
+             run the rebuild again"
+        ))
+    })
 }
 
 /// Drops the tables the swap retired. Statements the service prepared before the swap still
@@ -193,37 +211,18 @@ async fn swap_in(connection: &mut PgConnection, pool: &PgPool) -> Result<usize, 
 /// `DROP SCHEMA … CASCADE` does) can deadlock with such a statement, so they are locked in that
 /// order first, yielding to requests as the swap does.
 async fn drop_retired(connection: &mut PgConnection) -> Result<(), StoreError> {
-    let retired: Vec<String> = LOCK_ORDER
-        .iter()
-        .map(|t| format!("{RETIRED}.{t}"))
-        .collect();
-    let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", retired.join(", "));
-    for attempt in 1..=LOCK_ATTEMPTS {
-        let mut tx = connection.begin().await?;
-        sqlx::raw_sql(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-            .execute(&mut *tx)
-            .await?;
-        match sqlx::raw_sql(&lock).execute(&mut *tx).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
-                tx.rollback().await?;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    50 * u64::from(attempt.min(10)),
-                ))
-                .await;
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        }
+    let dropped = with_tables_locked(connection, RETIRED, async |tx: &mut PgConnection| {
         sqlx::raw_sql(&format!("DROP SCHEMA {RETIRED} CASCADE"))
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        return Ok(());
-    }
-    Err(StoreError::Unavailable(format!(
-        "the retired tables stayed busy through {LOCK_ATTEMPTS} attempts to drop them"
-    )))
+        Ok(())
+    })
+    .await?;
+    dropped.ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "the retired tables stayed busy through {LOCK_ATTEMPTS} attempts to drop them"
+        ))
+    })
 }
 
 /// Empty copies of the live tables in [`FRESH`]: columns, defaults and checks, then the
