@@ -471,3 +471,79 @@ async fn a_configuration_written_by_turns_on_two_replicas_is_read_before_each_wr
     let read = replica.get("/api/v1/get/ai-model-config", &token).await;
     assert_eq!(read.body["system_prompt"], "app alone 5");
 }
+
+#[tokio::test]
+async fn a_command_from_a_parked_configuration_that_loses_a_name_to_another_writer_is_retried() {
+    let app = spawn_app().await;
+    let admin = app.token("ada", Role::Admin);
+    let save = async |provider: &str, key: &str| {
+        app.remember_secret(key);
+        app.post(
+            &format!("/api/v1/settings/providers/{provider}"),
+            &admin,
+            json!({"api_key": key}),
+        )
+        .await
+    };
+    // The workspace's configuration, parked by its first save.
+    assert_eq!(
+        save("openai", "sk-proj-parked-first-0001").await.status,
+        StatusCode::OK
+    );
+    let before = (
+        counted(&app, "aimc_command_conflicts_total", "").await,
+        parked_starts(&app, "current").await,
+        parked_starts(&app, "stale").await,
+    );
+    // Another writer claims the name the next save will give its key, and has not committed:
+    // the save's decision finds the name free, and its statement waits on the claim.
+    let mut claim = app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO credential_names (workspace_id, name_key, credential_id)
+         VALUES ($1, 'anthropic key', $2)",
+    )
+    .bind(&app.workspace)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&mut *claim)
+    .await
+    .unwrap();
+
+    let (saved, ()) = tokio::join!(save("anthropic", "sk-ant-parked-second-0002"), async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        claim.commit().await.unwrap();
+    });
+
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text);
+    // The configuration was as parked: the race was on the name, retried as any lost race, and
+    // the retry started from the parked configuration again.
+    assert_eq!(
+        (
+            counted(&app, "aimc_command_conflicts_total", "").await,
+            parked_starts(&app, "current").await,
+            parked_starts(&app, "stale").await,
+        ),
+        (before.0 + 1.0, before.1 + 1.0, before.2)
+    );
+    let named: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM credential_view WHERE workspace_id = $1 AND provider = 'anthropic'",
+    )
+    .bind(&app.workspace)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert!(named[0].starts_with("Anthropic key ("), "{named:?}");
+    app.assert_no_plain_key_anywhere().await;
+}
