@@ -348,24 +348,10 @@ async fn log_of(app: &TestApp, user: &str) -> Vec<(i64, String)> {
     .unwrap()
 }
 
-/// The sum of a counter's series whose labels include `labels`, as operators see it.
-async fn counted(app: &TestApp, name: &str, labels: &str) -> f64 {
-    let metrics = app
-        .request(reqwest::Method::GET, "/metrics", None, None)
-        .await;
-    metrics
-        .text
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(labels))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Commands of both instances (they share the test's process and its metrics) that started
 /// from a parked configuration, by outcome.
 async fn parked_starts(app: &TestApp, outcome: &str) -> f64 {
-    counted(
-        app,
+    app.counted(
         "aimc_command_parked_starts_total",
         &format!("aggregate=\"AiModelConfig\",outcome=\"{outcome}\""),
     )
@@ -415,7 +401,7 @@ async fn a_command_from_a_configuration_another_replica_changed_since_keeps_that
         .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
     let (conflicts, stale) = (
-        counted(&app, "aimc_command_conflicts_total", "").await,
+        app.counted("aimc_command_conflicts_total", "").await,
         parked_starts(&app, "stale").await,
     );
 
@@ -433,7 +419,7 @@ async fn a_command_from_a_configuration_another_replica_changed_since_keeps_that
     assert_eq!(read.body, answered.body);
     assert_eq!(parked_starts(&app, "stale").await, stale + 1.0);
     assert_eq!(
-        counted(&app, "aimc_command_conflicts_total", "").await,
+        app.counted("aimc_command_conflicts_total", "").await,
         conflicts,
         "a stale start is no race to retry: the other write was committed"
     );
@@ -491,7 +477,7 @@ async fn a_command_from_a_parked_configuration_that_loses_a_name_to_another_writ
         StatusCode::OK
     );
     let before = (
-        counted(&app, "aimc_command_conflicts_total", "").await,
+        app.counted("aimc_command_conflicts_total", "").await,
         parked_starts(&app, "current").await,
         parked_starts(&app, "stale").await,
     );
@@ -530,7 +516,7 @@ async fn a_command_from_a_parked_configuration_that_loses_a_name_to_another_writ
     // the retry started from the parked configuration again.
     assert_eq!(
         (
-            counted(&app, "aimc_command_conflicts_total", "").await,
+            app.counted("aimc_command_conflicts_total", "").await,
             parked_starts(&app, "current").await,
             parked_starts(&app, "stale").await,
         ),

@@ -269,6 +269,18 @@ impl TestApp {
         .unwrap()
     }
 
+    /// The sum of a counter's series whose labels include `labels`, as operators see it on
+    /// `/metrics`. Metrics are the process's: instances in one test share them.
+    pub async fn counted(&self, name: &str, labels: &str) -> f64 {
+        let metrics = self.request(Method::GET, "/metrics", None, None).await;
+        metrics
+            .text
+            .lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn request(
         &self,
         method: Method,

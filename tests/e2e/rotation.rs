@@ -385,6 +385,21 @@ async fn an_owner_rotates_through_the_api_and_follows_the_operation_to_its_end()
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    // The rotation wrote alice's configuration around her commands: her next write finds
+    // nothing parked that the rotation left behind, so it starts from the stream as stored.
+    let changed = app
+        .put(
+            "/api/v1/update/ai-model-config",
+            &member,
+            json!({"models": seed_000_models_keeping_keys(), "system_prompt": "after the rotation"}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(
+        app.counted("aimc_command_parked_starts_total", "outcome=\"stale\"")
+            .await,
+        0.0
+    );
     app.assert_no_plain_key_anywhere().await;
 }
 

@@ -207,10 +207,7 @@ impl<A: Projected> SnapshotEventStore<A> {
     /// Forgets the parked aggregate of a stream written around the command path (a batch
     /// rewrap), which would otherwise cost its next command a lost race.
     pub(crate) fn forget_parked(&self, aggregate_id: &str) {
-        self.parked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(aggregate_id);
+        self.take_parked(aggregate_id);
     }
 
     fn park(&self, aggregate_id: &str, parked: Parked<A>) {
