@@ -4,7 +4,7 @@
 //! so on a warm connection (statements prepared) each statement is one round trip.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aimc_api::Role;
 use reqwest::{Method, StatusCode};
@@ -21,6 +21,8 @@ struct CountingProxy {
     port: u16,
     round_trips: Arc<AtomicUsize>,
     appends: Arc<AtomicUsize>,
+    /// The text of each statement run, in order.
+    texts: Arc<Mutex<Vec<String>>>,
 }
 
 /// `SSLRequest` and `GSSENCRequest` precede the startup message, which has no type byte either.
@@ -32,7 +34,8 @@ impl CountingProxy {
         let port = listener.local_addr().unwrap().port();
         let round_trips = Arc::new(AtomicUsize::new(0));
         let appends = Arc::new(AtomicUsize::new(0));
-        let counters = (round_trips.clone(), appends.clone());
+        let texts = Arc::new(Mutex::new(Vec::new()));
+        let counters = (round_trips.clone(), appends.clone(), texts.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&upstream).await.unwrap();
@@ -43,16 +46,24 @@ impl CountingProxy {
             port,
             round_trips,
             appends,
+            texts,
         }
     }
 
     fn take(&self) -> usize {
         self.appends.store(0, Ordering::SeqCst);
+        self.texts.lock().unwrap().clear();
         self.round_trips.swap(0, Ordering::SeqCst)
     }
 
     fn take_appends(&self) -> usize {
         self.appends.swap(0, Ordering::SeqCst)
+    }
+
+    /// The statements run since the last take whose text holds `needle`.
+    fn count_running(&self, needle: &str) -> usize {
+        let texts = self.texts.lock().unwrap();
+        texts.iter().filter(|text| text.contains(needle)).count()
     }
 }
 
@@ -65,7 +76,7 @@ fn c_string(bytes: &[u8]) -> String {
 async fn relay(
     client: TcpStream,
     server: TcpStream,
-    (round_trips, appends): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    (round_trips, appends, ran): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>),
 ) {
     // Prepared statements' texts by name, and the statement each portal was bound to: an
     // `Execute` names only its portal.
@@ -123,6 +134,7 @@ async fn relay(
                 if text.contains("INSERT INTO events") {
                     appends.fetch_add(1, Ordering::SeqCst);
                 }
+                ran.lock().unwrap().push(text);
             }
             [header.to_vec(), body].concat()
         };
@@ -310,5 +322,60 @@ async fn concurrent_commands_on_different_configurations_share_their_statements(
         .map(|event| event["actor"].as_str().unwrap())
         .collect();
     assert_eq!(actors.len(), USERS, "{actors:?}");
+    app.assert_no_plain_key_anywhere().await;
+}
+
+/// Family C shows, beside the configuration, the caller's keys stored through `/api/keys`:
+/// a read on every answer, reads and writes alike. Callers asking together share its query,
+/// and each still gets only its own keys.
+#[tokio::test]
+async fn concurrent_callers_share_the_lookup_of_their_keys_stored_elsewhere() {
+    const USERS: usize = 16;
+    let (app, proxy) = counted_app().await;
+    let tokens: Vec<String> = (0..USERS)
+        .map(|user| app.token(&format!("user-{user}"), Role::Member))
+        .collect();
+    // Even users store an Anthropic key through `/api/keys`; odd users store none.
+    for user in (0..USERS).step_by(2) {
+        let key = format!("sk-ant-user-{user:02}-stored-elsewhere-00{user:02}");
+        app.remember_secret(&key);
+        let stored = app
+            .post(
+                "/api/keys",
+                &tokens[user],
+                json!({"service": "ANTHROPIC", "api_key": key}),
+            )
+            .await;
+        assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+    }
+    proxy.take();
+
+    let answers = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| app.get("/api/user/api-keys", token)),
+    )
+    .await;
+
+    for (user, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        let anthropic = &answer.body["anthropic"];
+        if user % 2 == 0 {
+            assert_eq!(
+                anthropic["keyHint"],
+                format!("sk-...00{user:02}"),
+                "user {user}"
+            );
+        } else {
+            assert_eq!(anthropic["configured"], false, "user {user}: {anthropic}");
+        }
+        assert_eq!(answer.body["openai"]["configured"], false, "user {user}");
+    }
+    // One connection, so the lookups queue for it: those that wait go together.
+    let lookups = proxy.count_running("asked_provider");
+    assert!(
+        (1..USERS).contains(&lookups),
+        "{USERS} callers' keys looked up in {lookups} statements"
+    );
     app.assert_no_plain_key_anywhere().await;
 }

@@ -17,6 +17,7 @@ mod read_model;
 mod rebuild;
 mod registry;
 mod rotations;
+mod shared_lookups;
 mod upcasting;
 mod views;
 
