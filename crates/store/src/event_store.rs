@@ -98,7 +98,7 @@ const PARKED_AGGREGATES: usize = 10_000;
 
 /// How many times in a row the stream as stored must match a parked aggregate found stale
 /// before commands start from it again.
-pub(crate) const TRUSTED: u8 = 3;
+const TRUSTED: u8 = 3;
 
 /// An aggregate as a command left it, with the sequences its next command needs.
 pub(crate) struct Parked<A> {

@@ -76,6 +76,8 @@ impl<A: Answer> SharedLookups<A> {
         }
     }
 
+    /// The answer for `key`, from a query of its own when nothing is being answered, else from
+    /// the next query that goes out.
     pub async fn get(&self, key: A::Key) -> Result<A::Value, StoreError> {
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
