@@ -1,6 +1,6 @@
-//! Group commit against PostgreSQL (`AIMC_TEST_DATABASE_URL`): the writes that waited for a
-//! statement slot go in one shared statement, and when that statement fails each is written
-//! again alone, so a command fails only for its own sake.
+//! Group commit against PostgreSQL (`AIMC_TEST_DATABASE_URL`): the writes that waited for the
+//! process's statement slot go in one shared statement, and when that statement fails each is
+//! written again alone, so a command fails only for its own sake.
 //!
 //! The write metrics are process-wide, and `cargo test` runs a file's tests in one process at
 //! once: only one scenario here shares a statement, so the counts it reads are its own.
@@ -284,15 +284,15 @@ impl Decisions {
     }
 }
 
-/// Commands on configurations 0 and 1, whose writes hold both statement slots, blocked by a
+/// A command on configuration 0, whose write holds the process's statement slot, blocked by a
 /// lock the test holds.
-async fn hold_both_slots(
+async fn hold_the_slot(
     bus: &Arc<CommandBus>,
     database: &Database,
-) -> [JoinHandle<Result<Executed<AiModelConfig>, CommandError>>; 2] {
-    let holding = [tokio::spawn(replace(bus, 0)), tokio::spawn(replace(bus, 1))];
-    eventually("both slots' writes wait for the lock", || async {
-        waiting_for_a_lock(&database.pool).await == 2
+) -> JoinHandle<Result<Executed<AiModelConfig>, CommandError>> {
+    let holding = tokio::spawn(replace(bus, 0));
+    eventually("the slot's write waits for the lock", || async {
+        waiting_for_a_lock(&database.pool).await == 1
     })
     .await;
     holding
@@ -300,7 +300,7 @@ async fn hold_both_slots(
 
 #[tokio::test]
 async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_carried_out() {
-    // Given six configurations, two processes on them, and a lock on the rows of the first two
+    // Given six configurations, two processes on them, and a lock on the rows of the first
     let database = Database::create().await;
     let (bus, mut decisions) = counted_bus(&database);
     let replica = support::bus(
@@ -310,19 +310,19 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
         SNAPSHOT_EVERY,
     );
     six_configurations(&bus).await;
-    let locker = lock_the_writes_of(&database, &[0, 1]).await;
+    let locker = lock_the_writes_of(&database, &[0]).await;
     let before = Statements::now();
 
-    // And two commands on those, whose writes hold both statement slots, blocked by the lock
-    let holding = hold_both_slots(&bus, &database).await;
+    // And a command on it, whose write holds the statement slot, blocked by the lock
+    let holding = hold_the_slot(&bus, &database).await;
 
-    // And four more commands that decide meanwhile, so that their writes wait for a slot to go
-    // in one statement
+    // And five more commands that decide meanwhile, so that their writes wait for the slot to
+    // go in one statement
     let decided_before = decisions.so_far();
-    let queued: Vec<_> = (2..6).map(|n| tokio::spawn(replace(&bus, n))).collect();
-    decisions.wait_for(decided_before, 4).await;
+    let queued: Vec<_> = (1..6).map(|n| tokio::spawn(replace(&bus, n))).collect();
+    decisions.wait_for(decided_before, 5).await;
 
-    // When the other process changes configuration 3 first, then the slots are freed
+    // When the other process changes configuration 3 first, then the slot is freed
     let command = ConfigCommand::Replace {
         models: vec![model("llama3")],
         system_prompt: Some(Some(prompt("Replica 3"))),
@@ -334,7 +334,7 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
     locker.commit().await.unwrap();
 
     // Then every command is carried out, configuration 3's on top of the replica's change
-    for (n, command) in holding.into_iter().chain(queued).enumerate() {
+    for (n, command) in [holding].into_iter().chain(queued).enumerate() {
         let executed = command
             .await
             .unwrap()
@@ -362,11 +362,11 @@ async fn a_shared_statement_that_lost_a_race_is_split_and_every_command_in_it_ca
     .unwrap();
     assert_eq!(prompts, ["Before 3", "Replica 3", "After 3"]);
 
-    // And the four waiting writes went in one statement, which failed whole and was split
+    // And the five waiting writes went in one statement, which failed whole and was split
     let statements = Statements::now().since(before);
     assert_eq!(statements.splits, 1.0, "{statements:?}");
     assert_eq!(statements.shared, 1, "{statements:?}");
-    assert_eq!(statements.commands_shared, 4.0, "{statements:?}");
+    assert_eq!(statements.commands_shared, 5.0, "{statements:?}");
     database.drop().await;
 }
 
@@ -379,11 +379,11 @@ async fn a_request_that_gives_up_while_its_write_waits_is_answered_at_its_deadli
     six_configurations(&bus).await;
     let locker = lock_every_write(&database).await;
 
-    // And two commands whose writes hold both statement slots, blocked by the lock
-    let holding = hold_both_slots(&bus, &database).await;
+    // And a command whose write holds the statement slot, blocked by the lock
+    let holding = hold_the_slot(&bus, &database).await;
 
     // When two more commands decide meanwhile, one of them in a request that gives up a second
-    // from now, while its write still waits for a slot
+    // from now, while its write still waits for the slot
     let decided_before = decisions.so_far();
     let gives_up = 4;
     let gives_up_at = Instant::now() + Duration::from_secs(1);
@@ -398,12 +398,11 @@ async fn a_request_that_gives_up_while_its_write_waits_is_answered_at_its_deadli
         outcome => panic!("the request that gave up, with the writes still held: {outcome:?}"),
     }
     assert!(Instant::now() >= gives_up_at);
-    assert_eq!(waiting_for_a_lock(&database.pool).await, 2);
+    assert_eq!(waiting_for_a_lock(&database.pool).await, 1);
 
     // And once the lock is gone, the others are carried out and its write never lands
     locker.commit().await.unwrap();
-    let [first, second] = holding;
-    for (n, command) in [(0, first), (1, second), (2, waits)] {
+    for (n, command) in [(0, holding), (2, waits)] {
         command
             .await
             .unwrap()
