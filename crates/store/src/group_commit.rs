@@ -29,8 +29,8 @@ use crate::read_model::{OwnRow, ReadModelChanges};
 /// Statements of commands' writes a process has out at once; more writers wait and go in the
 /// next one. One, because on a machine whose cores are all busy the statements saved are worth
 /// more than the overlap a second would buy: against two, alternated on one machine (rig, 32
-/// connections), Wplain ran 39 statements per 100 requests instead of 54–59 and served 8–18%
-/// more, W 64–76 instead of 83–85 and 2–5% more. A write that finds the slot free still goes at
+/// connections), Wplain ran 38–39 statements per 100 requests instead of 54–59 and served 8–18%
+/// more, W 63–76 instead of 83–87 and 1–5% more. A write that finds the slot free still goes at
 /// once, and one blocked on a lock holds the others only as long as `lock_timeout` lets it.
 const STATEMENT_SLOTS: usize = 1;
 
