@@ -247,13 +247,18 @@ async fn a_family_c_put_takes_at_most_five_round_trips() {
     app.assert_no_plain_key_anywhere().await;
 }
 
+/// Tokens of `users` members of one workspace, `user-0` onwards.
+fn member_tokens(app: &TestApp, users: usize) -> Vec<String> {
+    (0..users)
+        .map(|user| app.token(&format!("user-{user}"), Role::Member))
+        .collect()
+}
+
 #[tokio::test]
 async fn concurrent_commands_on_different_configurations_share_their_statements() {
     const USERS: usize = 16;
     let (app, proxy) = counted_app().await;
-    let tokens: Vec<String> = (0..USERS)
-        .map(|user| app.token(&format!("user-{user}"), Role::Member))
-        .collect();
+    let tokens = member_tokens(&app, USERS);
     let put = |user: usize, round: usize| {
         let key = format!("sk-user-{user:02}-round-{round}-abcdef{user:02}");
         app.remember_secret(&key);
@@ -332,9 +337,7 @@ async fn concurrent_commands_on_different_configurations_share_their_statements(
 async fn concurrent_callers_share_the_lookup_of_their_keys_stored_elsewhere() {
     const USERS: usize = 16;
     let (app, proxy) = counted_app().await;
-    let tokens: Vec<String> = (0..USERS)
-        .map(|user| app.token(&format!("user-{user}"), Role::Member))
-        .collect();
+    let tokens = member_tokens(&app, USERS);
     // Even users store an Anthropic key through `/api/keys`; odd users store none.
     for user in (0..USERS).step_by(2) {
         let key = format!("sk-ant-user-{user:02}-stored-elsewhere-00{user:02}");
