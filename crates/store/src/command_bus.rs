@@ -24,10 +24,10 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::bulk::{self, Rewraps};
-use crate::credentials::CredentialHome;
+use crate::credentials::{CredentialHome, CredentialRow, StandaloneKeys};
 use crate::database::is_unavailable;
 use crate::error::CommandError;
-use crate::event_store::{LoadedAggregate, SnapshotEventStore};
+use crate::event_store::{Appended, LoadedAggregate, SnapshotEventStore};
 use crate::group_commit::GroupCommit;
 use crate::metrics::{COMMAND_CONFLICTS, COMMAND_QUEUE_WAIT, COMMAND_RETRIES, PARKED_STARTS};
 use crate::read_model::streams::Projected;
@@ -72,6 +72,19 @@ impl CommandMetadata {
 pub struct Executed<A: Aggregate> {
     pub events: Vec<EventEnvelope<A>>,
     pub aggregate: A,
+    /// What [`CommandBus::execute_looking_up`]'s lookup found, in the statement that wrote the
+    /// events; none when the command wrote nothing.
+    pub found: Option<Vec<CredentialRow>>,
+}
+
+impl<A: Aggregate> From<Appended<A>> for Executed<A> {
+    fn from(appended: Appended<A>) -> Self {
+        Executed {
+            events: appended.events,
+            aggregate: appended.aggregate,
+            found: appended.found,
+        }
+    }
 }
 
 impl<A: Aggregate> Executed<A> {
@@ -137,6 +150,30 @@ impl CommandBus {
             &id.to_string(),
             command,
             metadata,
+            None,
+        )
+        .await
+    }
+
+    /// A command on a configuration whose answer also shows `lookup`'s keys: looked up in the
+    /// statement that writes the command, which saves a statement of their own (see
+    /// [`Executed::found`]; when the command wrote nothing, the caller looks them up itself).
+    #[tracing::instrument(skip_all, fields(aggregate_id = %id, actor = %metadata.actor))]
+    pub async fn execute_looking_up(
+        &self,
+        id: &ConfigId,
+        command: ConfigCommand,
+        metadata: &CommandMetadata,
+        lookup: &StandaloneKeys,
+    ) -> Result<Executed<AiModelConfig>, CommandError> {
+        run(
+            &self.configs,
+            &self.services,
+            &self.queues,
+            &id.to_string(),
+            command,
+            metadata,
+            Some(lookup),
         )
         .await
     }
@@ -166,6 +203,7 @@ impl CommandBus {
             &stream.to_string(),
             command,
             metadata,
+            None,
         )
         .await?;
         Ok((
@@ -199,6 +237,7 @@ impl CommandBus {
                     credential_id: *credential,
                 },
                 metadata,
+                None,
             )
             .await?
             .recorded_at(),
@@ -233,6 +272,7 @@ impl CommandBus {
                     &stream.to_string(),
                     command,
                     metadata,
+                    None,
                 )
                 .await?;
                 Ok(CredentialExecuted {
@@ -354,6 +394,7 @@ async fn run<A>(
     aggregate_id: &str,
     command: A::Command,
     metadata: &CommandMetadata,
+    lookup: Option<&StandaloneKeys>,
 ) -> Result<Executed<A>, CommandError>
 where
     A: Projected<Error = DomainError>,
@@ -378,7 +419,16 @@ where
     loop {
         attempt += 1;
         let started = tokio::time::Instant::now();
-        match attempt_once(store, services, aggregate_id, command.clone(), &recorded).await {
+        match attempt_once(
+            store,
+            services,
+            aggregate_id,
+            command.clone(),
+            &recorded,
+            lookup,
+        )
+        .await
+        {
             Err(AggregateError::AggregateConflict) => {
                 COMMAND_CONFLICTS.with_label_values(&[A::TYPE]).inc();
                 // Jittered, growing back-off so the replicas' writers spread out instead of
@@ -414,6 +464,7 @@ async fn attempt_once<A: Projected>(
     aggregate_id: &str,
     command: A::Command,
     metadata: &HashMap<String, String>,
+    lookup: Option<&StandaloneKeys>,
 ) -> Result<Executed<A>, AggregateError<A::Error>>
 where
     A::Command: Clone,
@@ -434,10 +485,13 @@ where
             // refusal or a "nothing to change" decided on it proves nothing, so those are
             // decided again on the stream as stored.
             if decided.is_ok() && !events.is_empty() {
-                match store.append(events, context, metadata.clone()).await {
-                    Ok((events, aggregate)) => {
+                match store
+                    .append(events, context, metadata.clone(), lookup)
+                    .await
+                {
+                    Ok(appended) => {
                         PARKED_STARTS.with_label_values(&[A::TYPE, "current"]).inc();
-                        return Ok(Executed { events, aggregate });
+                        return Ok(appended.into());
                     }
                     Err(AggregateError::AggregateConflict) => {
                         let stored = store.load_aggregate(aggregate_id).await?;
@@ -458,6 +512,7 @@ where
                             Some((sequence, 0)),
                             command,
                             metadata,
+                            lookup,
                         )
                         .await;
                     }
@@ -467,7 +522,16 @@ where
         }
     }
     let stored = store.load_aggregate(aggregate_id).await?;
-    decide_and_append(store, services, stored, parked_before, command, metadata).await
+    decide_and_append(
+        store,
+        services,
+        stored,
+        parked_before,
+        command,
+        metadata,
+        lookup,
+    )
+    .await
 }
 
 /// The command decided on the stream as stored, and its events appended. `parked_before` is
@@ -480,6 +544,7 @@ async fn decide_and_append<A: Projected>(
     parked_before: Option<(usize, u8)>,
     command: A::Command,
     metadata: &HashMap<String, String>,
+    lookup: Option<&StandaloneKeys>,
 ) -> Result<Executed<A>, AggregateError<A::Error>> {
     context.confirm(parked_before);
     let sink = EventSink::default();
@@ -487,10 +552,10 @@ async fn decide_and_append<A: Projected>(
         store.park_unchanged(context);
         return Err(AggregateError::UserError(error));
     }
-    let (events, aggregate) = store
-        .append(sink.collect().await, context, metadata.clone())
-        .await?;
-    Ok(Executed { events, aggregate })
+    Ok(store
+        .append(sink.collect().await, context, metadata.clone(), lookup)
+        .await?
+        .into())
 }
 
 fn command_error(error: AggregateError<DomainError>) -> CommandError {

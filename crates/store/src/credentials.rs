@@ -5,7 +5,7 @@ use aimc_domain::{
     Ciphertext, ConfigId, CredentialId, CredentialName, KeyHint, Provider, StreamId, WorkspaceId,
 };
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::database::traced;
@@ -49,7 +49,7 @@ impl CredentialRow {
 
 /// The columns as stored; typed by [`StoredRow::typed`].
 #[derive(sqlx::FromRow)]
-struct StoredRow {
+pub(crate) struct StoredRow {
     credential_id: Uuid,
     number: Option<i64>,
     aggregate_id: String,
@@ -70,7 +70,7 @@ struct StoredRow {
 }
 
 impl StoredRow {
-    fn typed(self) -> Result<CredentialRow, StoreError> {
+    pub(crate) fn typed(self) -> Result<CredentialRow, StoreError> {
         let malformed = |what: &str| {
             StoreError::Internal(format!(
                 "credential_view row {} has a malformed {what}",
@@ -103,7 +103,7 @@ impl StoredRow {
     }
 }
 
-fn typed(rows: Vec<StoredRow>) -> Result<Vec<CredentialRow>, StoreError> {
+pub(crate) fn typed(rows: Vec<StoredRow>) -> Result<Vec<CredentialRow>, StoreError> {
     rows.into_iter().map(StoredRow::typed).collect()
 }
 
@@ -114,7 +114,7 @@ const COLUMNS: &str = "credential_id, number, aggregate_id, workspace_id, owner,
 #[derive(Clone)]
 pub struct CredentialQueries {
     pool: PgPool,
-    standalone: SharedLookups<StandaloneKeys>,
+    standalone: SharedLookups<StandaloneAnswer>,
 }
 
 impl CredentialQueries {
@@ -122,7 +122,7 @@ impl CredentialQueries {
     /// Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         CredentialQueries {
-            standalone: SharedLookups::new(StandaloneKeys { pool: pool.clone() }),
+            standalone: SharedLookups::new(StandaloneAnswer { pool: pool.clone() }),
             pool,
         }
     }
@@ -171,7 +171,10 @@ impl CredentialQueries {
         providers: &[Provider],
     ) -> Result<Vec<CredentialRow>, StoreError> {
         self.standalone
-            .get((owner.clone(), providers.to_vec()))
+            .get(StandaloneKeys {
+                owner: owner.clone(),
+                providers: providers.to_vec(),
+            })
             .await
     }
 
@@ -374,21 +377,88 @@ impl CredentialQueries {
     }
 }
 
-/// [`CredentialQueries::standalone_keys`] for many owners: one row per owner and provider
-/// asked, each found through `credential_view_provider` on its own.
-struct StandaloneKeys {
+/// An owner's keys of some providers that streams of their own hold, not its configuration's:
+/// what [`CredentialQueries::standalone_keys`] finds, and what a command may have looked up in
+/// the statement that writes it (see [`crate::CommandBus::execute_looking_up`]).
+#[derive(Debug, Clone)]
+pub struct StandaloneKeys {
+    pub owner: ConfigId,
+    pub providers: Vec<Provider>,
+}
+
+/// A stored row and the number of the lookup it answers.
+#[derive(sqlx::FromRow)]
+pub(crate) struct NumberedRow {
+    pub lookup: i32,
+    #[sqlx(flatten)]
+    pub row: StoredRow,
+}
+
+/// Pushes the query answering `lookups`, each under its number: one row per lookup and
+/// provider that has a key, found through `credential_view_provider` on its own, ordered by
+/// lookup. The owner's configuration stream is left out, whatever its keys.
+pub(crate) fn push_standalone_keys<'a>(
+    sql: &mut QueryBuilder<'_, Postgres>,
+    lookups: impl Iterator<Item = (usize, &'a StandaloneKeys)> + Clone,
+) {
+    let asked = || {
+        lookups.clone().flat_map(|(number, lookup)| {
+            lookup
+                .providers
+                .iter()
+                .map(move |provider| (number, &lookup.owner, provider))
+        })
+    };
+    sql.push("SELECT a.lookup, k.* FROM unnest(")
+        .push_bind(
+            asked()
+                .map(|(number, _, _)| number as i32)
+                .collect::<Vec<_>>(),
+        )
+        .push("::int[], ")
+        .push_bind(
+            asked()
+                .map(|(_, owner, _)| owner.workspace.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .push("::text[], ")
+        .push_bind(
+            asked()
+                .map(|(_, owner, _)| owner.owner.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .push("::text[], ")
+        .push_bind(
+            asked()
+                .map(|(_, _, provider)| provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .push("::text[], ")
+        .push_bind(
+            asked()
+                .map(|(_, owner, _)| owner.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .push(format!(
+            "::text[])
+                 AS a(lookup, asked_workspace, asked_owner, asked_provider, own_stream)
+             CROSS JOIN LATERAL (
+                 SELECT {COLUMNS} FROM credential_view
+                  WHERE workspace_id = a.asked_workspace AND owner = a.asked_owner
+                    AND provider = a.asked_provider AND aggregate_id <> a.own_stream
+                  ORDER BY created_at DESC, credential_id DESC
+                  LIMIT 1) AS k
+             ORDER BY a.lookup, k.provider"
+        ));
+}
+
+/// [`CredentialQueries::standalone_keys`] for many owners, in one query.
+struct StandaloneAnswer {
     pool: PgPool,
 }
 
-#[derive(sqlx::FromRow)]
-struct NumberedRow {
-    lookup: i32,
-    #[sqlx(flatten)]
-    row: StoredRow,
-}
-
-impl Answer for StandaloneKeys {
-    type Key = (ConfigId, Vec<Provider>);
+impl Answer for StandaloneAnswer {
+    type Key = StandaloneKeys;
     type Value = Vec<CredentialRow>;
     const SPAN: &'static str = "shared standalone keys lookup";
     /// One: under Wplain these lookups are cheap and spread out, so with two out most went
@@ -397,38 +467,14 @@ impl Answer for StandaloneKeys {
 
     async fn answer(
         &self,
-        lookups: &[(ConfigId, Vec<Provider>)],
+        lookups: &[StandaloneKeys],
     ) -> Result<Vec<Result<Vec<CredentialRow>, StoreError>>, StoreError> {
-        let asked = || {
-            lookups
-                .iter()
-                .enumerate()
-                .flat_map(|(number, (owner, providers))| {
-                    providers
-                        .iter()
-                        .map(move |provider| (number, owner, provider))
-                })
-        };
+        let mut sql = QueryBuilder::new("");
+        push_standalone_keys(&mut sql, lookups.iter().enumerate());
         let rows: Vec<NumberedRow> = traced(
             &self.pool,
             "SELECT credential_view",
-            sqlx::query_as(&format!(
-                "SELECT a.lookup, k.* FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
-                     AS a(lookup, asked_workspace, asked_owner, asked_provider, own_stream)
-                 CROSS JOIN LATERAL (
-                     SELECT {COLUMNS} FROM credential_view
-                      WHERE workspace_id = a.asked_workspace AND owner = a.asked_owner
-                        AND provider = a.asked_provider AND aggregate_id <> a.own_stream
-                      ORDER BY created_at DESC, credential_id DESC
-                      LIMIT 1) AS k
-                 ORDER BY a.lookup, k.provider"
-            ))
-            .bind(asked().map(|(number, _, _)| number as i32).collect::<Vec<_>>())
-            .bind(asked().map(|(_, owner, _)| owner.workspace.as_str()).collect::<Vec<_>>())
-            .bind(asked().map(|(_, owner, _)| owner.owner.to_string()).collect::<Vec<_>>())
-            .bind(asked().map(|(_, _, provider)| provider.as_str()).collect::<Vec<_>>())
-            .bind(asked().map(|(_, owner, _)| owner.to_string()).collect::<Vec<_>>())
-            .fetch_all(&self.pool),
+            sql.build_query_as().fetch_all(&self.pool),
         )
         .await?;
         let mut answers: Vec<Result<Vec<CredentialRow>, StoreError>> =

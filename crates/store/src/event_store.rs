@@ -25,6 +25,7 @@ use cqrs_es::persist::SerializedEvent;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventEnvelope, EventStore};
 use sqlx::PgPool;
 
+use crate::credentials::{self, CredentialRow, StandaloneKeys};
 use crate::database::{is_conflict, is_unavailable, traced};
 use crate::error::StoreError;
 use crate::group_commit::{GroupCommit, Write};
@@ -285,17 +286,22 @@ impl<A: Projected> SnapshotEventStore<A> {
 
     /// Appends the command's events and projects them, in one statement (shared with other
     /// commands' under load, see [`GroupCommit`]); returns them with the aggregate as they left
-    /// it.
+    /// it, and what `lookup` found, looked up in that statement (none when nothing was written).
     pub async fn append(
         &self,
         events: Vec<A::Event>,
         context: LoadedAggregate<A>,
         metadata: HashMap<String, String>,
-    ) -> Result<(Vec<EventEnvelope<A>>, A), AggregateError<A::Error>> {
+        lookup: Option<&StandaloneKeys>,
+    ) -> Result<Appended<A>, AggregateError<A::Error>> {
         if events.is_empty() {
             let aggregate = context.aggregate.clone();
             self.park_unchanged(context);
-            return Ok((Vec::new(), aggregate));
+            return Ok(Appended {
+                events: Vec::new(),
+                aggregate,
+                found: None,
+            });
         }
         let aggregate_id = context.aggregate_id.as_str();
         // Stamped at append, not when the command started: a retried command's events
@@ -360,7 +366,8 @@ impl<A: Projected> SnapshotEventStore<A> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.group
+        let found = self
+            .group
             .write(Write {
                 aggregate_type: A::TYPE,
                 aggregate_id: aggregate_id.to_owned(),
@@ -368,6 +375,7 @@ impl<A: Projected> SnapshotEventStore<A> {
                 snapshot,
                 start_by: write_start_by(),
                 changes,
+                lookup: lookup.cloned(),
             })
             .await
             .map_err(database_error)?;
@@ -384,8 +392,28 @@ impl<A: Projected> SnapshotEventStore<A> {
                 confirmations: context.confirmations,
             },
         );
-        Ok((envelopes, context.aggregate))
+        // Written, whatever the rows found: a malformed one fails only the answer.
+        let found = match lookup {
+            Some(_) => Some(
+                credentials::typed(found)
+                    .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?,
+            ),
+            None => None,
+        };
+        Ok(Appended {
+            events: envelopes,
+            aggregate: context.aggregate,
+            found,
+        })
     }
+}
+
+/// What [`SnapshotEventStore::append`] appended, the aggregate as its events left it, and what
+/// the lookup asked with them found.
+pub struct Appended<A: Aggregate> {
+    pub events: Vec<EventEnvelope<A>>,
+    pub aggregate: A,
+    pub found: Option<Vec<CredentialRow>>,
 }
 
 /// How long before the request's deadline a write must have begun on the server: the time it
@@ -498,6 +526,6 @@ impl<A: Projected> EventStore<A> for SnapshotEventStore<A> {
         context: Self::AC,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        Ok(self.append(events, context, metadata).await?.0)
+        Ok(self.append(events, context, metadata, None).await?.events)
     }
 }

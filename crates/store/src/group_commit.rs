@@ -21,6 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::credentials::{NumberedRow, StandaloneKeys, StoredRow};
 use crate::database::traced;
 use crate::metrics::{WRITE_STATEMENT_COMMANDS, WRITE_STATEMENT_SPLITS};
 use crate::read_model::writer::{self, Appended, NameClaims};
@@ -50,6 +51,8 @@ pub(crate) struct Write {
     pub snapshot: Option<(i64, i32, String)>,
     pub start_by: Option<chrono::DateTime<chrono::Utc>>,
     pub changes: ReadModelChanges,
+    /// Keys the command's answer shows, looked up in the statement that writes it.
+    pub lookup: Option<StandaloneKeys>,
 }
 
 impl Write {
@@ -64,9 +67,12 @@ impl Write {
     }
 }
 
+/// What a write's statement found for its [`Write::lookup`]; empty without one.
+pub(crate) type Found = Vec<StoredRow>;
+
 type Waiting = (
     Write,
-    oneshot::Sender<Result<(), sqlx::Error>>,
+    oneshot::Sender<Result<Found, sqlx::Error>>,
     tracing::Span,
 );
 
@@ -90,8 +96,8 @@ impl GroupCommit {
         })
     }
 
-    /// Writes one command's events and rows, alone or with others'.
-    pub async fn write(self: &Arc<Self>, write: Write) -> Result<(), sqlx::Error> {
+    /// Writes one command's events and rows, alone or with others', and answers its lookup.
+    pub async fn write(self: &Arc<Self>, write: Write) -> Result<Found, sqlx::Error> {
         let receiver = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.out < STATEMENT_SLOTS {
@@ -166,19 +172,23 @@ impl Drop for Slot {
     }
 }
 
-async fn alone(pool: &PgPool, write: &Write) -> Result<(), sqlx::Error> {
+async fn alone(pool: &PgPool, write: &Write) -> Result<Found, sqlx::Error> {
     WRITE_STATEMENT_COMMANDS.observe(1.0);
-    traced(
+    let lookups: Vec<(usize, &StandaloneKeys)> =
+        write.lookup.iter().map(|lookup| (0, lookup)).collect();
+    let rows = traced(
         pool,
         "INSERT events",
-        writer::write(
+        writer::write_streams_looking_up(
             pool,
-            Some(&write.appended()),
+            &[write.appended()],
             &write.changes,
             NameClaims::Enforced,
+            &lookups,
         ),
     )
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|numbered| numbered.row).collect())
 }
 
 /// Writes the commands that waited in one statement, those whose rows another of them writes
@@ -200,18 +210,36 @@ async fn together(pool: &PgPool, batch: Vec<Waiting>) {
             .iter()
             .map(|(write, _, _)| write.appended())
             .collect();
+        // Numbered by their writes' places in the statement.
+        let lookups: Vec<(usize, &StandaloneKeys)> = shared
+            .iter()
+            .enumerate()
+            .filter_map(|(number, (write, _, _))| Some((number, write.lookup.as_ref()?)))
+            .collect();
         WRITE_STATEMENT_COMMANDS.observe(shared.len() as f64);
         let written = traced(
             pool,
             "INSERT events",
-            writer::write_streams(pool, &appended, &changes, NameClaims::Enforced),
+            writer::write_streams_looking_up(
+                pool,
+                &appended,
+                &changes,
+                NameClaims::Enforced,
+                &lookups,
+            ),
         )
         .instrument(span)
         .await;
         match written {
-            Ok(()) => {
-                for (_, reply, _) in shared {
-                    let _ = reply.send(Ok(()));
+            Ok(rows) => {
+                let mut found: Vec<Found> = shared.iter().map(|_| Found::new()).collect();
+                for NumberedRow { lookup, row } in rows {
+                    if let Some(found) = found.get_mut(lookup as usize) {
+                        found.push(row);
+                    }
+                }
+                for ((_, reply, _), found) in shared.into_iter().zip(found) {
+                    let _ = reply.send(Ok(found));
                 }
             }
             Err(error) => {
@@ -311,6 +339,7 @@ mod tests {
             snapshot: None,
             start_by,
             changes,
+            lookup: None,
         };
         (write, oneshot::channel().0, tracing::Span::none())
     }

@@ -26,7 +26,7 @@ pub use catch_up::{LogStatus, Projector, ViewStatus, REBUILD_CHUNK_EVENTS};
 pub use command_bus::{
     CommandBus, CommandMetadata, CredentialExecuted, Executed, MAX_COMMAND_ATTEMPTS,
 };
-pub use credentials::{CredentialHome, CredentialQueries, CredentialRow};
+pub use credentials::{CredentialHome, CredentialQueries, CredentialRow, StandaloneKeys};
 pub use database::{connect, is_unavailable, migrate, DatabaseSettings};
 pub use error::{CommandError, StoreError};
 pub use event_store::{SnapshotEventStore, SNAPSHOT_SCHEMA_VERSION};

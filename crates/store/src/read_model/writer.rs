@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::audit::{CredentialFacts, HINT_FIELDS, SHREDDED_HINT};
 use super::credentials::CredentialChange;
 use super::{ReadModelChanges, AUDIT_LOG, CONFIG_VIEW, CREDENTIAL_VIEW};
+use crate::credentials::{push_standalone_keys, NumberedRow, StandaloneKeys};
 
 /// A command's events, as postgres-es stores them, and the snapshot taken with them.
 pub(crate) struct Appended<'a> {
@@ -89,6 +90,45 @@ pub(crate) async fn write_streams<'e>(
     changes: &ReadModelChanges,
     claims: NameClaims,
 ) -> Result<(), sqlx::Error> {
+    let Some(mut statement) = statement(appended, changes, claims) else {
+        return Ok(());
+    };
+    statement.sql.push("\nSELECT 1");
+    executor.execute(statement.sql.build()).await?;
+    Ok(())
+}
+
+/// [`write_streams`], answering `lookups` in the same statement: a command's answer needs
+/// them, and a statement of their own would cost as much again as a small write. They see the
+/// database as it stood before the statement, as a lookup run beside the write might have.
+pub(crate) async fn write_streams_looking_up<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    appended: &[Appended<'_>],
+    changes: &ReadModelChanges,
+    claims: NameClaims,
+    lookups: &[(usize, &StandaloneKeys)],
+) -> Result<Vec<NumberedRow>, sqlx::Error> {
+    if lookups.is_empty() {
+        write_streams(executor, appended, changes, claims).await?;
+        return Ok(Vec::new());
+    }
+    let mut sql = match statement(appended, changes, claims) {
+        Some(mut statement) => {
+            statement.sql.push("\n");
+            statement.sql
+        }
+        None => QueryBuilder::new(""),
+    };
+    push_standalone_keys(&mut sql, lookups.iter().copied());
+    sql.build_query_as().fetch_all(executor).await
+}
+
+/// The statement's data-modifying CTEs; none when there is nothing to write.
+fn statement<'a>(
+    appended: &'a [Appended<'a>],
+    changes: &'a ReadModelChanges,
+    claims: NameClaims,
+) -> Option<Statement<'a>> {
     let mut statement = Statement::new();
     match appended {
         [] => {}
@@ -102,12 +142,7 @@ pub(crate) async fn write_streams<'e>(
     audit(&mut statement, changes);
     shredded(&mut statement, changes);
     offsets(&mut statement, changes);
-    if statement.parts == 0 {
-        return Ok(());
-    }
-    statement.sql.push("\nSELECT 1");
-    executor.execute(statement.sql.build()).await?;
-    Ok(())
+    (statement.parts > 0).then_some(statement)
 }
 
 fn events<'a>(statement: &mut Statement<'a>, appended: &Appended<'a>) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aimc_domain::{
     ConfigCommand, ConfigId, CredentialCommand, DomainError, ModelName, Provider, ProviderKeyChange,
 };
-use aimc_store::{CommandError, CredentialRow, StoreError};
+use aimc_store::{CommandError, CredentialRow, StandaloneKeys, StoreError};
 use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::param::Path;
@@ -109,12 +109,19 @@ fn changes(owner: &ConfigId, body: UpdateRequest) -> Result<Vec<ProviderKeyChang
 }
 
 /// The caller's keys of seed 002's providers that no model keeps.
+fn standalone(owner: &ConfigId) -> StandaloneKeys {
+    StandaloneKeys {
+        owner: owner.clone(),
+        providers: SEED_002_PROVIDERS.map(|(_, provider, _)| provider).to_vec(),
+    }
+}
+
 async fn standalone_keys(
     state: &AppState,
     owner: &ConfigId,
 ) -> Result<Vec<CredentialRow>, StoreError> {
-    let providers = SEED_002_PROVIDERS.map(|(_, provider, _)| provider);
-    state.credentials.standalone_keys(owner, &providers).await
+    let StandaloneKeys { owner, providers } = standalone(owner);
+    state.credentials.standalone_keys(&owner, &providers).await
 }
 
 pub struct UserApiKeysApi;
@@ -170,14 +177,17 @@ impl UserApiKeysApi {
             id: owner.clone(),
             changes,
         };
-        // The command cannot change keys stored through `/api/keys`: read them alongside.
-        let metadata = caller.metadata();
-        let (executed, standalone) = tokio::join!(
-            state.commands.execute(&owner, command, &metadata),
-            standalone_keys(&state, &owner)
-        );
-        let config = executed.map_err(error::command)?.aggregate;
-        let standalone = standalone?;
+        // The command cannot change keys stored through `/api/keys`: its statement reads them.
+        let executed = state
+            .commands
+            .execute_looking_up(&owner, command, &caller.metadata(), &standalone(&owner))
+            .await
+            .map_err(error::command)?;
+        let standalone = match executed.found {
+            Some(found) => found,
+            None => standalone_keys(&state, &owner).await?,
+        };
+        let config = executed.aggregate;
         Ok(KeysResponse::Ok(Json(UserApiKeys::new(
             config.is_created().then_some(&config),
             &standalone,
