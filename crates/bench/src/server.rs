@@ -21,9 +21,13 @@ pub struct ServerEnv {
 
 impl ServerEnv {
     fn apply(&self, command: &mut Command) {
-        // Only what is set here counts: a developer's own AIMC_* must not change the figures.
+        // Only what is set here counts: a developer's own AIMC_* (or TOKIO_WORKER_THREADS)
+        // must not change the figures.
         for (name, _) in std::env::vars() {
-            if name.starts_with("AIMC_") || name.starts_with("OTEL_") {
+            if ["AIMC_", "OTEL_", "TOKIO_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+            {
                 command.env_remove(name);
             }
         }
