@@ -136,35 +136,25 @@ impl CommandBus {
     }
 
     /// A command on a configuration.
-    #[tracing::instrument(skip_all, fields(aggregate_id = %id, actor = %metadata.actor))]
     pub async fn execute(
         &self,
         id: &ConfigId,
         command: ConfigCommand,
         metadata: &CommandMetadata,
     ) -> Result<Executed<AiModelConfig>, CommandError> {
-        run(
-            &self.configs,
-            &self.services,
-            &self.queues,
-            &id.to_string(),
-            command,
-            metadata,
-            None,
-        )
-        .await
+        self.execute_looking_up(id, command, metadata, None).await
     }
 
-    /// A command on a configuration whose answer also shows `lookup`'s keys: looked up in the
-    /// statement that writes the command, which saves a statement of their own (see
+    /// A command on a configuration, whose answer may also show `lookup`'s keys: looked up in
+    /// the statement that writes the command, which saves a statement of their own (see
     /// [`Executed::found`]; when the command wrote nothing, the caller looks them up itself).
-    #[tracing::instrument(skip_all, fields(aggregate_id = %id, actor = %metadata.actor))]
+    #[tracing::instrument(name = "execute", skip_all, fields(aggregate_id = %id, actor = %metadata.actor))]
     pub async fn execute_looking_up(
         &self,
         id: &ConfigId,
         command: ConfigCommand,
         metadata: &CommandMetadata,
-        lookup: &StandaloneKeys,
+        lookup: Option<&StandaloneKeys>,
     ) -> Result<Executed<AiModelConfig>, CommandError> {
         run(
             &self.configs,
@@ -173,7 +163,7 @@ impl CommandBus {
             &id.to_string(),
             command,
             metadata,
-            Some(lookup),
+            lookup,
         )
         .await
     }

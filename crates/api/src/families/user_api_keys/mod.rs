@@ -180,7 +180,12 @@ impl UserApiKeysApi {
         // The command cannot change keys stored through `/api/keys`: its statement reads them.
         let executed = state
             .commands
-            .execute_looking_up(&owner, command, &caller.metadata(), &standalone(&owner))
+            .execute_looking_up(
+                &owner,
+                command,
+                &caller.metadata(),
+                Some(&standalone(&owner)),
+            )
             .await
             .map_err(error::command)?;
         let standalone = match executed.found {
