@@ -219,3 +219,50 @@ async fn several_providers_are_stored_in_one_change_or_not_at_all() {
     assert_eq!(commands, 1, "one request, one append");
     app.assert_no_plain_key_anywhere().await;
 }
+
+/// The answer shows keys stored through `/api/keys` beside the configuration's: a write finds
+/// them in its own statement, and a PUT that changes nothing (no statement) looks them up.
+#[tokio::test]
+async fn every_answer_shows_the_keys_stored_elsewhere_whether_or_not_it_wrote() {
+    let app = spawn_app().await;
+    let token = app.token("alice", Role::Member);
+    let elsewhere = "sk-openrouter-stored-elsewhere-7777";
+    app.remember_secret(elsewhere);
+    app.remember_secret(ANTHROPIC);
+    let stored = app
+        .post(
+            "/api/keys",
+            &token,
+            json!({"service": "OPENROUTER", "api_key": elsewhere}),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+    let put = |anthropic| {
+        app.put(
+            "/api/user/api-keys",
+            &token,
+            json!({"anthropic": anthropic}),
+        )
+    };
+
+    let wrote = put(json!({"apiKey": ANTHROPIC, "modelId": "claude-3-opus"})).await;
+    let events = app.event_count().await;
+    // The model it already has, and no key: nothing to record.
+    let unchanged = put(json!({"modelId": "claude-3-opus"})).await;
+
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "the second PUT changed nothing"
+    );
+    for answer in [&wrote, &unchanged] {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["anthropic"]["keyHint"], "sk-...1111");
+        assert_eq!(
+            answer.body["openrouter"],
+            json!({"configured": true, "keyHint": "sk-...7777", "modelId": "anthropic/claude-sonnet-4-20250514", "isDefaultModel": true})
+        );
+        assert_eq!(answer.body["openai"]["configured"], false);
+    }
+    app.assert_no_plain_key_anywhere().await;
+}
