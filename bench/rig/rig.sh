@@ -73,7 +73,8 @@ measure() {
   local lua=$1 seconds=${2:-10}
   local aimc postgres bao
   aimc=$(cat "$RIG_DIR/aimc.pid")
-  postgres=$(listener "$(echo "$AIMC_DATABASE_URL" | sed 's#.*:\([0-9]*\)/.*#\1#')")
+  postgres=${AIMC_DATABASE_URL##*:}
+  postgres=$(listener "${postgres%%/*}")
   bao=$(listener "${AIMC_VAULT_ADDR##*:}")
   local a0 p0 b0 x0 a1 p1 b1 x1 out
   a0=$(ticks "$aimc"); p0=$(ticks "$postgres"); b0=$(ticks "$bao"); x0=$(transactions)
