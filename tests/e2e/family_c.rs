@@ -226,17 +226,9 @@ async fn several_providers_are_stored_in_one_change_or_not_at_all() {
 async fn every_answer_shows_the_keys_stored_elsewhere_whether_or_not_it_wrote() {
     let app = spawn_app().await;
     let token = app.token("alice", Role::Member);
-    let elsewhere = "sk-openrouter-stored-elsewhere-7777";
-    app.remember_secret(elsewhere);
     app.remember_secret(ANTHROPIC);
-    let stored = app
-        .post(
-            "/api/keys",
-            &token,
-            json!({"service": "OPENROUTER", "api_key": elsewhere}),
-        )
+    app.store_key_apart(&token, "OPENROUTER", "sk-openrouter-stored-elsewhere-7777")
         .await;
-    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
     let put = |anthropic| {
         app.put(
             "/api/user/api-keys",

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Oaep, RsaPublicKey};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::Sha256;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
@@ -358,6 +358,21 @@ impl TestApp {
             )
             .unwrap();
         STANDARD.encode(sealed)
+    }
+
+    /// Stores `plain` for `service` through `/api/keys` (family D), a key with a stream of its
+    /// own, and remembers it for the leak search.
+    pub async fn store_key_apart(&self, token: &str, service: &str, plain: &str) -> TestResponse {
+        self.remember_secret(plain);
+        let stored = self
+            .post(
+                "/api/keys",
+                token,
+                json!({"service": service, "api_key": plain}),
+            )
+            .await;
+        assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+        stored
     }
 
     pub fn remember_secret(&self, plain: &str) {

@@ -214,15 +214,8 @@ async fn a_family_a_put_with_new_keys_takes_at_most_five_round_trips() {
 async fn a_family_c_put_takes_at_most_five_round_trips() {
     let (app, proxy) = counted_app().await;
     let token = app.token("carol", Role::Member);
-    app.remember_secret("sk-openai-stored-elsewhere-4321");
-    let stored = app
-        .post(
-            "/api/keys",
-            &token,
-            json!({"service": "OPENAI", "api_key": "sk-openai-stored-elsewhere-4321"}),
-        )
+    app.store_key_apart(&token, "OPENAI", "sk-openai-stored-elsewhere-4321")
         .await;
-    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
     let put = |round: usize| {
         app.remember_secret(&format!("sk-ant-round-{round:04}-abcdef"));
         app.remember_secret(&format!("sk-or-round-{round:04}-abcdef"));
@@ -353,15 +346,7 @@ async fn concurrent_callers_share_the_lookup_of_their_keys_stored_elsewhere() {
     // Even users store an Anthropic key through `/api/keys`; odd users store none.
     for user in (0..USERS).step_by(2) {
         let key = format!("sk-ant-user-{user:02}-stored-elsewhere-00{user:02}");
-        app.remember_secret(&key);
-        let stored = app
-            .post(
-                "/api/keys",
-                &tokens[user],
-                json!({"service": "ANTHROPIC", "api_key": key}),
-            )
-            .await;
-        assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+        app.store_key_apart(&tokens[user], "ANTHROPIC", &key).await;
     }
     proxy.take();
 
