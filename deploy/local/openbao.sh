@@ -236,16 +236,18 @@ import json, os, sys, urllib.request
 port, init_file = sys.argv[1], sys.argv[2]
 base = f"http://127.0.0.1:{port}/v1"
 
-def call(method, path, body=None):
+def call(method, path, body=None, timeout=10):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)
 
 status = call("GET", "/sys/init")
 if not status["initialized"]:
-    keys = call("PUT", "/sys/init", {"secret_shares": 1, "secret_threshold": 1})
+    # Generating the keys took over 10 s once, on 2 cores busy with the whole test suite. A
+    # timeout here cannot be retried: the server may finish and keep keys we never saw.
+    keys = call("PUT", "/sys/init", {"secret_shares": 1, "secret_threshold": 1}, timeout=120)
     with open(init_file + ".tmp", "w") as out:
         json.dump({"unseal_keys_b64": keys["keys_base64"], "root_token": keys["root_token"]}, out)
     os.replace(init_file + ".tmp", init_file)
