@@ -5,7 +5,8 @@
 Writes DIR/tokens.lua: USERS member tokens `user-<i>` of workspaces `rig-<i % WORKSPACES>`,
 signed with the rig's HS256 secret (serve.sh gives the server the same). With --configs, also
 creates each user's family A configuration on the server at PORT the way aimc-bench seeds its
-population: seed 000's three models, two of them with RSA-sealed keys.
+population: seed 000's three models, two of them with RSA-sealed keys; and writes
+DIR/sealed.lua, one new key per user sealed for that user's workspace, which w.lua sends.
 Needs `pip install pyjwt cryptography`.
 """
 import base64, concurrent.futures, json, random, string, sys, time, urllib.request
@@ -40,7 +41,7 @@ def plain_key():
     return "sk-proj-" + "".join(random.choices(string.ascii_letters + string.digits, k=43))
 
 
-def create_configs(port, users, workspaces):
+def create_configs(directory, port, users, workspaces):
     base = f"http://127.0.0.1:{port}"
     public = {}
     for w in range(workspaces):
@@ -63,6 +64,11 @@ def create_configs(port, users, workspaces):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(create, range(users)))
+    with open(f"{directory}/sealed.lua", "w") as out:
+        out.write("sealed = {\n")
+        for i in range(users):
+            out.write(f'  "{seal(public[workspace(i, workspaces)])}",\n')
+        out.write("}\n")
 
 
 def main():
@@ -73,7 +79,7 @@ def main():
             out.write(f'  "{token(workspace(i, workspaces), f"user-{i}")}",\n')
         out.write("}\n")
     if "--configs" in sys.argv:
-        create_configs(sys.argv[sys.argv.index("--configs") + 1], users, workspaces)
+        create_configs(directory, sys.argv[sys.argv.index("--configs") + 1], users, workspaces)
 
 
 if __name__ == "__main__":
