@@ -1,5 +1,6 @@
 -- W: PUT /api/v1/update/ai-model-config replacing seed 000's three models, the OpenAI one with
--- a new RSA-sealed key, as random users (needs seed.py --configs for sealed.lua).
+-- a new RSA-sealed key, as random users (needs seed.py --configs for sealed.lua). Like the
+-- benchmark, each user sends the same sealed key every time; Vault decrypts it every time.
 dofile(os.getenv("RIG_DIR") .. "/tokens.lua")
 dofile(os.getenv("RIG_DIR") .. "/sealed.lua")
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
